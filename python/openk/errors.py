@@ -1,0 +1,52 @@
+"""The openk exception hierarchy. The native module raises these same classes."""
+
+from __future__ import annotations
+
+
+class OpenKError(Exception):
+    """Root of every error openk raises on purpose."""
+
+
+class ProtocolError(OpenKError):
+    """Bytes on the wire did not parse: bad checksum, framing, length or header."""
+
+
+class MotorError(OpenKError):
+    """A motor answered with an error status (voltage, overheat, overload, ...)."""
+
+
+class BusTimeoutError(OpenKError):
+    """A motor did not answer in time."""
+
+
+class PortError(OpenKError):
+    """A serial port could not be opened, is busy, or went away."""
+
+
+class ConfigError(OpenKError):
+    """A configuration value, flag or robot type is wrong."""
+
+
+class CalibrationError(ConfigError):
+    """Calibration is missing, malformed or does not match the motors."""
+
+
+class DatasetError(OpenKError):
+    """A dataset could not be written, read or resumed."""
+
+
+class HubError(OpenKError):
+    """A Hugging Face Hub operation failed; the local dataset is intact."""
+
+
+__all__ = [
+    "BusTimeoutError",
+    "CalibrationError",
+    "ConfigError",
+    "DatasetError",
+    "HubError",
+    "MotorError",
+    "OpenKError",
+    "PortError",
+    "ProtocolError",
+]

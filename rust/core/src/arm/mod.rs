@@ -1,0 +1,1 @@
+//! Robots and teleoperators: joints, calibration, normalisation, safety.

@@ -1,0 +1,4 @@
+//! Motor buses: transactions over a transport.
+
+pub mod damiao;
+pub mod feetech;

@@ -1,0 +1,1 @@
+//! The hard-timed teleop/record loop and its telemetry.

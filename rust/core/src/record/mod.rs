@@ -1,0 +1,1 @@
+//! Frame schema, wait-free ring and Arrow batch builder.

@@ -1,0 +1,1 @@
+//! Serial ports and pseudo-terminals with deadline-based reads.

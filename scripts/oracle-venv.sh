@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Creates (or reuses) the lerobot 0.6.1 oracle: a Python 3.12 venv that the tests call in a
+# subprocess to prove our datasets and simulators against the real lerobot. It lives outside the
+# checkout so it survives between runs; a marker file records a finished, matching install.
+# Prints the venv's python path on the last line of stdout.
+set -euo pipefail
+
+LEROBOT_VERSION="0.6.1"
+venv="${OPENK_ORACLE_VENV:-$HOME/.cache/openk/oracle/lerobot-${LEROBOT_VERSION}-py312}"
+marker="$venv/.openk-oracle-ok"
+want="lerobot[dataset]==${LEROBOT_VERSION} feetech-servo-sdk pydamiao pyserial"
+
+if [[ -f "$marker" && "$(cat "$marker")" == "$want" && -x "$venv/bin/python" ]]; then
+  echo "$venv/bin/python"
+  exit 0
+fi
+
+# Find a Python 3.12: PATH first, then pyenv's installs (any 3.12 patch version).
+py312=""
+for candidate in python3.12 $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12.* 2>/dev/null | sort -V -r | sed 's|$|/bin/python3.12|'); do
+  if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then
+    py312="$(command -v "$candidate")"
+    break
+  fi
+done
+if [[ -z "$py312" ]]; then
+  echo "oracle-venv: no Python 3.12 found (install one, e.g. 'pyenv install 3.12')" >&2
+  exit 1
+fi
+
+echo "oracle-venv: building $venv with $py312 (about 4 minutes, 2.2 GB of downloads)" >&2
+rm -rf "$venv"
+mkdir -p "$(dirname "$venv")"
+"$py312" -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --upgrade pip >&2
+# shellcheck disable=SC2086
+"$venv/bin/python" -m pip install --quiet $want >&2
+"$venv/bin/python" -c 'import lerobot, scservo_sdk; from lerobot.datasets.lerobot_dataset import LeRobotDataset' >&2
+echo "$want" > "$marker"
+echo "$venv/bin/python"
