@@ -1,1 +1,3 @@
 //! Robots and teleoperators: joints, calibration, normalisation, safety.
+
+pub mod part;
