@@ -1,3 +1,44 @@
 //! Robots and teleoperators: joints, calibration, normalisation, safety.
 
+pub mod calibration;
+pub mod config;
 pub mod part;
+pub mod spec;
+
+use std::path::PathBuf;
+
+/// Errors of the arm layer (configuration and calibration).
+#[derive(Debug, thiserror::Error)]
+pub enum ArmError {
+    #[error("unknown {kind} type {given:?}; valid types: {valid}")]
+    UnknownType {
+        given: String,
+        kind: &'static str,
+        valid: String,
+    },
+    #[error("{0}")]
+    Config(String),
+    #[error("no calibration for {device} at {path}; calibrate it first: {command}")]
+    CalibrationMissing {
+        device: String,
+        path: PathBuf,
+        command: String,
+    },
+    #[error("calibration file {path} does not match this arm: {detail}; recalibrate: {command}")]
+    CalibrationInvalid {
+        path: PathBuf,
+        detail: String,
+        command: String,
+    },
+    #[error(
+        "{device}: motor {motor} was re-zeroed since calibration (m_off now {current:.4}, file \
+         says {cached:.4}); its ranges no longer hold — recalibrate: {command}"
+    )]
+    Rezeroed {
+        device: String,
+        motor: String,
+        cached: f64,
+        current: f64,
+        command: String,
+    },
+}
