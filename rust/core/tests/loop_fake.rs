@@ -51,8 +51,7 @@ fn rows_of(lp: &TeleopLoop) -> Vec<arrow_array::RecordBatch> {
 fn first_command_is_the_present_position_then_follows_the_leader() {
     let (follower, log) = FakeFollower::new("follower fake", &JOINTS, &[3.0, 4.0], true);
     let leader = FakeLeader::new(&JOINTS, constant_leader);
-    let mut lp =
-        TeleopLoop::start(arms(vec![Box::new(leader)], follower), spec(500.0, 50.0)).unwrap();
+    let lp = TeleopLoop::start(arms(vec![Box::new(leader)], follower), spec(500.0, 50.0)).unwrap();
     while log.exchanges.load(Ordering::Relaxed) < 5 {
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -74,7 +73,7 @@ fn direction_map_and_relative_clamp_shape_the_goals() {
     let mut a = arms(vec![Box::new(leader)], follower);
     a.direction = vec![-1.0, 1.0];
     a.max_relative_target = vec![Some(4.0), None];
-    let mut lp = TeleopLoop::start(a, spec(500.0, 50.0)).unwrap();
+    let lp = TeleopLoop::start(a, spec(500.0, 50.0)).unwrap();
     while log.exchanges.load(Ordering::Relaxed) < 6 {
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -196,7 +195,7 @@ fn replay_takes_actions_from_send_action() {
     let (follower, log) = FakeFollower::new("follower fake", &JOINTS, &[1.0, 1.0], true);
     let mut s = spec(500.0, 50.0);
     s.stop_action = StopAction::Limp;
-    let mut lp = TeleopLoop::start(arms(vec![], follower), s).unwrap();
+    let lp = TeleopLoop::start(arms(vec![], follower), s).unwrap();
     while log.exchanges.load(Ordering::Relaxed) < 2 {
         std::thread::sleep(Duration::from_millis(1));
     }

@@ -833,11 +833,14 @@ impl Part for NoPart {
     }
 }
 
+/// The control thread; it hands the parts back when it ends.
+type ControlThread = JoinHandle<Vec<Box<dyn Part>>>;
+
 /// The loop running on its own thread, with the batch builder behind it.
 pub struct TeleopLoop {
     shared: Arc<LoopShared>,
-    thread: Option<JoinHandle<Vec<Box<dyn Part>>>>,
-    builder: Option<BatchBuilder>,
+    thread: Mutex<Option<ControlThread>>,
+    builder: Mutex<Option<BatchBuilder>>,
     queue: Arc<BatchQueue>,
     layout: FrameLayout,
     period_ns: u64,
@@ -904,8 +907,8 @@ impl TeleopLoop {
         }
         Ok(Self {
             shared,
-            thread: Some(thread),
-            builder: Some(builder),
+            thread: Mutex::new(Some(thread)),
+            builder: Mutex::new(Some(builder)),
             queue,
             layout,
             period_ns,
@@ -1070,18 +1073,16 @@ impl TeleopLoop {
 
     /// Stops the loop safely (follower holds or goes limp), waits for the builder to flush.
     /// Safe to call more than once.
-    pub fn stop(&mut self) {
-        if self.thread.is_none() {
+    pub fn stop(&self) {
+        let Some(thread) = lock(&self.thread).take() else {
             return;
-        }
+        };
         if self.is_running() {
             let _ = self.send(|seq| Command::Stop { seq }, Duration::from_secs(2));
         }
-        if let Some(thread) = self.thread.take() {
-            // Dropping the parts closes their ports.
-            drop(thread.join());
-        }
-        if let Some(builder) = self.builder.take() {
+        // Dropping the parts closes their ports.
+        drop(thread.join());
+        if let Some(builder) = lock(&self.builder).take() {
             builder.join();
         }
     }
