@@ -94,6 +94,11 @@ impl Replies {
         self.queued.len()
     }
 
+    /// Takes the queued `(gap, bytes)` replies out: for unit-testing a device without a pty.
+    pub fn take(&mut self) -> Vec<(Duration, Vec<u8>)> {
+        std::mem::take(&mut self.queued)
+    }
+
     /// True if nothing has been queued in this call.
     pub fn is_empty(&self) -> bool {
         self.queued.is_empty()
