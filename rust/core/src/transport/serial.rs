@@ -3,7 +3,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serialport::{ClearBuffer, SerialPort, TTYPort};
+use serialport::TTYPort;
 
 /// Errors of the serial transport. Every message names the port and says what to do next.
 #[derive(Debug, thiserror::Error)]
@@ -66,8 +66,9 @@ const WRITE_STALL_LIMIT: Duration = Duration::from_millis(500);
 /// parsing, which keeps a transaction's total wait bounded by one deadline (the `serialport`
 /// crate's own `read` applies its timeout per call instead).
 pub struct SerialTransport {
-    // Owns the descriptor (closed on drop) and keeps the crate's lock on the port.
-    port: TTYPort,
+    // Owns the descriptor (closed on drop, with the crate's lock on the port); I/O goes
+    // through `fd` directly.
+    _port: TTYPort,
     fd: RawFd,
     path: String,
     baud: u32,
@@ -99,7 +100,7 @@ impl SerialTransport {
             .map_err(|e| map_open_error(path, e))?;
         let fd = port.as_raw_fd();
         let mut transport = SerialTransport {
-            port,
+            _port: port,
             fd,
             path: path.to_owned(),
             baud,
@@ -130,7 +131,7 @@ impl SerialTransport {
     pub fn write_all(&mut self, mut bytes: &[u8]) -> Result<(), TransportError> {
         let mut stalled_since: Option<Instant> = None;
         while !bytes.is_empty() {
-            // SAFETY: `fd` is open for the lifetime of `self.port`; the buffer is valid for
+            // SAFETY: `fd` is open for the lifetime of `self._port`; the buffer is valid for
             // `bytes.len()` bytes.
             let n = unsafe { libc::write(self.fd, bytes.as_ptr().cast(), bytes.len()) };
             if n > 0 {
@@ -193,9 +194,12 @@ impl SerialTransport {
 
     /// Drops every byte received but not yet read (stale replies after a timeout).
     pub fn clear_input(&mut self) -> Result<(), TransportError> {
-        self.port
-            .clear(ClearBuffer::Input)
-            .map_err(|e| self.io_error("clear input", io::Error::from(e)))
+        // Called directly (not through the crate) to keep the errno: EIO = unplugged.
+        // SAFETY: `fd` is open; TCIFLUSH only discards queued input.
+        if unsafe { libc::tcflush(self.fd, libc::TCIFLUSH) } != 0 {
+            return Err(self.io_error("clear input", io::Error::last_os_error()));
+        }
+        Ok(())
     }
 
     /// Waits for `events` on the port. Ok(true) = ready, Ok(false) = timed out.
@@ -363,6 +367,7 @@ fn map_open_error(path: &str, e: serialport::Error) -> TransportError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serialport::SerialPort;
 
     #[test]
     fn missing_port_names_the_port_and_the_fix() {
