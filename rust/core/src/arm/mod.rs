@@ -2,8 +2,12 @@
 
 pub mod calibration;
 pub mod config;
+pub mod damiao_part;
+pub mod device;
 pub mod part;
 pub mod spec;
+pub mod sts_can_part;
+pub mod sts_part;
 
 use std::path::PathBuf;
 
@@ -29,6 +33,14 @@ pub enum ArmError {
         path: PathBuf,
         detail: String,
         command: String,
+    },
+    /// A bus failed while opening or configuring a device.
+    #[error("{device}: {message}")]
+    Bus {
+        kind: part::FaultKind,
+        device: String,
+        motor: Option<String>,
+        message: String,
     },
     #[error(
         "{device}: motor {motor} was re-zeroed since calibration (m_off now {current:.4}, file \

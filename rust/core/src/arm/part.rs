@@ -76,7 +76,8 @@ pub trait Part: Send {
     fn goal_names(&self) -> &[String];
     fn state_names(&self) -> &[String];
     /// One tick: send `goal` (empty for a leader), fill `state`. Adds bus retries per motor
-    /// (indexed like `motor_names`) into `retries`.
+    /// into `retries` (indexed like `motor_names`; the extra last slot counts retries not
+    /// tied to one motor).
     fn exchange(
         &mut self,
         goal: &[f32],

@@ -321,7 +321,7 @@ impl LoopCore {
                     motor_slot_base: slot_base,
                     consecutive_errors: 0,
                 });
-                slot_base += n_motors;
+                slot_base += n_motors + 1;
             }
         }
         if has_leader
@@ -632,7 +632,8 @@ impl LoopCore {
                     if unit.role == Role::Leader {
                         leader_ok = false;
                     }
-                    let motor_slot = unit.motor_slot_base + e.motor.unwrap_or(0);
+                    let motor_slot =
+                        unit.motor_slot_base + e.motor.unwrap_or(unit.motor_names.len());
                     match tel.as_mut() {
                         Some(t) => {
                             t.run.record_error(motor_slot);

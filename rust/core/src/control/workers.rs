@@ -25,7 +25,8 @@ impl PartSlot {
     pub fn new(part: Box<dyn Part>) -> Self {
         let goal = vec![0.0; part.goal_names().len()];
         let state = vec![0.0; part.state_names().len()];
-        let retries = vec![0; part.motor_names().len()];
+        // One counter per motor, plus one for faults not tied to a motor.
+        let retries = vec![0; part.motor_names().len() + 1];
         Self {
             part,
             goal,

@@ -10,6 +10,7 @@ pub mod row;
 pub mod schema;
 pub mod stream;
 
+pub use arrow_schema::SchemaRef;
 pub use builder::{BatchBuilder, BatchQueue, BuilderConfig};
 pub use row::{Row, RowKind, MAX_ACTION, MAX_STATE};
 pub use schema::{frame_schema, FrameLayout};
