@@ -351,3 +351,42 @@ fn unplugged_sts_leader_is_reported_as_leader_lost() {
         "{events:?}"
     );
 }
+
+#[test]
+fn a_checksum_storm_stops_the_loop_with_a_protocol_error() {
+    use openk_core::sim::pty::Corruption;
+    let dir = tmp_dir("storm");
+    let robot = cfg(
+        json!({"type": "openk-1-alpha_follower2", "port": "sim", "sts_port": "sim", "id": "f",
+               "calibration_dir": dir}),
+        DeviceKind::Robot,
+    );
+    let opened = open_arms(&robot, None).unwrap();
+    let sims = opened.sims;
+    let mut s = spec(100.0);
+    s.max_consecutive_errors = 5;
+    let lp = TeleopLoop::start(opened.arms, s).unwrap();
+    lp.start_episode(Duration::from_secs(5)).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    sims.faults("robot", "sts")
+        .unwrap()
+        .corrupt_replies(1_000_000, Corruption::LastByte);
+    let t0 = Instant::now();
+    while lp.is_running() && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let failure = lp.failure().expect("the storm stopped the loop");
+    assert_eq!(failure.kind, FaultKind::Protocol, "{failure:?}");
+    assert!(failure.device.contains("STS"), "{failure}");
+    assert!(
+        matches!(failure.motor.as_deref(), Some("wrist_flex" | "grip")),
+        "{failure:?}"
+    );
+    let report = lp.telemetry();
+    assert!(
+        report.bus_errors.keys().any(|k| k.contains("STS")),
+        "{report:?}"
+    );
+    let (actions, _) = batches_rows(&lp);
+    assert!(!actions.is_empty());
+}

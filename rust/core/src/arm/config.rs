@@ -186,6 +186,20 @@ impl DeviceConfig {
         })
     }
 
+    /// Parses JSON text (a dict serialised by the bindings).
+    pub fn from_json_text(text: &str, kind: DeviceKind) -> Result<Self, ArmError> {
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            ArmError::Config(format!("{} config is not a JSON object: {e}", kind.noun()))
+        })?;
+        if !value.is_object() {
+            return Err(ArmError::Config(format!(
+                "{} config must be a dict with at least `type` and `port`",
+                kind.noun()
+            )));
+        }
+        Self::from_json(&value, kind)
+    }
+
     /// Whether `port` asks for the built-in simulator.
     pub fn is_sim(&self) -> bool {
         is_sim_port(&self.port)

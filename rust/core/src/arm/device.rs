@@ -84,6 +84,14 @@ impl SimSet {
         found
     }
 
+    /// Fault injection handle of the simulator behind `device` and `bus`.
+    pub fn faults(&self, device: &str, bus: &str) -> Option<WireFaults> {
+        self.entries
+            .iter()
+            .find(|e| e.device == device && e.bus == bus)
+            .map(|e| e.faults.clone())
+    }
+
     /// ("robot.port", "/dev/pts/N") pairs of the running simulators.
     pub fn ports(&self) -> Vec<(String, String)> {
         self.entries

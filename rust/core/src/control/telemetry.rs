@@ -199,6 +199,13 @@ pub struct TelemetryReport {
     pub realtime: String,
 }
 
+impl TelemetryReport {
+    /// The report as a JSON object (for bindings and episode metadata).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
