@@ -27,6 +27,87 @@ _DECODER_SOURCE = "\n".join(
     ]
 )
 
+_FRAME_SOURCE = "\n".join(
+    [
+        "ConfigError = ValueError",
+        f"SYNTHETIC_MAX_FRAMES = {cameras.SYNTHETIC_MAX_FRAMES}",
+        inspect.getsource(cameras.synthetic_frame),
+    ]
+)
+
+# Records episodes with lerobot's own writer (create or resume), with the frames and rows
+# openk's tests use: frame k shows the number k, observation.state[0] == k.
+_RECORD_SNIPPET = r"""
+import json, os, time
+import numpy as np
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+DECODER
+FRAMES
+cfg = json.loads(os.environ["OPENK_TEST_CFG"])
+cams = {k: tuple(v) for k, v in cfg["cams"].items()}
+if cfg["mode"] == "create":
+    ds = LeRobotDataset.create(cfg["repo_id"], cfg["fps"], cfg["features"], root=cfg["root"],
+                               robot_type=cfg["robot_type"], use_videos=True,
+                               streaming_encoding=cfg.get("streaming", False))
+else:
+    ds = LeRobotDataset.resume(cfg["repo_id"], root=cfg["root"],
+                               streaming_encoding=cfg.get("streaming", False))
+n_state = cfg["features"]["observation.state"]["shape"][0]
+n_action = cfg["features"]["action"]["shape"][0]
+waits = []
+for length, task in cfg["episodes"]:
+    for k in range(length):
+        state = np.sin(np.arange(n_state, dtype=np.float32) + k * 0.1).astype(np.float32)
+        state[0] = k
+        frame = {"observation.state": state, "action": state[:n_action] + 0.01,
+                 "capture_time_ns": np.array([k], dtype=np.int64), "task": task}
+        for i, (key, (h, w)) in enumerate(cams.items()):
+            frame[f"observation.images.{key}"] = synthetic_frame(k, h, w, tint=i * 20)
+        ds.add_frame(frame)
+    t = time.perf_counter()
+    ds.save_episode()
+    waits.append(time.perf_counter() - t)
+ds.finalize()
+print(json.dumps({"total_episodes": ds.meta.total_episodes, "waits": waits}))
+""".replace("DECODER", _DECODER_SOURCE).replace("FRAMES", _FRAME_SOURCE)
+
+
+@pytest.fixture(scope="session")
+def lerobot_record(run_oracle: Callable[..., Any]) -> Callable[..., dict[str, Any]]:
+    """Record episodes [(length, task), ...] with lerobot's writer (mode create|resume)."""
+
+    def record(
+        root: Path,
+        mode: str,
+        episodes: list[tuple[int, str]],
+        features: dict[str, Any],
+        cams: dict[str, tuple[int, int]],
+        repo_id: str = "openk/test",
+        fps: int = 30,
+        robot_type: str = "openk-1-alpha_follower",
+        streaming: bool = False,
+    ) -> dict[str, Any]:
+        user_features = {
+            k: v
+            for k, v in features.items()
+            if k not in ("timestamp", "frame_index", "episode_index", "index", "task_index")
+        }
+        cfg = {
+            "root": str(root),
+            "mode": mode,
+            "episodes": episodes,
+            "features": user_features,
+            "cams": cams,
+            "repo_id": repo_id,
+            "fps": fps,
+            "robot_type": robot_type,
+            "streaming": streaming,
+        }
+        return run_oracle(_RECORD_SNIPPET, OPENK_TEST_CFG=json.dumps(cfg), HF_HUB_OFFLINE="1")
+
+    return record
+
+
 _LOAD_SNIPPET = r"""
 import json, os, sys
 import numpy as np

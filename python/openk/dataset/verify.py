@@ -311,7 +311,7 @@ def _check_leftovers(report: VerifyReport, root: Path) -> None:
                 f"unsaved episode in the journal ({entry.describe()}); run `openk recover` to "
                 "save or discard it"
             )
-    if (root / "images").exists() and any((root / "images").rglob("*")):
+    if (root / "images").exists() and any(p.is_file() for p in (root / "images").rglob("*")):
         report.problems.append("images/ holds staged frames from an interrupted lerobot recording")
 
 
