@@ -86,7 +86,7 @@ def test_resume_refuses_another_fps_robot_or_schema(tmp_path: Path) -> None:
         **features(CAMS),
         "observation.images.top": features({"top": (48, 64)})["observation.images.top"],
     }
-    with pytest.raises(DatasetError, match="'observation.images.top' is new"):
+    with pytest.raises(DatasetError, match=r"'observation\.images\.top' is new"):
         DatasetWriter.resume("openk/test", root=root, features=extra)
     after = sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
     assert before == after
