@@ -690,9 +690,8 @@ class DatasetWriter:
         while ep.pending_times:
             t_row = ep.pending_times[0]
             if not final:
-                lagging = (
-                    ep.newest_row_t is not None and ep.newest_row_t - t_row > _MAX_CAMERA_LAG_NS
-                )
+                # stamps share CLOCK_MONOTONIC with this process, so lag is measured on it
+                lagging = time.monotonic_ns() - t_row > _MAX_CAMERA_LAG_NS
                 if not lagging and not all(s.ready(t_row) for s in ep.syncs.values()):
                     return
             picked = {}
