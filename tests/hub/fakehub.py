@@ -220,7 +220,9 @@ class FakeHub:
         server = _LoopbackServer(("127.0.0.1", 0), Handler)
         self._server = server
         self.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
-        self._thread = threading.Thread(target=server.serve_forever, name="fakehub", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, args=(0.05,), name="fakehub", daemon=True
+        )
         self._thread.start()
         return self.endpoint
 
