@@ -31,11 +31,13 @@ logger = logging.getLogger(__name__)
 UPLOAD_ALLOW_PATTERNS: tuple[str, ...] = ("meta/*", "data/*", "videos/*")
 
 # Never uploaded, wherever they sit (fnmatch; `*` also crosses `/`). Any file or folder whose
-# name starts with "." is private to the writer (e.g. `.journal/`, `.staging/`, `.lock`), as
-# are temp/partial/lock files and lerobot's `images/` PNG staging.
+# name starts with "." is private to the writer (e.g. openk's `.openk/` journal and commit log,
+# `.staging/`), as are temp/partial/lock files and lerobot's `images/` PNG staging.
 UPLOAD_EXCLUDE_PATTERNS: tuple[str, ...] = (
     ".*",
     "*/.*",
+    "*.openk-tmp",
+    "*-tmp",
     "*.tmp",
     "*.temp",
     "*.part",
@@ -44,8 +46,10 @@ UPLOAD_EXCLUDE_PATTERNS: tuple[str, ...] = (
     "*.journal",
     "*~",
     "images/*",
-    "*/images/*",
 )
+
+# The dataset writer's redo log: while it exists a commit is half-applied on disk.
+PENDING_COMMIT_LOG = ".openk/commit.json"
 
 DEFAULT_TAGS: tuple[str, ...] = ("LeRobot",)
 
@@ -281,6 +285,11 @@ def push_dataset(
             f"{root}/meta/info.json has codebase_version {version!r}, not like 'v3.0'; "
             f"run `openk verify {root}`"
         )
+    if (root / PENDING_COMMIT_LOG).exists():
+        raise DatasetError(
+            f"{root} has an unfinished episode commit ({PENDING_COMMIT_LOG}); run "
+            f"`openk recover {root}` to complete it, then push again"
+        )
     files = files_to_upload(root)
     if not any(f.startswith("data/") for f in files):
         raise DatasetError(f"{root} has no data/ parquet files to push; record an episode first")
@@ -400,6 +409,7 @@ def pull_dataset(
 
 __all__ = [
     "DEFAULT_TAGS",
+    "PENDING_COMMIT_LOG",
     "UPLOAD_ALLOW_PATTERNS",
     "UPLOAD_EXCLUDE_PATTERNS",
     "HubVisibilityWarning",

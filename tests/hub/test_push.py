@@ -12,7 +12,7 @@ from hubdata import DATASET_FILES, snapshot
 from huggingface_hub import HfApi
 from huggingface_hub.errors import RepositoryNotFoundError
 
-from openk.errors import ConfigError, HubError
+from openk.errors import ConfigError, DatasetError, HubError
 from openk.hub import (
     HubVisibilityWarning,
     RepoIdError,
@@ -206,3 +206,23 @@ def test_read_only_token_is_refused_with_the_write_hint(
     assert f"openk push {dataset_tree} --repo-id {REPO}" in message
     assert snapshot(dataset_tree) == before
     assert (REPO not in {k[1] for k in fake_hub.repos}) and READ_TOKEN not in message
+
+
+def test_half_applied_commit_is_refused_with_the_recover_command(
+    fake_hub: FakeHub, hub_env: dict[str, str], dataset_tree: Path
+) -> None:
+    log = dataset_tree / ".openk" / "commit.json"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text('{"renames": []}')
+    with pytest.raises(DatasetError, match=f"openk recover {dataset_tree}"):
+        push_dataset(dataset_tree, REPO, endpoint=fake_hub.endpoint)
+    assert fake_hub.request_log == []
+
+
+def test_a_folder_without_info_json_is_not_a_dataset(
+    fake_hub: FakeHub, hub_env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "data").mkdir()
+    with pytest.raises(DatasetError, match="not a LeRobot dataset root"):
+        push_dataset(tmp_path, REPO, endpoint=fake_hub.endpoint)
+    assert fake_hub.request_log == []
