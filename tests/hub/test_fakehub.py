@@ -6,10 +6,11 @@ If a huggingface_hub or hf_xet upgrade changes the wire contract, these fail fir
 from __future__ import annotations
 
 import hashlib
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import hf_xet
-import httpx2
 import pytest
 from fakehub import READ_TOKEN, WRITE_TOKEN, FakeHub, read_shard_files
 from huggingface_hub import CommitOperationAdd, HfApi
@@ -28,6 +29,18 @@ def api(fake_hub: FakeHub, hub_env: dict[str, str]) -> HfApi:
     return HfApi(endpoint=fake_hub.endpoint, token=WRITE_TOKEN)
 
 
+def http(
+    url: str, method: str = "GET", headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """A bare stdlib request (no huggingface_hub logic in between)."""
+    request = urllib.request.Request(url, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
 def status_of(exc: pytest.ExceptionInfo[HfHubHTTPError]) -> int:
     return int(exc.value.response.status_code)
 
@@ -35,7 +48,7 @@ def status_of(exc: pytest.ExceptionInfo[HfHubHTTPError]) -> int:
 def test_auth_no_token_401_read_token_403(fake_hub: FakeHub, api: HfApi) -> None:
     anonymous = HfApi(endpoint=fake_hub.endpoint, token=False)
     reader = HfApi(endpoint=fake_hub.endpoint, token=READ_TOKEN)
-    assert httpx2.get(f"{fake_hub.endpoint}/api/whoami-v2").status_code == 401
+    assert http(f"{fake_hub.endpoint}/api/whoami-v2")[0] == 401
     assert reader.whoami()["auth"]["accessToken"]["role"] == "read"
     with pytest.raises(HfHubHTTPError) as read_only:
         reader.create_repo(REPO, repo_type="dataset")
@@ -107,15 +120,16 @@ def test_range_download_and_resolve_headers(fake_hub: FakeHub, api: HfApi) -> No
         path_or_fileobj=data, path_in_repo="blob.bin", repo_id=REPO, repo_type="dataset"
     )
     url = f"{fake_hub.endpoint}/datasets/{REPO}/resolve/main/blob.bin"
-    head = httpx2.head(url)
-    assert head.headers["Content-Length"] == str(len(data))
-    assert head.headers["X-Repo-Commit"] == api.dataset_info(REPO).sha
-    part = httpx2.get(url, headers={"Range": "bytes=100-199"})
-    assert part.status_code == 206
-    assert part.content == data[100:200]
-    missing = httpx2.get(f"{fake_hub.endpoint}/datasets/{REPO}/resolve/main/nope")
-    assert missing.status_code == 404
-    assert missing.headers["X-Error-Code"] == "EntryNotFound"
+    status, headers, body = http(url, "HEAD")
+    assert (status, body) == (200, b"")
+    assert headers["Content-Length"] == str(len(data))
+    assert headers["X-Repo-Commit"] == api.dataset_info(REPO).sha
+    status, headers, body = http(url, headers={"Range": "bytes=100-199"})
+    assert (status, body) == (206, data[100:200])
+    assert headers["Content-Range"] == f"bytes 100-199/{len(data)}"
+    status, headers, _ = http(f"{fake_hub.endpoint}/datasets/{REPO}/resolve/main/nope")
+    assert status == 404
+    assert headers["X-Error-Code"] == "EntryNotFound"
 
 
 def test_xet_shards_name_the_sha256_and_hash_hf_xet_computes(
@@ -139,8 +153,7 @@ def test_xet_shards_name_the_sha256_and_hash_hf_xet_computes(
 
 
 def test_unknown_routes_are_logged(fake_hub: FakeHub) -> None:
-    response = httpx2.get(f"{fake_hub.endpoint}/api/not-a-route")
-    assert response.status_code == 404
+    assert http(f"{fake_hub.endpoint}/api/not-a-route")[0] == 404
     assert fake_hub.unknown_routes() == [("GET", "/api/not-a-route", 599)]
 
 
