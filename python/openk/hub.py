@@ -77,6 +77,11 @@ class PushResult:
     private: bool
     files: tuple[str, ...]
 
+    @property
+    def url(self) -> str:
+        """The dataset's page on the Hub."""
+        return self.repo_url
+
 
 def validate_repo_id(repo_id: str) -> str:
     """Check a dataset repo id is ``namespace/name`` as the Hub accepts it; return it.

@@ -242,6 +242,20 @@ class FakeHub:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def client_env(self, hf_home: Path, token: str | None = None) -> dict[str, str]:
+        """Environment for a subprocess (openk CLI, lerobot) to use this Hub as huggingface.co.
+
+        huggingface_hub reads these at import time, so pass them to a fresh process.
+        """
+        return {
+            "HF_ENDPOINT": self.endpoint,
+            "HF_TOKEN": token or self.write_token,
+            "HF_HOME": str(hf_home),
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_DISABLE_UPDATE_CHECK": "1",
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        }
+
     # ----- test hooks ------------------------------------------------------------------
     def add_fault(
         self, method: str, path_contains: str, action: int | str, times: int = 1

@@ -41,6 +41,7 @@ def test_round_trip_is_byte_identical_and_tagged(
     assert result.repo_id == REPO
     assert result.tag == "v3.0"
     assert result.commit_url.endswith(result.commit_oid)
+    assert result.url == f"{fake_hub.endpoint}/datasets/{REPO}"
     repo = fake_hub.repo(REPO)
     assert repo.tags["v3.0"] == repo.branches["main"] == result.commit_oid
     remote = set(repo.commits[result.commit_oid].tree)
