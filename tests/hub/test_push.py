@@ -227,3 +227,27 @@ def test_a_folder_without_info_json_is_not_a_dataset(
     with pytest.raises(DatasetError, match="not a LeRobot dataset root"):
         push_dataset(tmp_path, REPO, endpoint=fake_hub.endpoint)
     assert fake_hub.request_log == []
+
+
+def test_pull_into_the_cache_when_no_root_is_given(
+    fake_hub: FakeHub, hub_env: dict[str, str], dataset_tree: Path
+) -> None:
+    push_dataset(dataset_tree, REPO, endpoint=fake_hub.endpoint)
+    pulled = pull_dataset(REPO, endpoint=fake_hub.endpoint)
+    assert pulled.is_relative_to(Path(hub_env["HF_HOME"]))
+    info = "meta/info.json"
+    assert (pulled / info).read_bytes() == (dataset_tree / info).read_bytes()
+
+
+def test_pull_of_a_private_repo_without_token_says_not_found(
+    fake_hub: FakeHub,
+    hub_env: dict[str, str],
+    dataset_tree: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    push_dataset(dataset_tree, REPO, endpoint=fake_hub.endpoint, private=True)
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(HubError, match="not found"):
+        pull_dataset(REPO, tmp_path / "pulled", endpoint=fake_hub.endpoint)
+    assert not any((tmp_path / "pulled").rglob("*.parquet"))
