@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fnmatch
 import json
 import logging
 import re
 import shlex
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +126,6 @@ def retry_command(root: Path | str, repo_id: str, *, private: bool = False) -> s
 
 def files_to_upload(root: Path) -> list[str]:
     """Dataset files (POSIX, relative to root) that a push uploads, sorted."""
-    import fnmatch
-
     chosen = []
     for path in sorted(Path(root).rglob("*")):
         if not path.is_file():
@@ -247,7 +246,7 @@ class _Push:
         return error
 
     @contextlib.contextmanager
-    def step(self, what: str) -> Any:
+    def step(self, what: str) -> Iterator[None]:
         try:
             yield
         except HubError:
@@ -302,8 +301,10 @@ def push_dataset(
     from huggingface_hub import HfApi, get_token
     from huggingface_hub.errors import RevisionNotFoundError
 
-    token = token or get_token()
     push = _Push(root, repo_id, private, token)
+    with push.step("reading the token"):
+        token = token or get_token()
+    push.token = token
     if not token:
         raise push.fail("no Hugging Face token: set HF_TOKEN or run `hf auth login`")
     api = HfApi(endpoint=endpoint, token=token)

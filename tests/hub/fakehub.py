@@ -200,6 +200,8 @@ class FakeHub:
         self.write_token = write_token
         self.read_token = read_token
         self.user = user
+        # What whoami reports for the read token; "fineGrained" hides that it cannot write.
+        self.read_token_role = "read"
         self.lock = threading.RLock()
         self.repos: dict[tuple[str, str], Repo] = {}
         self.request_log: list[tuple[str, str, int]] = []
@@ -640,7 +642,12 @@ class _Handler(BaseHTTPRequestHandler):
                 "name": self.fake_hub.user,
                 "fullname": self.fake_hub.user,
                 "orgs": [],
-                "auth": {"type": "access_token", "accessToken": {"role": role}},
+                "auth": {
+                    "type": "access_token",
+                    "accessToken": {
+                        "role": self.fake_hub.read_token_role if role == "read" else role
+                    },
+                },
             }
         )
 

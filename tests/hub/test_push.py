@@ -251,3 +251,29 @@ def test_pull_of_a_private_repo_without_token_says_not_found(
     with pytest.raises(HubError, match="not found"):
         pull_dataset(REPO, tmp_path / "pulled", endpoint=fake_hub.endpoint)
     assert not any((tmp_path / "pulled").rglob("*.parquet"))
+
+
+@pytest.mark.parametrize("exists", [False, True], ids=["new-repo", "existing-repo"])
+def test_fine_grained_token_without_write_gets_the_403_hint(
+    fake_hub: FakeHub, hub_env: dict[str, str], dataset_tree: Path, exists: bool
+) -> None:
+    # whoami cannot tell a fine-grained token's rights: the server's 403 must still be explained.
+    fake_hub.read_token_role = "fineGrained"
+    if exists:
+        fake_hub.create_repo_direct(REPO, private=False)
+    before = snapshot(dataset_tree)
+    with pytest.raises(HubError) as caught:
+        push_dataset(dataset_tree, REPO, endpoint=fake_hub.endpoint, token=READ_TOKEN)
+    message = str(caught.value)
+    assert "403" in message and "write access" in message, message
+    assert message.endswith(f"Retry with: openk push {dataset_tree} --repo-id {REPO}")
+    assert snapshot(dataset_tree) == before
+
+
+def test_push_to_a_branch_tags_the_branch_and_leaves_main(
+    fake_hub: FakeHub, hub_env: dict[str, str], dataset_tree: Path
+) -> None:
+    result = push_dataset(dataset_tree, REPO, endpoint=fake_hub.endpoint, branch="openk-work")
+    repo = fake_hub.repo(REPO)
+    assert repo.branches["openk-work"] == result.commit_oid == repo.tags["v3.0"]
+    assert set(repo.commits[repo.branches["main"]].tree) == {".gitattributes"}
