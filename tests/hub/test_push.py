@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -106,11 +110,19 @@ def test_existing_public_repo_is_not_silently_made_private(
     fake_hub: FakeHub, hub_env: dict[str, str], dataset_tree: Path
 ) -> None:
     fake_hub.create_repo_direct(REPO, private=False)
-    with pytest.warns(HubVisibilityWarning, match="PUBLIC"):
+    with pytest.warns(HubVisibilityWarning, match="PUBLIC") as caught:
         result = push_dataset(dataset_tree, REPO, endpoint=fake_hub.endpoint, private=True)
     assert result.private is False
     assert fake_hub.repo(REPO).private is False
     assert not fake_hub.requests("PUT", "/settings")
+
+    # The command the warning suggests really makes the repo private.
+    suggested = str(caught[0].message).split("`")[1]
+    assert suggested.startswith("hf repos settings")
+    hf = Path(sys.executable).with_name("hf")
+    env = {**os.environ, **hub_env}
+    subprocess.run([str(hf), *shlex.split(suggested)[1:]], env=env, check=True, timeout=120)
+    assert fake_hub.repo(REPO).private is True
 
 
 def test_public_push_to_new_repo_gives_no_warning(
