@@ -213,13 +213,13 @@ class FakeHub:
         self.endpoint = ""
 
     # ----- lifecycle -------------------------------------------------------------------
-    def start(self) -> str:
+    def start(self, port: int = 0) -> str:
         hub = self
 
         class Handler(_Handler):
             fake_hub = hub
 
-        server = _LoopbackServer(("127.0.0.1", 0), Handler)
+        server = _LoopbackServer(("127.0.0.1", port), Handler)
         self._server = server
         self.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
         self._thread = threading.Thread(
@@ -1000,3 +1000,31 @@ class _Handler(BaseHTTPRequestHandler):
             data = data[start : end + 1]
             status = 206
         self._send(status, data, "application/octet-stream", headers)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the fake Hub in the foreground, e.g. to try `openk push` by hand without internet."""
+    import argparse
+    import signal
+    import tempfile
+
+    parser = argparse.ArgumentParser(description="A loopback fake Hugging Face Hub (for tests).")
+    parser.add_argument("--root", type=Path, default=None, help="storage folder (default: temp)")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: free)")
+    args = parser.parse_args(argv)
+    root = args.root or Path(tempfile.mkdtemp(prefix="fakehub-"))
+    hub = FakeHub(root)
+    endpoint = hub.start(args.port)
+    # Test-only tokens: printing them is how a user of this fixture learns them.
+    print(f"fake Hub at {endpoint} storing under {root}", flush=True)
+    print(f"export HF_ENDPOINT={endpoint} HF_TOKEN={hub.write_token}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait()
+    hub.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
