@@ -160,11 +160,11 @@ def dataset_card(
     info: dict[str, Any],
     repo_id: str,
     *,
-    tags: Sequence[str] = (),
+    tags: Iterable[str] | None = None,
     license: str = "apache-2.0",
 ) -> str:
     """A README.md dataset card: YAML front matter the Hub indexes, and a short summary."""
-    all_tags = list(dict.fromkeys([*DEFAULT_TAGS, *tags]))
+    all_tags = list(dict.fromkeys([*DEFAULT_TAGS, *(tags or ())]))
     front = {
         "license": license,
         "task_categories": ["robotics"],
@@ -260,7 +260,7 @@ def push_dataset(
     repo_id: str,
     *,
     private: bool = False,
-    tags: Iterable[str] = (),
+    tags: Iterable[str] | None = None,
     license: str = "apache-2.0",
     branch: str | None = None,
     token: str | None = None,
@@ -346,7 +346,7 @@ def push_dataset(
             commit_message=commit_message or f"openk: upload {root.name}",
         )
     with push.step("writing the dataset card"):
-        card = dataset_card(info, repo_id, tags=list(tags), license=license)
+        card = dataset_card(info, repo_id, tags=list(tags or ()), license=license)
         commit = api.upload_file(
             path_or_fileobj=card.encode("utf-8"),
             path_in_repo="README.md",

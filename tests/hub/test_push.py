@@ -130,8 +130,11 @@ def test_public_push_to_new_repo_gives_no_warning(
 ) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", HubVisibilityWarning)
-        result = push_dataset(dataset_tree, REPO, endpoint=fake_hub.endpoint)
+        # tags=None is what the CLI passes when no --tags were given.
+        result = push_dataset(dataset_tree, REPO, endpoint=fake_hub.endpoint, tags=None)
     assert result.private is False
+    card = fake_hub.file_bytes(REPO, "README.md", "v3.0").decode()
+    assert yaml.safe_load(card.split("---\n")[1])["tags"] == ["LeRobot"]
 
 
 def test_repush_moves_the_tag_and_resends_only_changed_files(
