@@ -62,6 +62,22 @@ print(json.dumps({"root": str(ds.root), "revision": ds.revision, "episodes": ds.
 """
 
 
+# huggingface_hub 1.33's RepoCard.validate posts to https://huggingface.co/api/validate-yaml
+# whatever HF_ENDPOINT says, so lerobot's push cannot finish offline; skip only that call.
+LEROBOT_PUSH = """
+from huggingface_hub import RepoCard
+RepoCard.validate = lambda self, repo_type=None: None
+ds.push_to_hub(private=True)
+"""
+
+
+def create_code(root: Path, *, push: bool = False) -> str:
+    """The oracle snippet that writes the lerobot dataset at root (and pushes it if asked)."""
+    code = CREATE.replace("EPISODES", str(EPISODES)).replace("FRAMES", str(FRAMES))
+    code = code.replace("ROOT", repr(str(root)))
+    return code.replace("ds.finalize()", "ds.finalize()" + (LEROBOT_PUSH if push else ""))
+
+
 def test_lerobot_loads_a_pushed_dataset_by_repo_id(
     fake_hub: FakeHub,
     hub_env: dict[str, str],
@@ -69,8 +85,7 @@ def test_lerobot_loads_a_pushed_dataset_by_repo_id(
     tmp_path: Path,
 ) -> None:
     root = tmp_path / "lerobot_made"
-    code = CREATE.replace("EPISODES", str(EPISODES)).replace("FRAMES", str(FRAMES))
-    run_oracle(code.replace("ROOT", repr(str(root))), HF_HOME=str(tmp_path / "oracle_home"))
+    run_oracle(create_code(root), HF_HOME=str(tmp_path / "oracle_home"))
     local = snapshot(root)
     assert any(rel.endswith(".mp4") for rel in local)
 
@@ -108,18 +123,8 @@ def test_dataset_pushed_by_lerobot_pulls_with_openk(
 ) -> None:
     """The fake Hub also serves lerobot's own push_to_hub (huggingface_hub 1.x in the oracle)."""
     root = tmp_path / "lerobot_made"
-    code = CREATE.replace("EPISODES", str(EPISODES)).replace("FRAMES", str(FRAMES))
-    # huggingface_hub 1.33's RepoCard.validate posts to https://huggingface.co/api/validate-yaml
-    # whatever HF_ENDPOINT says, so lerobot's push cannot finish offline; skip only that call.
-    push = (
-        "ds.finalize()\n"
-        "from huggingface_hub import RepoCard\n"
-        "RepoCard.validate = lambda self, repo_type=None: None\n"
-        "ds.push_to_hub(private=True)"
-    )
-    code = code.replace("ds.finalize()", push)
     env = {**hub_env, "HF_HOME": str(tmp_path / "oracle_home")}
-    run_oracle(code.replace("ROOT", repr(str(root))), **env)
+    run_oracle(create_code(root, push=True), **env)
     repo = fake_hub.repo("tester/lerobot_made")
     assert repo.private is True
     assert repo.tags["v3.0"] == repo.branches["main"]
