@@ -355,6 +355,18 @@ def push_dataset(
             revision=revision,
             commit_message="openk: dataset card",
         )
+    with push.step("checking the upload"):
+        remote = {
+            entry.path: getattr(entry, "size", None)
+            for entry in api.list_repo_tree(
+                repo_id, recursive=True, revision=commit.oid, repo_type="dataset"
+            )
+        }
+    wrong = [rel for rel in files if remote.get(rel) != (root / rel).stat().st_size]
+    if wrong:
+        # The tag is only moved onto a complete upload; lerobot would load a broken copy.
+        shown = ", ".join(wrong[:5]) + (f" and {len(wrong) - 5} more" if len(wrong) > 5 else "")
+        raise push.fail(f"the Hub copy is missing or has the wrong size for {shown}")
     if tag_version:
         with push.step(f"tagging {version}"):
             # The tag marks a complete upload, so it moves only after everything else landed.

@@ -202,6 +202,8 @@ class FakeHub:
         self.user = user
         # What whoami reports for the read token; "fineGrained" hides that it cannot write.
         self.read_token_role = "read"
+        # Paths a commit silently loses (to test that clients check what arrived).
+        self.lose_on_commit: set[str] = set()
         self.lock = threading.RLock()
         self.repos: dict[tuple[str, str], Repo] = {}
         self.request_log: list[tuple[str, str, int]] = []
@@ -851,6 +853,8 @@ class _Handler(BaseHTTPRequestHandler):
                     del tree[path]
             else:
                 raise HubHTTPError(400, f"unknown commit operation {key!r}")
+        for path in hub.lose_on_commit & set(tree):
+            del tree[path]
         commit = Commit(secrets.token_hex(20), head.oid, summary, tree, time.time())
         repo.commits[commit.oid] = commit
         repo.branches[revision] = commit.oid
