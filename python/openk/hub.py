@@ -273,8 +273,9 @@ def push_dataset(
     Creates the repo (private when ``private``; an existing repo keeps its visibility and a
     public one asked to be private raises a HubVisibilityWarning), uploads the files listed by
     ``files_to_upload`` (meta/, data/, videos/ minus ``UPLOAD_EXCLUDE_PATTERNS``), commits a
-    README.md dataset card, and moves the tag named by ``codebase_version`` (e.g. ``v3.0``)
-    to the new head so lerobot can load it by repo id.
+    README.md dataset card, checks that every file arrived with its size, and only then moves
+    the tag named by ``codebase_version`` (e.g. ``v3.0``) to the new head so lerobot can load
+    it by repo id.
 
     ``token`` defaults to ``HF_TOKEN`` or the huggingface_hub login; ``endpoint`` defaults to
     ``HF_ENDPOINT`` / huggingface.co. Re-running after a failure resumes: files already on the
