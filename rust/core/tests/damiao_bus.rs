@@ -10,15 +10,7 @@ use openk_core::sim::damiao::{DamiaoSim, DamiaoSimConfig, HandTrajectory};
 use openk_core::sim::pty::Corruption;
 
 fn arm_specs(cfg: &DamiaoSimConfig) -> Vec<DamiaoMotorSpec> {
-    cfg.motors
-        .iter()
-        .map(|m| DamiaoMotorSpec {
-            name: m.name.clone(),
-            model: m.model,
-            esc_id: m.esc_id,
-            mst_id: m.mst_id,
-        })
-        .collect()
+    cfg.bus_specs()
 }
 
 fn start() -> (DamiaoSim, DamiaoBus) {
@@ -31,18 +23,7 @@ fn start() -> (DamiaoSim, DamiaoBus) {
 }
 
 fn zero_feedback(n: usize) -> Vec<Feedback> {
-    vec![
-        Feedback {
-            id_nibble: 0,
-            state: MotorState::Disabled,
-            q: 0.0,
-            dq: 0.0,
-            tau: 0.0,
-            t_mos: 0,
-            t_rotor: 0
-        };
-        n
-    ]
+    vec![Feedback::default(); n]
 }
 
 #[test]

@@ -161,16 +161,6 @@ fn register_py(py: Python<'_>, v: proto::RegisterValue) -> PyResult<Py<PyAny>> {
     })
 }
 
-const EMPTY_FEEDBACK: Feedback = Feedback {
-    id_nibble: 0,
-    state: MotorState::Disabled,
-    q: 0.0,
-    dq: 0.0,
-    tau: 0.0,
-    t_mos: 0,
-    t_rotor: 0,
-};
-
 // ---------------------------------------------------------------------------------------------
 // Codec functions
 // ---------------------------------------------------------------------------------------------
@@ -442,7 +432,7 @@ impl PyDamiaoBus {
             .map(|&(q, dq, kp, kd, tau)| MitCommand { q, dq, kp, kd, tau })
             .collect();
         let fb = self.with_bus(py, |b| {
-            let mut fb = vec![EMPTY_FEEDBACK; b.len()];
+            let mut fb = vec![Feedback::default(); b.len()];
             b.mit_all(&cmds, &mut fb).map(|_| fb)
         })?;
         Self::feedback_list(py, &fb)
@@ -455,7 +445,7 @@ impl PyDamiaoBus {
         targets: Vec<(f64, f64)>,
     ) -> PyResult<Vec<Bound<'py, PyDict>>> {
         let fb = self.with_bus(py, |b| {
-            let mut fb = vec![EMPTY_FEEDBACK; b.len()];
+            let mut fb = vec![Feedback::default(); b.len()];
             b.pos_vel_all(&targets, &mut fb).map(|_| fb)
         })?;
         Self::feedback_list(py, &fb)
@@ -464,7 +454,7 @@ impl PyDamiaoBus {
     /// One VEL command (rad/s) per motor; returns each motor's feedback.
     fn vel<'py>(&self, py: Python<'py>, velocities: Vec<f64>) -> PyResult<Vec<Bound<'py, PyDict>>> {
         let fb = self.with_bus(py, |b| {
-            let mut fb = vec![EMPTY_FEEDBACK; b.len()];
+            let mut fb = vec![Feedback::default(); b.len()];
             b.vel_all(&velocities, &mut fb).map(|_| fb)
         })?;
         Self::feedback_list(py, &fb)
@@ -473,7 +463,7 @@ impl PyDamiaoBus {
     /// Asks every motor for its state without commanding it.
     fn refresh<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
         let fb = self.with_bus(py, |b| {
-            let mut fb = vec![EMPTY_FEEDBACK; b.len()];
+            let mut fb = vec![Feedback::default(); b.len()];
             b.refresh_all(&mut fb).map(|_| fb)
         })?;
         Self::feedback_list(py, &fb)
