@@ -35,6 +35,26 @@ fn connect_reads_limits_and_mode_from_registers() {
     assert_eq!(bus.limits(pan).unwrap().vmax, 45.0);
     assert_eq!(bus.limits(roll).unwrap().vmax, 30.0);
     assert_eq!(bus.control_mode(pan), Some(ControlMode::Mit));
+    assert_eq!(bus.angle_offset(pan), Some(0.0));
+}
+
+#[test]
+fn set_zero_moves_the_angle_offset_seen_at_connect() {
+    let cfg = DamiaoSimConfig::openk_arm();
+    let sim = DamiaoSim::start(cfg.clone()).unwrap();
+    sim.with_adapter(|a| a.motor_mut("elbow_flex").unwrap().set_position(0.75));
+    let mut bus =
+        DamiaoBus::open(sim.port(), cfg.bus_specs(), DamiaoBusOptions::default()).unwrap();
+    bus.connect().unwrap();
+    let elbow = bus.index_of("elbow_flex").unwrap();
+    assert_eq!(bus.angle_offset(elbow), Some(0.0));
+    let fb = bus.set_zero(elbow).unwrap();
+    assert!(fb.q.abs() < 1e-3, "{fb:?}");
+    drop(bus);
+    let mut bus =
+        DamiaoBus::open(sim.port(), cfg.bus_specs(), DamiaoBusOptions::default()).unwrap();
+    bus.connect().unwrap();
+    assert!((bus.angle_offset(elbow).unwrap() - 0.75).abs() < 1e-6);
 }
 
 #[test]

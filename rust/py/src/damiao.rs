@@ -469,6 +469,12 @@ impl PyDamiaoBus {
         Self::feedback_list(py, &fb)
     }
 
+    /// The motor's m_off register (RID 54) as read at connect, or None.
+    fn angle_offset(&self, py: Python<'_>, name: &str) -> PyResult<Option<f64>> {
+        let i = self.index(name)?;
+        self.with_bus(py, |b| Ok(b.angle_offset(i)))
+    }
+
     /// Last feedback received from a motor (also after a MotorError), or None.
     fn last_feedback<'py>(
         &self,

@@ -151,6 +151,7 @@ struct Slot {
     spec: DamiaoMotorSpec,
     limits: Limits,
     mode: Option<ControlMode>,
+    angle_offset: Option<f64>,
     last: Option<Feedback>,
 }
 
@@ -226,6 +227,7 @@ impl DamiaoBus {
                 limits: spec.model.default_limits(),
                 spec,
                 mode: None,
+                angle_offset: None,
                 last: None,
             })
             .collect::<Vec<_>>();
@@ -243,8 +245,9 @@ impl DamiaoBus {
         })
     }
 
-    /// Reads each motor's mapping limits (RIDs 21–23) and control mode (RID 10), if the
-    /// options ask for it. Limits read from a motor replace the model's table values.
+    /// Reads each motor's mapping limits (RIDs 21–23), control mode (RID 10) and angle offset
+    /// (RID 54, m_off), if the options ask for it. Limits read from a motor replace the
+    /// model's table values; a changed m_off tells that someone re-zeroed the motor.
     pub fn connect(&mut self) -> Result<()> {
         if !self.options.read_registers_at_connect {
             return Ok(());
@@ -259,7 +262,9 @@ impl DamiaoBus {
                 RegisterValue::U32(v) => ControlMode::from_register(v).ok(),
                 RegisterValue::F32(_) => None,
             };
+            let angle_offset = self.read_register(i, rid::M_OFF)?.as_f64();
             if let Some(slot) = self.motors.get_mut(i) {
+                slot.angle_offset = Some(angle_offset);
                 if slot.limits != limits {
                     log::info!(
                         "{}: motor {} maps with PMAX/VMAX/TMAX {}/{}/{} from its registers (table: {}/{}/{})",
@@ -320,6 +325,11 @@ impl DamiaoBus {
     /// Control mode last read or set, if known.
     pub fn control_mode(&self, index: usize) -> Option<ControlMode> {
         self.motors.get(index).and_then(|m| m.mode)
+    }
+
+    /// The motor's m_off register (RID 54) as read at connect.
+    pub fn angle_offset(&self, index: usize) -> Option<f64> {
+        self.motors.get(index).and_then(|m| m.angle_offset)
     }
 
     /// Last feedback received from a motor.
