@@ -385,7 +385,7 @@ fn compliant_leader_follows_the_hand() {
     let hand = HandTrajectory {
         offset: 0.3,
         amplitude: 0.5,
-        frequency_hz: 0.5,
+        frequency_hz: 1.0,
         phase: 0.0,
     };
     for name in ["shoulder_pan", "elbow_flex"] {
