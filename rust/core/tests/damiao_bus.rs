@@ -443,3 +443,39 @@ fn sts_can_bridge_servos_move_and_read_back() {
     let err = bus.read_position(7).unwrap_err();
     assert!(err.to_string().contains("STS servo 7"), "{err}");
 }
+
+#[test]
+fn split_round_lets_the_caller_work_while_the_can_bus_is_busy() {
+    let (sim, mut bus) = start();
+    bus.enable_all().unwrap();
+    let cmds = [MitCommand {
+        q: 0.2,
+        dq: 0.0,
+        kp: 30.0,
+        kd: 1.0,
+        tau: 0.0,
+    }; 5];
+    let mut fb = zero_feedback(5);
+    assert!(matches!(
+        bus.finish_round(&mut fb),
+        Err(DamiaoBusError::Config { .. })
+    ));
+    for _ in 0..200 {
+        bus.start_mit_all(&cmds).unwrap();
+        assert!(bus.round_in_flight());
+        // Misuse is refused instead of corrupting the round in flight.
+        assert!(bus.start_mit_all(&cmds).is_err());
+        assert!(bus.read_register(0, rid::ESC_ID).is_err());
+        std::thread::sleep(Duration::from_micros(300)); // e.g. an STS sync read meanwhile
+        bus.finish_round(&mut fb).unwrap();
+        assert!(!bus.round_in_flight());
+    }
+    for (i, f) in fb.iter().enumerate() {
+        assert!((f.q - 0.2).abs() < 0.05, "{i}: {f:?}");
+    }
+    assert!((sim.with_adapter(|a| a.motor("wrist_roll").unwrap().position()) - 0.2).abs() < 0.05);
+    assert_eq!(
+        bus.read_register(0, rid::ESC_ID).unwrap(),
+        RegisterValue::U32(1)
+    );
+}
