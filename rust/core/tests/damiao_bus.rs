@@ -13,11 +13,19 @@ fn arm_specs(cfg: &DamiaoSimConfig) -> Vec<DamiaoMotorSpec> {
     cfg.bus_specs()
 }
 
+/// Default options with a timeout that tolerates an overloaded test machine; tests of the
+/// timeout behaviour set their own.
+fn opts() -> DamiaoBusOptions {
+    DamiaoBusOptions {
+        timeout: Duration::from_millis(100),
+        ..DamiaoBusOptions::default()
+    }
+}
+
 fn start() -> (DamiaoSim, DamiaoBus) {
     let cfg = DamiaoSimConfig::openk_arm();
     let sim = DamiaoSim::start(cfg.clone()).unwrap();
-    let mut bus =
-        DamiaoBus::open(sim.port(), arm_specs(&cfg), DamiaoBusOptions::default()).unwrap();
+    let mut bus = DamiaoBus::open(sim.port(), arm_specs(&cfg), opts()).unwrap();
     bus.connect().unwrap();
     (sim, bus)
 }
@@ -43,16 +51,14 @@ fn set_zero_moves_the_angle_offset_seen_at_connect() {
     let cfg = DamiaoSimConfig::openk_arm();
     let sim = DamiaoSim::start(cfg.clone()).unwrap();
     sim.with_adapter(|a| a.motor_mut("elbow_flex").unwrap().set_position(0.75));
-    let mut bus =
-        DamiaoBus::open(sim.port(), cfg.bus_specs(), DamiaoBusOptions::default()).unwrap();
+    let mut bus = DamiaoBus::open(sim.port(), cfg.bus_specs(), opts()).unwrap();
     bus.connect().unwrap();
     let elbow = bus.index_of("elbow_flex").unwrap();
     assert_eq!(bus.angle_offset(elbow), Some(0.0));
     let fb = bus.set_zero(elbow).unwrap();
     assert!(fb.q.abs() < 1e-3, "{fb:?}");
     drop(bus);
-    let mut bus =
-        DamiaoBus::open(sim.port(), cfg.bus_specs(), DamiaoBusOptions::default()).unwrap();
+    let mut bus = DamiaoBus::open(sim.port(), cfg.bus_specs(), opts()).unwrap();
     bus.connect().unwrap();
     assert!((bus.angle_offset(elbow).unwrap() - 0.75).abs() < 1e-6);
 }
@@ -62,14 +68,12 @@ fn limits_from_registers_override_the_model_table() {
     let cfg = DamiaoSimConfig::openk_arm();
     let sim = DamiaoSim::start(cfg.clone()).unwrap();
     // Someone re-mapped elbow_flex to PMAX 6.0 with the vendor tool.
-    let mut setup =
-        DamiaoBus::open(sim.port(), arm_specs(&cfg), DamiaoBusOptions::default()).unwrap();
+    let mut setup = DamiaoBus::open(sim.port(), arm_specs(&cfg), opts()).unwrap();
     setup.connect().unwrap();
     let elbow = setup.index_of("elbow_flex").unwrap();
     setup.write_register(elbow, rid::PMAX, 6.0).unwrap();
     drop(setup);
-    let mut bus =
-        DamiaoBus::open(sim.port(), arm_specs(&cfg), DamiaoBusOptions::default()).unwrap();
+    let mut bus = DamiaoBus::open(sim.port(), arm_specs(&cfg), opts()).unwrap();
     bus.connect().unwrap();
     assert_eq!(bus.limits(elbow).unwrap().pmax, 6.0);
     // A 5.0 rad target then reaches the motor as 5.0 rad, not 5.0 on a ±12.5 scale.
@@ -343,9 +347,7 @@ fn ambiguous_ids_are_refused_at_open() {
             mst_id: 0x15,
         },
     ];
-    let err = DamiaoBus::open(sim.port(), specs, DamiaoBusOptions::default())
-        .err()
-        .unwrap();
+    let err = DamiaoBus::open(sim.port(), specs, opts()).err().unwrap();
     assert!(err.to_string().contains("cannot be told apart"), "{err}");
 }
 
@@ -357,8 +359,7 @@ fn shared_master_id_routes_each_reply_to_its_motor() {
         m.mst_id = 0x15;
     }
     let sim = DamiaoSim::start(cfg.clone()).unwrap();
-    let mut bus =
-        DamiaoBus::open(sim.port(), arm_specs(&cfg), DamiaoBusOptions::default()).unwrap();
+    let mut bus = DamiaoBus::open(sim.port(), arm_specs(&cfg), opts()).unwrap();
     bus.connect().unwrap();
     for (i, q) in [0.1, 0.2, 0.3, 0.4, 0.5].iter().enumerate() {
         let name = bus.spec(i).unwrap().name.clone();

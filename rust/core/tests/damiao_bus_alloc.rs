@@ -40,8 +40,15 @@ fn allocs() -> u64 {
 fn command_rounds_do_not_allocate() {
     let cfg = DamiaoSimConfig::openk_arm();
     let sim = DamiaoSim::start(cfg.clone()).unwrap();
-    let mut bus =
-        DamiaoBus::open(sim.port(), cfg.bus_specs(), DamiaoBusOptions::default()).unwrap();
+    let mut bus = DamiaoBus::open(
+        sim.port(),
+        cfg.bus_specs(),
+        DamiaoBusOptions {
+            timeout: std::time::Duration::from_millis(100),
+            ..DamiaoBusOptions::default()
+        },
+    )
+    .unwrap();
     bus.connect().unwrap();
     bus.enable_all().unwrap();
     let mut fb = [Feedback::default(); 5];
