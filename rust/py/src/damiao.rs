@@ -53,9 +53,9 @@ fn bus_err(e: DamiaoBusError) -> PyErr {
         DamiaoBusError::Transport(t) => transport_err(t),
         DamiaoBusError::Protocol { .. } => ProtocolError::new_err(msg),
         DamiaoBusError::Timeout { .. } => BusTimeoutError::new_err(msg),
-        DamiaoBusError::MotorFault { .. } | DamiaoBusError::VerifyFailed { .. } => {
-            MotorError::new_err(msg)
-        }
+        DamiaoBusError::MotorFault { .. }
+        | DamiaoBusError::VerifyFailed { .. }
+        | DamiaoBusError::UnexpectedState { .. } => MotorError::new_err(msg),
         DamiaoBusError::WrongMode { .. } | DamiaoBusError::Config { .. } => {
             ConfigError::new_err(msg)
         }

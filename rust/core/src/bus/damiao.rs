@@ -67,6 +67,18 @@ pub enum DamiaoBusError {
     },
 
     #[error(
+        "{port}: motor {motor} still reports {got} after {attempts} {what} commands; check that \
+         its ESC_ID/MST_ID match the configuration and that no other program drives the bus"
+    )]
+    UnexpectedState {
+        port: String,
+        motor: String,
+        what: &'static str,
+        got: MotorState,
+        attempts: u32,
+    },
+
+    #[error(
         "{port}: motor {motor}: register {rid} holds {got} after writing {wanted}; the motor \
          refused the value (read-only register, or out of range)"
     )]
@@ -534,8 +546,17 @@ impl DamiaoBus {
             if fb.state == wanted {
                 return Ok(fb);
             }
-            if fb.state.is_fault() || attempts > self.options.retries {
+            if fb.state.is_fault() {
                 return Err(self.fault_error(index, fb.state));
+            }
+            if attempts > self.options.retries {
+                return Err(DamiaoBusError::UnexpectedState {
+                    port: self.port.clone(),
+                    motor: self.name(index),
+                    what,
+                    got: fb.state,
+                    attempts,
+                });
             }
         }
     }
