@@ -153,6 +153,7 @@ fn corrupted_and_garbled_replies_are_recovered_or_reported() {
     sim.faults().corrupt_replies(2, Corruption::LastByte);
     let err = bus.read("Present_Position", "shoulder_pan").unwrap_err();
     assert!(matches!(err, BusError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("bad checksum"), "{err}");
 }
 
 #[test]
