@@ -198,3 +198,17 @@ fn broadcast_write_reaches_every_servo() {
     assert_eq!(sim.register(1, "Goal_Position"), Some(2100));
     assert_eq!(sim.register(2, "Goal_Position"), Some(2100));
 }
+
+#[test]
+fn late_replies_time_out_and_do_not_poison_the_next_read() {
+    let (sim, mut bus) = setup(2);
+    sim.faults().set_extra_latency(Duration::from_millis(150));
+    let err = bus.read("Present_Position", "shoulder_pan").unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert!(matches!(err, BusError::Timeout { tries: 2, .. }), "{err}");
+    sim.faults().set_extra_latency(Duration::ZERO);
+    // Let the late replies land; the next transaction flushes them before sending.
+    std::thread::sleep(Duration::from_millis(400));
+    bus.write("Goal_Position", "shoulder_pan", 1234).unwrap();
+    assert_eq!(bus.read("Goal_Position", "shoulder_pan").unwrap(), 1234);
+}
