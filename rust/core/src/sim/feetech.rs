@@ -484,6 +484,7 @@ impl SimServo {
     /// Applies a write as the servo would: read-only bytes and locked EEPROM are left alone.
     fn write(&mut self, at: u8, data: &[u8], order: ByteOrder, goal_enables_torque: bool) {
         let locked = self.u8_of("Lock") != 0;
+        let old_id = self.id();
         for (i, b) in data.iter().enumerate() {
             let a = usize::from(at) + i;
             let Some(reg) = ft::STS3215_CONTROL_TABLE
@@ -507,6 +508,10 @@ impl SimServo {
                 a < end && usize::from(at) < a + usize::from(r.size)
             })
         };
+        // A servo cannot take the broadcast id (or beyond): such a write is refused.
+        if self.id() > MAX_ID {
+            self.set_u8("ID", old_id);
+        }
         if touches("Torque_Enable") && !self.torque_on() {
             self.velocity = 0.0;
         }
