@@ -147,3 +147,13 @@ def test_slow_replies_raise_timeout_then_recover(
     sim.clear_faults()
     time.sleep(0.4)  # the late replies land and are flushed by the next transaction
     assert bus.read("Present_Position", "grip") == 2048
+
+
+def test_mode_switch_from_follower_to_hand(sim: _core.FeetechSim, bus: _core.FeetechBus) -> None:
+    assert bus.sync_read("Present_Position")["grip"] == 2048
+    time.sleep(0.05)
+    assert bus.sync_read("Present_Position")["grip"] == 2048  # a follower at rest stays put
+    sim.set_mode("hand", hand_amplitude=500, hand_period_s=1.0)
+    assert wait_until(lambda: bus.sync_read("Present_Position")["grip"] != 2048)
+    with pytest.raises(ConfigError, match="unknown simulator mode"):
+        sim.set_mode("teleport")

@@ -70,8 +70,8 @@ impl ServoSpec {
 /// A scripted hand moving a passive arm.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HandScript {
-    /// Servo `i` follows `center + amplitude·sin(2π t / period + i·phase_step)`, where center
-    /// is its initial position.
+    /// Servo `i` follows `home + amplitude·(sin(2π t / period + φᵢ) − sin φᵢ)` with
+    /// φᵢ = i·phase_step, where home is its position when the script started.
     Sinusoid {
         amplitude: f64,
         period: Duration,
@@ -143,7 +143,10 @@ impl HandScript {
                 phase_step,
             } => {
                 let w = std::f64::consts::TAU / period.as_secs_f64().max(1e-3);
-                center + amplitude * (w * t + servo_index as f64 * phase_step).sin()
+                let phase = servo_index as f64 * phase_step;
+                // Offset so that t = 0 is the current position: the hand picks the arm up
+                // where it lies instead of snapping it.
+                center + amplitude * ((w * t + phase).sin() - phase.sin())
             }
             HandScript::Trajectory { times, positions } => {
                 let value = |k: usize| {
