@@ -34,6 +34,7 @@ bus = FeetechMotorsBus(
     motors={n: Motor(i, "sts3215", MotorNormMode.RANGE_M100_100) for n, i in names.items()},
 )
 bus.connect()  # handshake: ping every motor, compare firmware versions
+found = bus.broadcast_ping()  # PING to 0xFE, then model numbers one by one
 before = bus.sync_read("Present_Position", normalize=False)
 grip = bus.read("Present_Position", "grip", normalize=False)
 bus.enable_torque()
@@ -48,7 +49,7 @@ while time.monotonic() < deadline:
     time.sleep(0.02)
 load = bus.read("Present_Load", "grip", normalize=False)
 bus.disconnect(disable_torque=False)
-print(json.dumps({"before": before, "grip": grip, "after": after, "load": load}))
+print(json.dumps({"found": found, "before": before, "grip": grip, "after": after, "load": load}))
 """
 
 
@@ -61,6 +62,7 @@ def test_lerobot_connects_reads_and_moves_our_sim(
     result = run_oracle(
         LEROBOT_SESSION, timeout=300, PORT=sim.port, MOTORS=json.dumps(leader_motors)
     )
+    assert result["found"] == {str(i): 777 for i in leader_motors.values()}
     assert result["before"] == dict.fromkeys(leader_motors, 2048)
     assert result["grip"] == 2048
     assert result["after"]["grip"] == 3000
