@@ -10,21 +10,8 @@ import pytest
 
 import openk._core as _core
 
-# The oracle venv is built with lerobot[dataset] only, which lacks `deepdiff` (a dependency of
-# lerobot's motor bus, used only to compare control tables of different servo models). Until
-# scripts/oracle-venv.sh installs it, an equality-based stand-in is provided; with one servo
-# model on the bus the answer is the same ("tables identical").
 LEROBOT_SESSION = """
-import importlib.machinery, importlib.util, json, os, sys, time, types
-if importlib.util.find_spec("deepdiff") is None:
-    shim = types.ModuleType("deepdiff")
-    shim.__spec__ = importlib.machinery.ModuleSpec("deepdiff", None)
-    shim.DeepDiff = lambda a, b: {} if a == b else {"values_changed": True}
-    sys.modules["deepdiff"] = shim
-    from lerobot.utils import import_utils
-    import_utils._require_package_cache["deepdiff"] = True
-    import lerobot.motors.motors_bus as motors_bus
-    motors_bus.DeepDiff = shim.DeepDiff
+import json, os, time
 from lerobot.motors import Motor, MotorNormMode
 from lerobot.motors.feetech import FeetechMotorsBus
 
