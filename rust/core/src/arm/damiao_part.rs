@@ -43,6 +43,7 @@ pub fn part_error(names: &[String], e: &DamiaoBusError) -> PartError {
         DamiaoBusError::Timeout { motor, .. } => (FaultKind::Timeout, Some(motor)),
         DamiaoBusError::MotorFault { motor, .. } => (FaultKind::Motor, Some(motor)),
         DamiaoBusError::VerifyFailed { motor, .. } => (FaultKind::Motor, Some(motor)),
+        DamiaoBusError::UnexpectedState { motor, .. } => (FaultKind::Motor, Some(motor)),
         DamiaoBusError::WrongMode { motor, .. } => (FaultKind::Other, Some(motor)),
         DamiaoBusError::Config { .. } => (FaultKind::Other, None),
     };
