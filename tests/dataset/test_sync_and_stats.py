@@ -188,3 +188,20 @@ def test_opencv_camera_without_cv2_says_how_to_install(monkeypatch: pytest.Monke
     monkeypatch.setattr(builtins, "__import__", no_cv2)
     with pytest.raises(ConfigError, match=r"openk\[opencv\]"):
         OpenCVCamera("front", device=0).connect()
+
+
+def test_features_from_the_loop_schema_carry_joint_names() -> None:
+    from synth import ACTION_NAMES, STATE_NAMES, batch_schema
+
+    from openk.dataset import features_from_arrow_schema
+
+    feats = features_from_arrow_schema(batch_schema(), cameras={"front": (480, 640)})
+    assert feats["observation.state"] == {
+        "dtype": "float32",
+        "shape": [len(STATE_NAMES)],
+        "names": STATE_NAMES,
+    }
+    assert feats["action"]["names"] == ACTION_NAMES
+    assert feats["capture_time_ns"] == {"dtype": "int64", "shape": [1], "names": None}
+    assert feats["observation.images.front"]["shape"] == [480, 640, 3]
+    assert "loop_lateness_ns" not in feats  # undeclared telemetry stays out of the dataset

@@ -47,6 +47,8 @@ class VideoConfig:
     fast_decode: int = 0
     threads: int | None = None
     extra_options: dict[str, str] = field(default_factory=dict)
+    # Encode in one child process per camera (see encoder_process.py); False: a thread.
+    isolate: bool = True
 
     @property
     def encoder(self) -> str:

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from openk.dataset import layout, stats
+from openk.dataset.encoder_process import EncoderSession, EncoderWorker
 from openk.dataset.features import (
     CAMERA_PREFIX,
     STAT_NAMES,
@@ -63,6 +64,9 @@ from openk.dataset.video import (
 from openk.errors import DatasetError
 
 log = logging.getLogger(__name__)
+
+_VideoSink = CameraEncoder | EncoderSession
+_VIDEO_SINKS = (CameraEncoder, EncoderSession)
 
 JournalChoice = Literal["error", "recover", "discard"]
 CAPTURE_TIME = "capture_time_ns"
@@ -193,7 +197,7 @@ class _Episode:
     task: str
     fps: int
     syncs: dict[str, _CameraSync]
-    sinks: dict[str, CameraEncoder | _ImageSink]
+    sinks: dict[str, _VideoSink | _ImageSink]
     batches: list[pa.Table] = field(default_factory=list)
     rows: int = 0
     pending_times: deque[int] = field(default_factory=deque)
@@ -211,7 +215,7 @@ class _ReadyEpisode:
     task: str
     table: pa.Table
     length: int
-    videos: dict[str, CameraEncoder | EncodedEpisodeVideo]
+    videos: dict[str, _VideoSink | EncodedEpisodeVideo]
     images: dict[str, _ImageSink | Path]
     metadata: dict[str, Any]
     repeated: dict[str, int]
@@ -268,6 +272,11 @@ class DatasetWriter:
         self._queue_cv = threading.Condition()
         self._commit_error: BaseException | None = None
         self._closed = False
+        self._workers: dict[str, EncoderWorker] = {}
+        if video.isolate:
+            for key in self._video_keys:
+                height, width, _ = self.features[key]["shape"]
+                self._workers[key] = EncoderWorker(key, width, height, self.fps, video)
         self._committer = threading.Thread(
             target=self._commit_loop, name="openk-commit", daemon=True
         )
@@ -458,7 +467,7 @@ class DatasetWriter:
         ep = self._episode
         if ep is None:
             return {}
-        return {k: s.backlog for k, s in ep.sinks.items() if isinstance(s, CameraEncoder)}
+        return {k: s.backlog for k, s in ep.sinks.items() if isinstance(s, _VIDEO_SINKS)}
 
     # ------------------------------------------------------------------ episode API
     def start_episode(self, task: str | None = None) -> None:
@@ -483,10 +492,12 @@ class DatasetWriter:
                 raise DatasetError(
                     layout.describe_os_error(exc, f"cannot write the journal in {jdir}")
                 ) from exc
-            sinks: dict[str, CameraEncoder | _ImageSink] = {}
+            sinks: dict[str, _VideoSink | _ImageSink] = {}
             for key in self._camera_keys:
                 height, width, _ = self.features[key]["shape"]
-                if key in self._video_keys:
+                if key in self._workers:
+                    sinks[key] = self._workers[key].begin(jdir / f"{key}.mp4")
+                elif key in self._video_keys:
                     sinks[key] = CameraEncoder(
                         jdir / f"{key}.mp4", width, height, self.fps, self.video_config
                     )
@@ -565,6 +576,9 @@ class DatasetWriter:
             if ep.rows == 0:
                 raise DatasetError("the episode has no rows; record some or discard it")
             self._drain(ep, final=True)
+            for sink in ep.sinks.values():
+                if isinstance(sink, EncoderSession):
+                    sink.end()
             self._close_rows_journal(ep)
             self._episode = None
         table = pa.concat_tables(ep.batches) if len(ep.batches) > 1 else ep.batches[0]
@@ -580,7 +594,7 @@ class DatasetWriter:
             task=ep.task,
             table=table,
             length=table.num_rows,
-            videos={k: s for k, s in ep.sinks.items() if isinstance(s, CameraEncoder)},
+            videos={k: s for k, s in ep.sinks.items() if isinstance(s, _VIDEO_SINKS)},
             images={k: s for k, s in ep.sinks.items() if isinstance(s, _ImageSink)},
             metadata=dict(metadata or {}),
             repeated=repeated,
@@ -631,6 +645,12 @@ class DatasetWriter:
             with self._queue_cv:
                 self._queue_cv.notify_all()
             self._committer.join(timeout=60)
+            for worker in self._workers.values():
+                worker.close()
+            # leave no empty private folders behind (they would show up in uploads)
+            for folder in (self.root / JOURNAL_DIR, self.root / layout.OPENK_DIR):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
 
     def __enter__(self) -> DatasetWriter:
         return self
@@ -781,7 +801,7 @@ class DatasetWriter:
                 for r in self._queue:
                     r.done.set()
                     for sink in r.videos.values():
-                        if isinstance(sink, CameraEncoder):
+                        if isinstance(sink, _VIDEO_SINKS):
                             sink.abort()
                 with self._queue_cv:
                     self._queue.clear()
@@ -861,7 +881,7 @@ class DatasetWriter:
             raise DatasetError(f"episode {episode_index} committed out of order")
         videos: dict[str, EncodedEpisodeVideo] = {}
         for key, v in ready.videos.items():
-            videos[key] = v.finish() if isinstance(v, CameraEncoder) else v
+            videos[key] = v.finish() if isinstance(v, _VIDEO_SINKS) else v
             if videos[key].frames < length:
                 raise DatasetError(
                     f"camera {key!r}: {videos[key].frames} video frames for {length} rows"
@@ -1092,7 +1112,7 @@ class DatasetWriter:
             shutil.rmtree(entry.path, ignore_errors=True)
             return None
         table = read_journal_rows(entry.path)
-        videos: dict[str, CameraEncoder | EncodedEpisodeVideo] = {}
+        videos: dict[str, _VideoSink | EncodedEpisodeVideo] = {}
         for key in self._video_keys:
             path = entry.path / f"{key}.mp4"
             videos[key] = EncodedEpisodeVideo(path, length, _video_stats(path, length))
