@@ -13,8 +13,10 @@ from __future__ import annotations
 import collections
 import contextlib
 import itertools
-import multiprocessing as mp
+import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import asdict
@@ -28,87 +30,82 @@ from openk.dataset.video import EncodedEpisodeVideo, VideoConfig
 from openk.errors import DatasetError
 
 _SLOTS = 24
+_HEADER = 64  # bytes before the frame slots; the first 8 hold the child's consumed counter
+_FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
 
 
-def _child_main(
-    shm_name: str,
-    slots: int,
-    width: int,
-    height: int,
-    fps: int,
-    config: dict[str, Any],
-    commands: Any,
-    replies: Any,
-    consumed: Any,
-) -> None:
+def _child_main(shm_name: str, slots: int, width: int, height: int, fps: int) -> None:
+    """The child: JSON commands on stdin, JSON results on stdout, frames in shared memory."""
     os.environ.setdefault("SVT_LOG", "1")
+    replies = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # anything a C library prints goes to stderr, not into the replies
     import av
 
     from openk.dataset.stats import ImageStatsAccumulator
 
-    # spawn children share the parent's resource tracker, which unlinks the segment if the
-    # parent dies; attaching registers the same name again, which is harmless
+    # The parent owns and unlinks the segment (its resource tracker cleans up after a crash).
     shm = shared_memory.SharedMemory(name=shm_name)
+    with contextlib.suppress(Exception):
+        from multiprocessing import resource_tracker
+
+        resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
     frame_bytes = width * height * 3
-    cfg = VideoConfig(**config)
-    out = stream = stats = None
+    consumed = np.ndarray((1,), np.int64, shm.buf, 0)
+    frames = np.ndarray((slots, height, width, 3), np.uint8, shm.buf, _HEADER)
+    out: Any = None
+    stream: Any = None
+    stats: ImageStatsAccumulator | None = None
     count = 0
     error: str | None = None
-    while True:
-        try:
-            cmd = commands.recv()
-        except (EOFError, OSError):
-            os._exit(0)  # parent gone: what was muxed stays readable in the journal
-        kind = cmd[0]
-        if kind == "open":
-            path = cmd[2]
+    del frame_bytes
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        op = cmd["op"]
+        if op == "open":
+            cfg = VideoConfig(**cmd["config"])
+            with contextlib.suppress(OSError):
+                os.nice(max(0, cfg.nice - os.nice(0)))
             count, error, stats = 0, None, ImageStatsAccumulator()
             try:
-                out = av.open(
-                    path,
-                    "w",
-                    format="mp4",
-                    options={
-                        "movflags": "frag_keyframe+empty_moov+default_base_moof",
-                        "flush_packets": "1",
-                    },
-                )
+                out = av.open(cmd["path"], "w", format="mp4", options=dict(_FRAGMENTED))
                 stream = out.add_stream(cfg.encoder, rate=fps, options=cfg.codec_options())
                 stream.width, stream.height, stream.pix_fmt = width, height, cfg.pix_fmt
             except Exception as exc:
                 error, out = f"{type(exc).__name__}: {exc}", None
-        elif kind == "frame":
-            slot = cmd[1]
+        elif op == "frame":
+            view = frames[cmd["slot"]]
             try:
                 if error is None and out is not None and stats is not None:
-                    view = np.ndarray((height, width, 3), np.uint8, shm.buf, slot * frame_bytes)
                     frame = av.VideoFrame.from_ndarray(view, format="rgb24")
                     stats.update(view)
-                    consumed.value += 1
+                    consumed[0] += 1
                     frame.pts = count
                     for packet in stream.encode(frame):
                         out.mux(packet)
                     count += 1
                 else:
-                    consumed.value += 1
+                    consumed[0] += 1
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
-        elif kind in ("finish", "abort"):
-            result: dict[str, Any] = {"episode": cmd[1], "frames": count, "error": error}
+        elif op in ("finish", "abort"):
+            result: dict[str, Any] = {"episode": cmd["episode"], "frames": count, "error": error}
             try:
                 if out is not None:
-                    if kind == "finish" and error is None:
+                    if error is None:  # SVT-AV1 complains when closed without a flush
                         for packet in stream.encode():
                             out.mux(packet)
                     out.close()
-                if kind == "finish" and error is None and stats is not None and count:
+                if op == "finish" and error is None and stats is not None and count:
                     result["stats"] = {k: v.tolist() for k, v in stats.result().items()}
             except Exception as exc:
                 result["error"] = f"{type(exc).__name__}: {exc}"
             out = stream = None
-            replies.send(result)
-        elif kind == "stop":
-            return
+            replies.write(json.dumps(result) + "\n")
+        elif op == "stop":
+            break
+    # stdin closed or stop: the parent is gone or done; muxed fragments stay readable
+    del consumed, frames
+    shm.close()
 
 
 class EncoderWorker:
@@ -120,30 +117,31 @@ class EncoderWorker:
         self.key, self.width, self.height = key, width, height
         self._frame_bytes = width * height * 3
         self._slots = slots
-        ctx = mp.get_context("spawn")
-        self._shm = shared_memory.SharedMemory(create=True, size=slots * self._frame_bytes)
-        self._consumed = ctx.Value("q", 0, lock=False)
-        cmd_r, self._cmd_w = ctx.Pipe(duplex=False)
-        self._rep_r, rep_w = ctx.Pipe(duplex=False)
-        self._proc = ctx.Process(
-            target=_child_main,
-            args=(
-                self._shm.name,
-                slots,
-                width,
-                height,
-                fps,
-                asdict(config),
-                cmd_r,
-                rep_w,
-                self._consumed,
-            ),
-            name=f"openk-encoder-{key}",
-            daemon=True,
+        self._config = config
+        self._shm = shared_memory.SharedMemory(
+            create=True, size=_HEADER + slots * self._frame_bytes
         )
-        self._proc.start()
-        cmd_r.close()
-        rep_w.close()
+        self._consumed = np.ndarray((1,), np.int64, self._shm.buf, 0)
+        self._consumed[0] = 0
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        # A fresh interpreter (not multiprocessing): it never re-imports the caller's script.
+        self._proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "openk.dataset._encoder_child",
+                self._shm.name,
+                str(slots),
+                str(width),
+                str(height),
+                str(fps),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+            bufsize=1,
+        )
         self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
         self._cv = threading.Condition()
         self._sent = 0
@@ -159,11 +157,11 @@ class EncoderWorker:
 
     @property
     def queued(self) -> int:
-        return len(self._queue) + max(0, self._sent - int(self._consumed.value))
+        return len(self._queue) + max(0, self._sent - int(self._consumed[0]))
 
     def begin(self, path: Path) -> EncoderSession:
         episode = next(self._ids)
-        self._enqueue(("open", episode, str(path)))
+        self._enqueue(("open", {"op": "open", "path": str(path), "config": asdict(self._config)}))
         return EncoderSession(self, episode, path)
 
     def _enqueue(self, item: tuple[Any, ...]) -> None:
@@ -173,8 +171,15 @@ class EncoderWorker:
             self._queue.append(item)
             self._cv.notify()
 
+    def _send(self, message: dict[str, Any]) -> None:
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(json.dumps(message) + "\n")
+        self._proc.stdin.flush()
+
     def _feed(self) -> None:
-        buf = np.ndarray((self._slots, self.height, self.width, 3), np.uint8, self._shm.buf)
+        buf = np.ndarray(
+            (self._slots, self.height, self.width, 3), np.uint8, self._shm.buf, _HEADER
+        )
         try:
             while True:
                 with self._cv:
@@ -182,16 +187,16 @@ class EncoderWorker:
                         self._cv.wait()
                     item = self._queue.popleft()
                 if item[0] == "frame":
-                    while self._sent - self._consumed.value >= self._slots:
-                        if not self._proc.is_alive():
+                    while self._sent - int(self._consumed[0]) >= self._slots:
+                        if self._proc.poll() is not None:
                             raise DatasetError("the encoder process died")
                         time.sleep(0.002)
                     slot = self._sent % self._slots
                     buf[slot] = item[1]
-                    self._cmd_w.send(("frame", slot))
+                    self._send({"op": "frame", "slot": slot})
                     self._sent += 1
                 else:
-                    self._cmd_w.send(item)
+                    self._send(item[1])
                     if item[0] == "stop":
                         return
         except (OSError, DatasetError, ValueError) as exc:
@@ -200,10 +205,14 @@ class EncoderWorker:
                 self._results_cv.notify_all()
 
     def _read(self) -> None:
+        assert self._proc.stdout is not None
         while True:
+            line = self._proc.stdout.readline()
             try:
-                result = self._rep_r.recv()
-            except (EOFError, OSError):
+                result = json.loads(line) if line else None
+            except ValueError:
+                continue
+            if result is None:
                 if not self._stopping:
                     self.error = self.error or "the encoder process exited unexpectedly"
                 with self._results_cv:
@@ -224,11 +233,19 @@ class EncoderWorker:
     def close(self) -> None:
         self._stopping = True
         with contextlib.suppress(DatasetError):
-            self._enqueue(("stop",))
+            self._enqueue(("stop", {"op": "stop"}))
         self._feeder.join(timeout=10)
-        self._proc.join(timeout=10)
-        if self._proc.is_alive():
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
             self._proc.kill()
+            self._proc.wait()
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            with contextlib.suppress(OSError):
+                if pipe is not None:
+                    pipe.close()
+        self._reader.join(timeout=5)
+        del self._consumed
         self._shm.close()
         with contextlib.suppress(FileNotFoundError):
             self._shm.unlink()
@@ -255,7 +272,7 @@ class EncoderSession:
         on this worker, since the child handles commands in order."""
         if not self._ended:
             self._ended = True
-            self.worker._enqueue(("finish", self.episode))
+            self.worker._enqueue(("finish", {"op": "finish", "episode": self.episode}))
 
     def finish(self) -> EncodedEpisodeVideo:
         self.end()
@@ -277,4 +294,4 @@ class EncoderSession:
             while worker._queue and worker._queue[-1][0] == "frame":
                 worker._queue.pop()
         with contextlib.suppress(DatasetError):
-            worker._enqueue(("abort", self.episode))
+            worker._enqueue(("abort", {"op": "abort", "episode": self.episode}))

@@ -49,6 +49,8 @@ class VideoConfig:
     extra_options: dict[str, str] = field(default_factory=dict)
     # Encode in one child process per camera (see encoder_process.py); False: a thread.
     isolate: bool = True
+    # The encoder processes yield the CPU to the recorder's own threads (capture, intake).
+    nice: int = 10
 
     @property
     def encoder(self) -> str:
