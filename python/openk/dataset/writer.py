@@ -584,11 +584,9 @@ class DatasetWriter:
         table = pa.concat_tables(ep.batches) if len(ep.batches) > 1 else ep.batches[0]
         repeated = {k: s.repeats for k, s in ep.syncs.items()}
         try:
-            (ep.journal / "saved.json").write_text(
-                json.dumps({"metadata": dict(metadata or {}), "repeated": repeated})
-            )
-        except (OSError, TypeError) as exc:
-            raise DatasetError(f"cannot record the episode metadata: {exc}") from exc
+            json.dumps(dict(metadata or {}))
+        except (TypeError, ValueError) as exc:
+            raise DatasetError(f"episode metadata must be JSON-serialisable: {exc}") from exc
         ready = _ReadyEpisode(
             journal=ep.journal,
             task=ep.task,
@@ -742,13 +740,11 @@ class DatasetWriter:
 
     def _close_rows_journal(self, ep: _Episode) -> None:
         if ep.rows_writer is not None:
-            try:
+            # No fsync here: this runs inside save_episode, and the commit that follows makes
+            # the episode durable in its final files within a fraction of a second.
+            with contextlib.suppress(OSError, pa.ArrowException):
                 ep.rows_writer.close()
-                ep.rows_file.flush()
-                os.fsync(ep.rows_file.fileno())
                 ep.rows_file.close()
-            except (OSError, pa.ArrowException):
-                pass
             ep.rows_writer = None
 
     # ------------------------------------------------------------------ committer
@@ -874,6 +870,11 @@ class DatasetWriter:
     # ------------------------------------------------------------------ one commit
     def _commit(self, ready: _ReadyEpisode) -> None:
         fps = self.fps
+        if not ready.recovered:
+            # marks the journal entry as saved (and keeps its metadata) should the commit fail
+            (ready.journal / "saved.json").write_text(
+                json.dumps({"metadata": ready.metadata, "repeated": ready.repeated})
+            )
         length = ready.length
         assert ready.summary is not None
         episode_index = ready.summary.episode_index
