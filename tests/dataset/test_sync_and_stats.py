@@ -205,3 +205,17 @@ def test_features_from_the_loop_schema_carry_joint_names() -> None:
     assert feats["capture_time_ns"] == {"dtype": "int64", "shape": [1], "names": None}
     assert feats["observation.images.front"]["shape"] == [480, 640, 3]
     assert "loop_lateness_ns" not in feats  # undeclared telemetry stays out of the dataset
+
+
+def test_open_dataset_by_repo_id_uses_the_local_lerobot_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_LEROBOT_HOME", str(tmp_path / "home"))
+    with DatasetWriter.create("alice/cubes", FPS, features({}), single_task="t") as w:
+        w.start_episode()
+        w.add_rows(make_batch(0, 8, 0, FPS))
+        w.save_episode()
+    reader = open_dataset("alice/cubes")
+    assert reader.root == tmp_path / "home" / "alice" / "cubes"
+    assert reader.actions(0).shape == (8, 7)
+    assert reader.list_episodes()[0]["duration_s"] == pytest.approx(8 / FPS)
