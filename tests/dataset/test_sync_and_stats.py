@@ -219,3 +219,29 @@ def test_open_dataset_by_repo_id_uses_the_local_lerobot_home(
     assert reader.root == tmp_path / "home" / "alice" / "cubes"
     assert reader.actions(0).shape == (8, 7)
     assert reader.list_episodes()[0]["duration_s"] == pytest.approx(8 / FPS)
+
+
+def test_verify_catches_a_dropped_video_frame(tmp_path: Path) -> None:
+    import av
+
+    root = tmp_path / "ds"
+    with DatasetWriter.create("o/t", FPS, features(CAMS), root=root, single_task="t") as w:
+        record_episode(w, 20, FPS, CAMS)
+        w.save_episode()
+    video = root / "videos/observation.images.front/chunk-000/file-000.mp4"
+    damaged = tmp_path / "damaged.mp4"
+    # what a dropping encoder queue produces: one frame missing, later frames shifted back
+    with av.open(str(video)) as src, av.open(str(damaged), "w", format="mp4") as out:
+        stream = src.streams.video[0]
+        out_stream = out.add_stream_from_template(stream, opaque=True)
+        kept = 0
+        for i, packet in enumerate(src.demux(stream)):
+            if not packet.size or i == 7:
+                continue
+            packet.stream = out_stream
+            packet.pts = packet.dts = kept * packet.duration
+            out.mux(packet)
+            kept += 1
+    damaged.replace(video)
+    problems = "\n".join(verify(root).problems)
+    assert "has 19 frames, episodes need 20" in problems

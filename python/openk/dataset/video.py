@@ -239,6 +239,17 @@ def count_packets(path: Path) -> int:
     return n
 
 
+def frame_numbers_of_packets(path: Path, fps: int) -> list[int]:
+    """Presentation times of an mp4's packets as frame numbers at `fps`, in decode order."""
+    numbers = []
+    with av.open(str(path)) as src:
+        stream = src.streams.video[0]
+        for packet in src.demux(stream):
+            if packet.size and packet.pts is not None:
+                numbers.append(_frame_number(packet.pts, stream.time_base, fps))
+    return numbers
+
+
 def probe_info(path: Path, config: VideoConfig | None) -> dict[str, Any]:
     """The `info` block lerobot writes for a video feature."""
     with av.open(str(path)) as src:
