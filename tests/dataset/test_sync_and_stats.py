@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from synth import features, frame_numbers, make_batch, record_episode
+from ds_synth import features, frame_numbers, make_batch, record_episode
 
 from openk.cameras import (
     CaptureThread,
@@ -191,7 +191,7 @@ def test_opencv_camera_without_cv2_says_how_to_install(monkeypatch: pytest.Monke
 
 
 def test_features_from_the_loop_schema_carry_joint_names() -> None:
-    from synth import ACTION_NAMES, STATE_NAMES, batch_schema
+    from ds_synth import ACTION_NAMES, STATE_NAMES, batch_schema
 
     from openk.dataset import features_from_arrow_schema
 
