@@ -127,3 +127,32 @@ def test_commit_interrupted_between_renames_is_finished_on_resume(
     reader = open_dataset(root)
     assert [e["length"] for e in reader.list_episodes()] == [12, 14]
     assert frame_numbers(reader.camera_frames(1, "front")) == list(range(14))
+
+
+def test_saved_episodes_are_committed_even_without_close(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    script = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(HERE)!r})\n"
+        "from ds_synth import features, record_episode\n"
+        "from openk.dataset import DatasetWriter\n"
+        "cams = {'front': (48, 64)}\n"
+        f"w = DatasetWriter.create('o/t', 30, features(cams), root={str(root)!r},\n"
+        "                          single_task='t')\n"
+        "for _ in range(3):\n"
+        "    record_episode(w, 30, 30, cams)\n"
+        "    w.save_episode()\n"
+        "# the program ends without close()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent.parent / "python")}
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert verify(root).ok, str(verify(root))
+    assert open_dataset(root).total_episodes == 3

@@ -14,6 +14,7 @@ dataset or the new one. The episode in progress lives in `.openk/journal/` until
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
@@ -21,6 +22,7 @@ import os
 import shutil
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -67,6 +69,18 @@ log = logging.getLogger(__name__)
 
 _VideoSink = CameraEncoder | EncoderSession
 _VIDEO_SINKS = (CameraEncoder, EncoderSession)
+_OPEN_WRITERS: weakref.WeakSet[DatasetWriter] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_writers() -> None:
+    # A writer the program forgot to close still commits its saved episodes at exit (the
+    # committer is a daemon thread and would otherwise be stopped mid-way; the journal would
+    # keep the episodes, but the user expects them saved).
+    for writer in list(_OPEN_WRITERS):
+        with contextlib.suppress(Exception):
+            writer.close()
+
 
 JournalChoice = Literal["error", "recover", "discard"]
 CAPTURE_TIME = "capture_time_ns"
@@ -281,6 +295,7 @@ class DatasetWriter:
             target=self._commit_loop, name="openk-commit", daemon=True
         )
         self._committer.start()
+        _OPEN_WRITERS.add(self)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -626,6 +641,7 @@ class DatasetWriter:
         back on resume) unless `discard_unsaved`."""
         if self._closed:
             return
+        _OPEN_WRITERS.discard(self)
         ep = self._episode
         if ep is not None:
             if discard_unsaved:
