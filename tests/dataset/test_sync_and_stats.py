@@ -245,3 +245,19 @@ def test_verify_catches_a_dropped_video_frame(tmp_path: Path) -> None:
     damaged.replace(video)
     problems = "\n".join(verify(root).problems)
     assert "has 19 frames, episodes need 20" in problems
+
+
+def test_frames_queue_up_instead_of_being_dropped_when_the_encoder_lags(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    cams = {"front": (240, 320)}
+    with DatasetWriter.create("o/t", FPS, features(cams), root=root, single_task="t") as w:
+        w.start_episode()
+        t0 = time.monotonic_ns() + 10**10
+        # 150 frames handed over at once: far faster than AV1 encodes them
+        for k in range(150):
+            w.add_camera_frame("front", synthetic_frame(k, 240, 320), t0 + k * PERIOD - 1000)
+        w.add_rows(make_batch(0, 150, t0, FPS))
+        assert max(w.camera_backlog().values()) > 0
+        w.save_episode(wait=True)
+    assert frame_numbers(open_dataset(root).camera_frames(0, "front")) == list(range(150))
+    assert verify(root).ok
