@@ -573,7 +573,11 @@ class DatasetWriter:
         with self._lock:
             sync.add(np.ascontiguousarray(arr), int(t_ns))
             ep = self._episode
-            if ep is not None and ep.pending_times:
+            if ep is None:
+                # between episodes only the newest frame can ever be used
+                while len(sync.frames) > 1:
+                    sync.frames.popleft()
+            elif ep.pending_times:
                 self._drain(ep, final=False)
 
     def save_episode(
