@@ -261,3 +261,24 @@ def test_frames_queue_up_instead_of_being_dropped_when_the_encoder_lags(tmp_path
         w.save_episode(wait=True)
     assert frame_numbers(open_dataset(root).camera_frames(0, "front")) == list(range(150))
     assert verify(root).ok
+
+
+def test_open_dataset_downloads_a_hub_repo_it_does_not_have(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_LEROBOT_HOME", str(tmp_path / "empty-home"))
+    calls = []
+
+    def fake_snapshot_download(repo_id: str, **kwargs: object) -> str:
+        calls.append((repo_id, kwargs))
+        target = tmp_path / "hub-cache" / repo_id
+        shutil.copytree(DATA / "lerobot_reference", target)
+        return str(target)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    reader = open_dataset("someone/reference", revision="v3.0")
+    assert calls and calls[0][0] == "someone/reference"
+    assert calls[0][1]["repo_type"] == "dataset" and calls[0][1]["revision"] == "v3.0"
+    assert reader.actions(0).shape == (60, 7)
