@@ -1,25 +1,80 @@
-"""The recording orchestrator behind `openk record` (and teleoperate, replay, calibrate)."""
+"""The recording orchestrator behind `openk record` (and teleoperate, replay, calibrate).
+
+The Rust session runs the hard-timed loop and hands over Arrow batches; this module only moves
+them (and camera frames) into the dataset writer, decides when episodes start and end (time,
+→ / ← / Esc, Ctrl-C), shows the status line and logs. Nothing here is on the control path.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import threading
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol
 
 from openk.config import (
     CalibrateConfig,
+    CameraConfig,
     DeviceConfig,
     RecordConfig,
     ReplayConfig,
     TeleoperateConfig,
+    dataset_root,
     is_sim_port,
     to_dict,
 )
-from openk.errors import ConfigError, PortError
+from openk.errors import ConfigError, DatasetError, OpenKError, PortError
 from openk.log import setup_logging
+from openk.terminal import EpisodeStatus, Key, KeyReader, StatusLine
 
 log = logging.getLogger("openk.record")
+
+STATUS_PERIOD_S = 0.25
+BATCH_WAIT_S = 0.05
+
+
+# --- what the orchestrator needs from the loop and the cameras --------------------------------
+
+
+class Session(Protocol):
+    """A running teleop loop (leader → follower) that can emit dataset rows."""
+
+    @property
+    def schema(self) -> Any:
+        """pyarrow Schema of the batches (joint names in field metadata)."""
+
+    def start_episode(self) -> None: ...
+
+    def end_episode(self) -> None: ...
+
+    def read_batch(self, timeout_s: float) -> Any | None:
+        """Next batch of rows (pyarrow RecordBatch) or None when none arrived in time."""
+
+    def telemetry(self) -> Mapping[str, Any]:
+        """At least: achieved_hz, lateness_p99_ns, bus_errors, overruns (this episode)."""
+
+    def close(self) -> None: ...
+
+
+class Camera(Protocol):
+    def start(self, on_frame: Callable[[Any, int], None]) -> None:
+        """Start capturing; `on_frame(rgb_uint8_hwc, t_ns)` from a capture thread."""
+
+    def stop(self) -> None: ...
+
+
+SessionFactory = Callable[[RecordConfig | TeleoperateConfig | ReplayConfig], Session]
+CameraFactory = Callable[[str, CameraConfig], Camera]
+
+
+# --- checks before anything is connected ------------------------------------------------------
 
 
 def check_ports(dev: DeviceConfig | None, role: str) -> None:
@@ -50,31 +105,514 @@ def resolve_root(root: Path | None, resume: bool, started: float) -> Path | None
     return Path(str(root).replace("{now}", stamp))
 
 
-def record(cfg: RecordConfig, *, debug: bool = False) -> Path:
+# --- events from keys and signals -------------------------------------------------------------
+
+
+@dataclass
+class Events:
+    """What the user asked for; set from the key thread, read by the main loop."""
+
+    exit_early: threading.Event = field(default_factory=threading.Event)
+    rerecord: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def on_key(self, key: Key) -> None:
+        if key is Key.RIGHT:
+            self.exit_early.set()
+        elif key is Key.LEFT:
+            self.rerecord.set()
+            self.exit_early.set()
+        elif key is Key.ESC:
+            self.stop.set()
+            self.exit_early.set()
+        log.info("key %s", key.value)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """`kill` (SIGTERM) stops like Ctrl-C so finished episodes are kept."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# --- the rerun display ------------------------------------------------------------------------
+
+
+class _Display:
+    """`--display_data=true`: state/action scalars to rerun, when rerun-sdk is installed."""
+
+    def __init__(self, enabled: bool, session_name: str, ui: StatusLine) -> None:
+        self.rr: Any = None
+        if not enabled:
+            return
+        try:
+            import rerun as rr  # type: ignore[import-not-found]
+        except ImportError:
+            ui.message(
+                "note: --display_data=true needs rerun-sdk (pip install 'openk[rerun]'); "
+                "recording without the display"
+            )
+            return
+        rr.init(session_name, spawn=True)
+        self.rr = rr
+        self._last = 0.0
+
+    def log_batch(self, batch: Any) -> None:
+        if self.rr is None or batch.num_rows == 0:
+            return
+        now = time.monotonic()
+        if now - self._last < 0.05:  # ~20 Hz is plenty for a human
+            return
+        self._last = now
+        schema = batch.schema
+        for column in ("observation.state", "action"):
+            idx = schema.get_field_index(column)
+            if idx < 0:
+                continue
+            values = batch.column(idx)[batch.num_rows - 1].as_py() or []
+            names = _names(schema.field(idx)) or [str(i) for i in range(len(values))]
+            for name, value in zip(names, values, strict=False):
+                self.rr.log(f"{column}/{name}", self.rr.Scalars(value))
+
+
+def _names(field_: Any) -> list[str] | None:
+    import json
+
+    meta = field_.metadata or {}
+    raw = meta.get(b"names")
+    return json.loads(raw) if raw else None
+
+
+# --- recording --------------------------------------------------------------------------------
+
+
+@dataclass
+class RecordResult:
+    root: Path
+    repo_id: str
+    episodes_saved: int
+    total_episodes: int
+    pushed: bool = False
+    summaries: list[Any] = field(default_factory=list)
+
+
+class _Recorder:
+    def __init__(
+        self,
+        cfg: RecordConfig,
+        session: Session,
+        writer: Any,
+        cameras: dict[str, Camera],
+        ui: StatusLine,
+        events: Events,
+    ) -> None:
+        self.cfg = cfg
+        self.session = session
+        self.writer = writer
+        self.cameras = cameras
+        self.ui = ui
+        self.events = events
+        self.display = _Display(cfg.display_data, "openk_record", ui)
+        self.camera_repeats = 0
+        self.camera_errors: list[str] = []
+        # Rows handed to the writer in this episode (kept here so Ctrl-C mid-phase sees them).
+        self.rows = 0
+
+    def on_frame(self, key: str) -> Callable[[Any, int], None]:
+        def push(frame: Any, t_ns: int) -> None:
+            try:
+                self.writer.add_camera_frame(key, frame, t_ns)
+            except OpenKError as err:  # reported once by the main loop; capture goes on
+                if len(self.camera_errors) < 1:
+                    self.camera_errors.append(str(err))
+
+        return push
+
+    def _status(self, episode: int, elapsed: float, duration: float, rows: int, phase: str) -> str:
+        tele = self.session.telemetry()
+        backlog = 0
+        with contextlib.suppress(Exception):
+            backlog = sum(self.writer.camera_backlog().values())
+        return EpisodeStatus(
+            episode=episode,
+            num_episodes=self.cfg.dataset.num_episodes,
+            elapsed_s=elapsed,
+            duration_s=duration,
+            control_hz=float(tele.get("achieved_hz", 0.0)),
+            lateness_p99_us=float(tele.get("lateness_p99_ns", 0)) / 1000,
+            rows=rows,
+            camera_repeats=self.camera_repeats,
+            encoder_backlog=backlog,
+            bus_errors=int(tele.get("bus_errors", 0)),
+            phase=phase,
+        ).render()
+
+    def run_phase(self, episode: int, duration: float, recording: bool) -> None:
+        """Pump rows for `duration` seconds or until a key ends the phase."""
+        start = time.monotonic()
+        last_status = 0.0
+        phase = "recording" if recording else "reset  "
+        while True:
+            elapsed = time.monotonic() - start
+            if elapsed >= duration or self.events.exit_early.is_set():
+                break
+            batch = self.session.read_batch(BATCH_WAIT_S)
+            if batch is not None and batch.num_rows:
+                if recording:
+                    self.writer.add_rows(batch)
+                    self.rows += batch.num_rows
+                self.display.log_batch(batch)
+            if self.camera_errors:
+                raise DatasetError(self.camera_errors[0])
+            now = time.monotonic()
+            if now - last_status >= STATUS_PERIOD_S:
+                last_status = now
+                rows = self.rows if recording else 0
+                self.ui.update(self._status(episode, now - start, duration, rows, phase))
+
+    def drain(self, recording: bool) -> None:
+        """Rows the session produced before end_episode took effect belong to the episode."""
+        while True:
+            batch = self.session.read_batch(0.0)
+            if batch is None:
+                return
+            if recording and batch.num_rows:
+                self.writer.add_rows(batch)
+                self.rows += batch.num_rows
+
+
+def _dataset_features(cfg: RecordConfig, schema: Any) -> dict[str, Any]:
+    from openk.dataset.features import features_from_arrow_schema
+
+    cams = {name: (cam.height, cam.width) for name, cam in cfg.robot.cameras.items()}
+    return features_from_arrow_schema(
+        schema, cameras=cams, use_videos=cfg.dataset.video, rename_map=cfg.dataset.rename_map
+    )
+
+
+def _open_writer(cfg: RecordConfig, root: Path, schema: Any, robot_type: str) -> Any:
+    from openk.dataset.video import VideoConfig
+    from openk.dataset.writer import DatasetWriter
+
+    features = _dataset_features(cfg, schema)
+    video = VideoConfig(vcodec=cfg.vcodec)
+    ds = cfg.dataset
+    assert ds.repo_id is not None
+    if cfg.resume:
+        return DatasetWriter.resume(
+            ds.repo_id,
+            root=root,
+            fps=ds.fps,
+            robot_type=robot_type,
+            features=features,
+            use_videos=ds.video,
+            rename_map=ds.rename_map,
+            single_task=ds.single_task,
+            journal="recover",
+        )
+    if (root / "meta" / "info.json").exists():
+        raise DatasetError(
+            f"a dataset already exists at {root}; add --resume=true to append to it, or choose "
+            "another --dataset.root / --dataset.repo_id"
+        )
+    return DatasetWriter.create(
+        ds.repo_id,
+        ds.fps,
+        features,
+        root=root,
+        robot_type=robot_type,
+        use_videos=ds.video,
+        video=video,
+        rename_map=ds.rename_map,
+        single_task=ds.single_task,
+    )
+
+
+def record(
+    cfg: RecordConfig,
+    *,
+    debug: bool = False,
+    session_factory: SessionFactory | None = None,
+    camera_factory: CameraFactory | None = None,
+    ui: StatusLine | None = None,
+    events: Events | None = None,
+) -> RecordResult:
+    """Run `openk record`. Factories and `ui`/`events` are for tests; the CLI uses defaults."""
+    started = time.time()
+    ui = ui or StatusLine()
+    events = events or Events()
     log_path = setup_logging(cfg.log_file, daily=cfg.daily_log_file_name, debug=debug)
     log.info("openk record config: %s", to_dict(cfg))
-    if log_path is not None:
-        log.info("logging to %s", log_path)
+    ds = cfg.dataset
+    assert ds.repo_id is not None and ds.single_task is not None
+    root = dataset_root(ds.repo_id, resolve_root(ds.root, cfg.resume, started))
     check_ports(cfg.robot, "robot")
     check_ports(cfg.teleop, "teleop")
-    raise NotImplementedError("recording needs the loop and dataset modules")
+    if cfg.resume and not (root / "meta" / "info.json").exists():
+        raise DatasetError(
+            f"--resume=true but there is no dataset at {root}; check --dataset.root/"
+            "--dataset.repo_id, or drop --resume to create it"
+        )
+
+    session_factory = session_factory or connect_session
+    camera_factory = camera_factory or make_camera
+    session = session_factory(cfg)
+    cameras: dict[str, Camera] = {}
+    writer: Any = None
+    result = RecordResult(root=root, repo_id=ds.repo_id, episodes_saved=0, total_episodes=0)
+    keys = KeyReader(events.on_key)
+    try:
+        writer = _open_writer(cfg, root, session.schema, str(cfg.robot.type))
+        ui.message(
+            f"{'resuming' if cfg.resume else 'recording'} {ds.repo_id} at {root} "
+            f"({writer.total_episodes} episodes so far)"
+        )
+        recorder = _Recorder(cfg, session, writer, cameras, ui, events)
+        for name, cam_cfg in cfg.robot.cameras.items():
+            cameras[name] = camera_factory(name, cam_cfg)
+            cameras[name].start(recorder.on_frame(name))
+        if keys.start():
+            ui.message("keys: → end episode early, ← re-record, Esc stop, Ctrl-C stop")
+        if log_path is not None:
+            ui.message(f"log: {log_path}")
+        with _sigterm_as_interrupt():
+            _episodes(cfg, recorder, writer, session, ui, events, result)
+    finally:
+        keys.stop()
+        for cam in cameras.values():
+            with contextlib.suppress(Exception):
+                cam.stop()
+        with contextlib.suppress(Exception):
+            session.close()
+        if writer is not None:
+            try:
+                writer.close()
+            except KeyboardInterrupt:
+                writer.close()
+        if writer is not None:
+            result.total_episodes = writer.total_episodes
+    log.info("saved %d episodes; dataset now has %d", result.episodes_saved, result.total_episodes)
+    ui.message(f"dataset: {root} ({result.total_episodes} episodes, {result.episodes_saved} new)")
+    if ds.push_to_hub and result.episodes_saved > 0:
+        _push(root, ds.repo_id, ds.private, ds.tags, ui)
+        result.pushed = True
+    _print_next_steps(root, ds.repo_id, ui)
+    return result
 
 
-def teleoperate(cfg: TeleoperateConfig, *, debug: bool = False) -> None:
+def _episodes(
+    cfg: RecordConfig,
+    recorder: _Recorder,
+    writer: Any,
+    session: Session,
+    ui: StatusLine,
+    events: Events,
+    result: RecordResult,
+) -> None:
+    ds = cfg.dataset
+    recorded = 0
+    while recorded < ds.num_episodes and not events.stop.is_set():
+        episode = recorded + 1
+        events.exit_early.clear()
+        events.rerecord.clear()
+        writer.start_episode(ds.single_task)
+        session.start_episode()
+        log.info(
+            "episode %d/%d started (dataset episode %d)",
+            episode,
+            ds.num_episodes,
+            writer.total_episodes,
+        )
+        recorder.rows = 0
+        try:
+            recorder.run_phase(episode, ds.episode_time_s, recording=True)
+            session.end_episode()
+            recorder.drain(recording=True)
+            tele = dict(session.telemetry())
+            ui.finish(
+                recorder._status(
+                    episode, ds.episode_time_s, ds.episode_time_s, recorder.rows, "recorded"
+                )
+            )
+            # Like lerobot, the reset comes before the save so ← during the reset
+            # still re-records the episode just taken.
+            last = recorded + 1 >= ds.num_episodes
+            if not events.stop.is_set() and (not last or events.rerecord.is_set()):
+                events.exit_early.clear()
+                ui.message(f"reset the scene ({ds.reset_time_s:g} s; → skips)")
+                recorder.run_phase(episode, ds.reset_time_s, recording=False)
+                recorder.drain(recording=False)
+        except KeyboardInterrupt:
+            _end_quietly(session)
+            recorder.drain(recording=True)
+            rows = recorder.rows
+            if rows > 0 and not events.rerecord.is_set():
+                summary = writer.save_episode(metadata=_episode_metadata(session))
+                result.episodes_saved += 1
+                result.summaries.append(summary)
+                ui.message(f"interrupted: kept episode {summary.episode_index} ({rows} rows)")
+            else:
+                writer.discard_episode()
+                ui.message("interrupted: the episode in progress was discarded")
+            events.stop.set()
+            return
+        if events.rerecord.is_set():
+            writer.discard_episode()
+            ui.message(f"re-recording episode {episode}")
+            log.info("episode %d discarded for re-recording", episode)
+            continue
+        if recorder.rows == 0:
+            writer.discard_episode()
+            ui.message(f"episode {episode} had no rows; not saved")
+            continue
+        summary = writer.save_episode(metadata={"openk_loop": tele})
+        result.episodes_saved += 1
+        result.summaries.append(summary)
+        recorded += 1
+        repeats = sum(getattr(summary, "repeated_frames", {}).values())
+        recorder.camera_repeats = 0
+        log.info(
+            "episode %d saved as %d: %d rows, %d repeated camera frames, save wait %.3f s",
+            episode,
+            summary.episode_index,
+            summary.length,
+            repeats,
+            summary.wait_s,
+        )
+        ui.message(
+            f"saved episode {summary.episode_index} ({summary.length} rows, "
+            f"{repeats} repeated camera frames)"
+        )
+    if events.stop.is_set():
+        ui.message("stopped (Esc); finished episodes are kept")
+
+
+def _episode_metadata(session: Session) -> dict[str, Any]:
+    with contextlib.suppress(Exception):
+        return {"openk_loop": dict(session.telemetry())}
+    return {}
+
+
+def _end_quietly(session: Session) -> None:
+    with contextlib.suppress(Exception):
+        session.end_episode()
+
+
+def _push(root: Path, repo_id: str, private: bool, tags: list[str] | None, ui: StatusLine) -> None:
+    from openk.hub import push_dataset
+
+    ui.message(f"pushing {root} to the Hub as {repo_id} ...")
+    pushed = push_dataset(root, repo_id, private=private, tags=tags or ())
+    ui.message(f"pushed: {getattr(pushed, 'url', repo_id)}")
+
+
+def _print_next_steps(root: Path, repo_id: str, ui: StatusLine) -> None:
+    ui.message(
+        'open it with lerobot: python -c "from lerobot.datasets.lerobot_dataset import '
+        f"LeRobotDataset; ds = LeRobotDataset('{repo_id}', root='{root}'); print(ds)\""
+    )
+    ui.message(f"check it: openk verify {root}")
+
+
+# --- the native session and cameras -----------------------------------------------------------
+
+
+def connect_session(cfg: RecordConfig | TeleoperateConfig | ReplayConfig) -> Session:
+    """Connect robot (+ teleop) through `openk._core` and start the loop."""
+    raise OpenKError(
+        "this build of openk has no teleop session in openk._core yet; rebuild with "
+        "scripts/bootstrap.sh once the loop bindings are in"
+    )
+
+
+def make_camera(name: str, cam: CameraConfig) -> Camera:
+    raise OpenKError(f"camera {name!r} ({cam.type}) cannot be opened: openk.cameras is missing")
+
+
+# --- teleoperate / replay / calibrate ---------------------------------------------------------
+
+
+def teleoperate(
+    cfg: TeleoperateConfig,
+    *,
+    debug: bool = False,
+    session_factory: SessionFactory | None = None,
+    ui: StatusLine | None = None,
+    events: Events | None = None,
+) -> None:
+    ui = ui or StatusLine()
+    events = events or Events()
     setup_logging(cfg.log_file, daily=cfg.daily_log_file_name, debug=debug)
+    log.info("openk teleoperate config: %s", to_dict(cfg))
     check_ports(cfg.robot, "robot")
     check_ports(cfg.teleop, "teleop")
-    raise NotImplementedError("teleoperation needs the loop module")
+    session = (session_factory or connect_session)(cfg)
+    keys = KeyReader(events.on_key)
+    try:
+        if keys.start():
+            ui.message("teleoperating: Esc or Ctrl-C stops")
+        start = time.monotonic()
+        limit = cfg.teleop_time_s
+        last = 0.0
+        with _sigterm_as_interrupt():
+            while not events.stop.is_set():
+                elapsed = time.monotonic() - start
+                if limit is not None and elapsed >= limit:
+                    break
+                session.read_batch(BATCH_WAIT_S)
+                if time.monotonic() - last >= STATUS_PERIOD_S:
+                    last = time.monotonic()
+                    tele = session.telemetry()
+                    ui.update(
+                        f"teleop {elapsed:6.1f}s | {float(tele.get('achieved_hz', 0)):6.1f} Hz, "
+                        f"late p99 {float(tele.get('lateness_p99_ns', 0)) / 1e6:.2f} ms | "
+                        f"bus errors {int(tele.get('bus_errors', 0))}"
+                    )
+    except KeyboardInterrupt:
+        ui.message("stopped (Ctrl-C)")
+    finally:
+        keys.stop()
+        session.close()
+    ui.message("teleoperation ended")
 
 
 def replay(cfg: ReplayConfig, *, debug: bool = False) -> None:
     setup_logging(cfg.log_file, daily=cfg.daily_log_file_name, debug=debug)
     check_ports(cfg.robot, "robot")
-    raise NotImplementedError("replay needs the loop and dataset modules")
+    raise OpenKError(
+        "replay needs the teleop session in openk._core, which this build does not have yet"
+    )
 
 
 def calibrate(cfg: CalibrateConfig, *, debug: bool = False) -> None:
     setup_logging(cfg.log_file, daily=cfg.daily_log_file_name, debug=debug)
     check_ports(cfg.robot, "robot")
     check_ports(cfg.teleop, "teleop")
-    raise NotImplementedError("calibration needs the loop module")
+    raise OpenKError(
+        "calibration needs the arm bindings in openk._core, which this build does not have yet"
+    )
+
+
+__all__: Sequence[str] = (
+    "Camera",
+    "Events",
+    "RecordResult",
+    "Session",
+    "calibrate",
+    "check_ports",
+    "record",
+    "replay",
+    "resolve_root",
+    "teleoperate",
+)
