@@ -256,13 +256,13 @@ class _Recorder:
             encoder_backlog=backlog,
             bus_errors=int(tele.get("bus_errors", 0)),
             phase=phase,
-        ).render()
+        ).render(bar_width=20 if self.ui.tty else 0)
 
     def run_phase(self, episode: int, duration: float, recording: bool) -> None:
         """Pump rows for `duration` seconds or until a key ends the phase."""
         start = time.monotonic()
         last_status = 0.0
-        phase = "recording" if recording else "reset  "
+        phase = "recording" if recording else "reset"
         while True:
             elapsed = time.monotonic() - start
             if elapsed >= duration or self.events.exit_early.is_set():
@@ -354,6 +354,8 @@ def record(
     events = events or Events()
     log_path = setup_logging(cfg.log_file, daily=cfg.daily_log_file_name, debug=debug)
     log.info("openk record config: %s", to_dict(cfg))
+    if cfg.play_sounds:
+        ui.message("note: voice prompts (play_sounds) are not supported by openk; continuing")
     ds = cfg.dataset
     assert ds.repo_id is not None and ds.single_task is not None
     root = dataset_root(ds.repo_id, resolve_root(ds.root, cfg.resume, started))

@@ -187,10 +187,15 @@ class EpisodeStatus:
     bus_errors: int = 0
     phase: str = "recording"
 
-    def render(self) -> str:
+    def render(self, bar_width: int = 0) -> str:
+        """One line; `bar_width` > 0 adds a progress bar (for terminals)."""
         remaining = max(0.0, self.duration_s - self.elapsed_s)
+        bar = ""
+        if bar_width > 0 and self.duration_s > 0:
+            done = min(bar_width, int(bar_width * self.elapsed_s / self.duration_s))
+            bar = "[" + "#" * done + "." * (bar_width - done) + "] "
         return (
-            f"{self.phase} episode {self.episode}/{self.num_episodes} "
+            f"{self.phase} episode {self.episode}/{self.num_episodes} {bar}"
             f"{self.elapsed_s:5.1f}/{self.duration_s:.0f}s ({remaining:4.1f}s left) | "
             f"{self.control_hz:6.1f} Hz, late p99 {self.lateness_p99_us / 1000:.2f} ms | "
             f"rows {self.rows} | cam repeats {self.camera_repeats} | "
