@@ -1,0 +1,67 @@
+"""LeRobot v3.0 datasets: a crash-safe streaming writer, a torch-free reader, and `verify`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from openk.dataset.features import (
+    DEFAULT_FEATURES,
+    camera_feature,
+    features_from_arrow_schema,
+    vector_feature,
+)
+from openk.dataset.journal import JournalEpisode, list_journal
+from openk.dataset.layout import default_root, lerobot_home, validate_repo_id
+from openk.dataset.video import VideoConfig
+from openk.dataset.writer import DatasetWriter, EpisodeSummary
+
+
+def pending_journal(root: str | Path) -> list[JournalEpisode]:
+    """Episodes an interrupted recording left at `root` (empty list if none)."""
+    return list_journal(Path(root))
+
+
+def recover(
+    repo_id: str, root: str | Path | None = None, *, keep: bool = True
+) -> list[EpisodeSummary]:
+    """Save (`keep=True`) or delete the journaled episodes of an interrupted recording."""
+    root_path = Path(root) if root is not None else default_root(repo_id)
+    pending = list_journal(root_path)
+    before = None
+    writer = DatasetWriter.resume(repo_id, root=root_path, journal="recover" if keep else "discard")
+    try:
+        before = writer.total_episodes
+    finally:
+        writer.close()
+    if not keep:
+        return []
+    del before
+    return [
+        EpisodeSummary(
+            episode_index=-1,
+            length=p.length,
+            task=p.task,
+            repeated_frames={},
+            wait_s=0.0,
+            recovered=True,
+        )
+        for p in pending
+        if p.length > 0
+    ]
+
+
+__all__ = [
+    "DEFAULT_FEATURES",
+    "DatasetWriter",
+    "EpisodeSummary",
+    "JournalEpisode",
+    "VideoConfig",
+    "camera_feature",
+    "default_root",
+    "features_from_arrow_schema",
+    "lerobot_home",
+    "pending_journal",
+    "recover",
+    "validate_repo_id",
+    "vector_feature",
+]

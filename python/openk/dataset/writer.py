@@ -1,0 +1,1293 @@
+"""The episode writer: Arrow rows + camera frames -> a LeRobot v3.0 dataset, crash-safe.
+
+Lifecycle: `DatasetWriter.create(...)` or `DatasetWriter.resume(...)`, then per episode
+`start_episode(task)`, `add_rows(batch)` / `add_camera_frame(key, frame, t_ns)` from any threads,
+and `save_episode()` or `discard_episode()`; `close()` at the end (not needed for validity).
+
+`save_episode` only hands the episode to a committer thread and returns: the cameras' encoder
+threads have been encoding during the episode, and the committer finishes them, writes the
+parquet, appends the mp4 packets and replaces the metadata while the next episode records.
+Every commit goes through a redo log (`.openk/commit.json`): all new files are written and
+fsynced under temp names first, then renamed, so a crash at any point leaves either the old
+dataset or the new one. The episode in progress lives in `.openk/journal/` until committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from openk.dataset import layout, stats
+from openk.dataset.features import (
+    CAMERA_PREFIX,
+    STAT_NAMES,
+    Features,
+    arrow_type,
+    camera_keys,
+    data_schema,
+    image_keys,
+    row_keys,
+    schema_differences,
+    video_keys,
+    with_defaults,
+)
+from openk.dataset.images import encode_png
+from openk.dataset.journal import (
+    JOURNAL_DIR,
+    JournalEpisode,
+    list_journal,
+    read_journal_rows,
+    roll_forward,
+)
+from openk.dataset.video import (
+    CameraEncoder,
+    EncodedEpisodeVideo,
+    VideoConfig,
+    append_video,
+    probe_info,
+)
+from openk.errors import DatasetError
+
+log = logging.getLogger(__name__)
+
+JournalChoice = Literal["error", "recover", "discard"]
+CAPTURE_TIME = "capture_time_ns"
+_FSYNC_EVERY_NS = 1_000_000_000
+# A row waits at most this long for a camera frame stamped after it before the latest
+# earlier frame is used (a stalled camera must not stall the episode).
+_MAX_CAMERA_LAG_NS = 300_000_000
+_MB = 1024 * 1024
+
+
+@dataclass
+class EpisodeSummary:
+    """What `save_episode` returns. `repeated_frames` counts rows that reused a camera frame."""
+
+    episode_index: int
+    length: int
+    task: str
+    repeated_frames: dict[str, int]
+    wait_s: float
+    recovered: bool = False
+
+
+# ---------------------------------------------------------------------------- camera sync
+class _CameraSync:
+    """Picks, for each row, the latest frame stamped at or before the row's capture time."""
+
+    def __init__(self, key: str, shape: tuple[int, int, int], fps: int) -> None:
+        self.key = key
+        self.shape = shape
+        self.frames: deque[tuple[int, int, np.ndarray]] = deque()
+        self._next_id = 0
+        self.last: tuple[int, int, np.ndarray] | None = None
+        self.repeats = 0
+        self.newest_t: int | None = None
+        self._cap = max(4, 5 * fps)
+
+    def add(self, frame: np.ndarray, t_ns: int) -> None:
+        self.frames.append((t_ns, self._next_id, frame))
+        self._next_id += 1
+        self.newest_t = t_ns if self.newest_t is None else max(self.newest_t, t_ns)
+        while len(self.frames) > self._cap:
+            self.frames.popleft()
+
+    def reset_for_episode(self) -> None:
+        # Keep only the newest frame: the first rows may need it.
+        if self.frames:
+            self.last = None
+            self.frames = deque([self.frames[-1]])
+        elif self.last is not None:
+            self.frames = deque([self.last])
+            self.last = None
+        self.repeats = 0
+
+    def ready(self, t_row: int) -> bool:
+        return self.newest_t is not None and self.newest_t > t_row
+
+    def pick(self, t_row: int) -> np.ndarray | None:
+        chosen = None
+        while self.frames and self.frames[0][0] <= t_row:
+            chosen = self.frames.popleft()
+        if chosen is None:
+            if self.last is not None:
+                self.repeats += 1
+                return self.last[2]
+            if not self.frames:
+                return None
+            # The camera's first frame came after this row: use it, and count it.
+            chosen = self.frames[0]
+            self.repeats += 1
+        elif self.last is not None and chosen[1] == self.last[1]:
+            self.repeats += 1
+        self.last = chosen
+        return chosen[2]
+
+
+class _ImageSink:
+    """`video=False`: PNG-encodes frames in a thread into the journal, like a video encoder."""
+
+    def __init__(self, folder: Path) -> None:
+        import queue
+
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._stats = stats.ImageStatsAccumulator()
+        self.count = 0
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="openk-png", daemon=True)
+        self._thread.start()
+
+    def put(self, frame: np.ndarray) -> None:
+        if self.error is not None:
+            raise DatasetError(f"image writer for {self.folder.name} failed: {self.error}")
+        self._queue.put(frame)
+
+    def _run(self) -> None:
+        try:
+            while True:
+                frame = self._queue.get()
+                if frame is None:
+                    return
+                path = self.folder / f"frame-{self.count:06d}.png"
+                tmp = path.with_suffix(".tmp")
+                tmp.write_bytes(encode_png(frame))
+                os.replace(tmp, path)
+                self._stats.update(frame)
+                self.count += 1
+        except BaseException as exc:
+            self.error = exc
+
+    def finish(self) -> tuple[int, stats.Stats]:
+        self._queue.put(None)
+        self._thread.join()
+        if self.error is not None:
+            raise DatasetError(f"image writer for {self.folder.name} failed: {self.error}")
+        return self.count, self._stats.result()
+
+    def abort(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+
+# ---------------------------------------------------------------------------- episodes
+@dataclass
+class _Episode:
+    seq: int
+    journal: Path
+    task: str
+    fps: int
+    syncs: dict[str, _CameraSync]
+    sinks: dict[str, CameraEncoder | _ImageSink]
+    batches: list[pa.Table] = field(default_factory=list)
+    rows: int = 0
+    pending_times: deque[int] = field(default_factory=deque)
+    newest_row_t: int | None = None
+    rows_writer: pa.ipc.RecordBatchStreamWriter | None = None
+    rows_file: Any = None
+    last_fsync_ns: int = 0
+
+
+@dataclass
+class _ReadyEpisode:
+    """An episode handed to the committer (live or recovered from a journal)."""
+
+    journal: Path
+    task: str
+    table: pa.Table
+    length: int
+    videos: dict[str, CameraEncoder | EncodedEpisodeVideo]
+    images: dict[str, _ImageSink | Path]
+    metadata: dict[str, Any]
+    repeated: dict[str, int]
+    recovered: bool
+    done: threading.Event = field(default_factory=threading.Event)
+    summary: EpisodeSummary | None = None
+
+
+# ---------------------------------------------------------------------------- on-disk state
+@dataclass
+class _Cursor:
+    chunk: int
+    file: int
+    open: bool  # may the next episode be appended to this file?
+    frames: int = 0  # frames already in the file (videos) / rows (data)
+
+
+class DatasetWriter:
+    """Writes LeRobot v3.0 episodes. Build it with `create` or `resume`."""
+
+    def __init__(
+        self,
+        root: Path,
+        repo_id: str,
+        info: dict[str, Any],
+        *,
+        video: VideoConfig,
+        rename_map: Mapping[str, str] | None,
+        single_task: str | None,
+    ) -> None:
+        self.root = root
+        self.repo_id = repo_id
+        self._info = info
+        self.video_config = video
+        self.rename_map = dict(rename_map or {})
+        self.single_task = single_task
+        self.features: Features = info["features"]
+        self.fps: int = int(info["fps"])
+        self._row_keys = row_keys(self.features)
+        self._video_keys = video_keys(self.features)
+        self._image_keys = image_keys(self.features)
+        self._camera_keys = camera_keys(self.features)
+        self._schema = data_schema(self.features)
+        self._lock = threading.RLock()
+        self._syncs = {
+            k: _CameraSync(k, tuple(self.features[k]["shape"]), self.fps) for k in self._camera_keys
+        }
+        self._episode: _Episode | None = None
+        self._seq = int(time.time_ns())
+        self._load_state()
+        self._next_index = self.total_episodes
+        self._queue: list[_ReadyEpisode] = []
+        self._queue_cv = threading.Condition()
+        self._commit_error: BaseException | None = None
+        self._closed = False
+        self._committer = threading.Thread(
+            target=self._commit_loop, name="openk-commit", daemon=True
+        )
+        self._committer.start()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def create(
+        cls,
+        repo_id: str,
+        fps: int,
+        features: Mapping[str, Mapping[str, Any]],
+        *,
+        root: str | os.PathLike[str] | None = None,
+        robot_type: str | None = None,
+        use_videos: bool = True,
+        video: VideoConfig | None = None,
+        rename_map: Mapping[str, str] | None = None,
+        single_task: str | None = None,
+        chunks_size: int = layout.DEFAULT_CHUNKS_SIZE,
+        data_files_size_in_mb: int = layout.DEFAULT_DATA_FILE_SIZE_IN_MB,
+        video_files_size_in_mb: int = layout.DEFAULT_VIDEO_FILE_SIZE_IN_MB,
+    ) -> DatasetWriter:
+        """Create a new dataset at `root` (default `$HF_LEROBOT_HOME/<repo_id>`).
+
+        `features` is lerobot's dict (`{"action": {"dtype": "float32", "shape": [7], "names":
+        [...]}, "observation.images.front": {"dtype": "video", "shape": [480, 640, 3], ...}}`);
+        the five default features are added. With `use_videos=False` camera features are stored
+        as PNG images (dtype `image`).
+        """
+        layout.validate_repo_id(repo_id)
+        if not isinstance(fps, int) or fps <= 0:
+            raise DatasetError(f"fps must be a positive integer, got {fps!r}")
+        root_path = Path(root).expanduser() if root is not None else layout.default_root(repo_id)
+        feats = dict(features)
+        for key, spec in list(feats.items()):
+            if spec.get("dtype") in ("video", "image"):
+                feats[key] = {**spec, "dtype": "video" if use_videos else "image"}
+        full = with_defaults(feats)
+        if (root_path / layout.INFO_PATH).exists():
+            raise DatasetError(
+                f"a dataset already exists at {root_path}; resume it (--resume=true) or choose "
+                "another --dataset.root / repo id"
+            )
+        try:
+            root_path.mkdir(parents=True, exist_ok=True)
+            if any(p for p in root_path.iterdir() if p.name != layout.OPENK_DIR):
+                raise DatasetError(
+                    f"{root_path} exists and is not empty; choose an empty or new --dataset.root"
+                )
+            info = {
+                "codebase_version": layout.CODEBASE_VERSION,
+                "fps": fps,
+                "features": full,
+                "total_episodes": 0,
+                "total_frames": 0,
+                "total_tasks": 0,
+                "chunks_size": chunks_size,
+                "data_files_size_in_mb": data_files_size_in_mb,
+                "video_files_size_in_mb": video_files_size_in_mb,
+                "data_path": layout.DATA_PATH_TEMPLATE,
+                "video_path": layout.VIDEO_PATH_TEMPLATE if video_keys(full) else None,
+                "robot_type": robot_type,
+                "splits": {},
+            }
+            layout.replace_atomically(
+                root_path / layout.INFO_PATH, layout.write_bytes_to(layout.json_bytes(info))
+            )
+        except OSError as exc:
+            raise DatasetError(layout.describe_os_error(exc, f"cannot create {root_path}")) from exc
+        return cls(
+            root_path,
+            repo_id,
+            info,
+            video=video or VideoConfig(),
+            rename_map=rename_map,
+            single_task=single_task,
+        )
+
+    @classmethod
+    def resume(
+        cls,
+        repo_id: str,
+        *,
+        root: str | os.PathLike[str] | None = None,
+        fps: int | None = None,
+        robot_type: str | None = None,
+        features: Mapping[str, Mapping[str, Any]] | None = None,
+        use_videos: bool | None = None,
+        video: VideoConfig | None = None,
+        rename_map: Mapping[str, str] | None = None,
+        single_task: str | None = None,
+        journal: JournalChoice = "error",
+    ) -> DatasetWriter:
+        """Open an existing dataset (ours or lerobot's) to append episodes.
+
+        A different `fps`, `robot_type` or feature schema is refused. An episode left in the
+        journal by a crash must be dealt with: `journal="recover"` saves it as an episode,
+        `"discard"` deletes it, `"error"` (default) raises so the caller can ask the user
+        (see `openk.dataset.pending_journal`).
+        """
+        layout.validate_repo_id(repo_id)
+        root_path = Path(root).expanduser() if root is not None else layout.default_root(repo_id)
+        info_path = root_path / layout.INFO_PATH
+        if not info_path.exists():
+            raise DatasetError(
+                f"no dataset at {root_path} (no meta/info.json); create it first (--resume=false)"
+            )
+        try:
+            roll_forward(root_path)
+        except OSError as exc:
+            raise DatasetError(
+                layout.describe_os_error(
+                    exc, f"cannot finish the interrupted commit in {root_path}"
+                )
+            ) from exc
+        info = json.loads(info_path.read_text())
+        problems = []
+        if fps is not None and int(info["fps"]) != fps:
+            problems.append(f"fps {fps} differs from the dataset's {info['fps']}")
+        if robot_type is not None and info.get("robot_type") != robot_type:
+            problems.append(
+                f"robot type {robot_type!r} differs from the dataset's {info.get('robot_type')!r}"
+            )
+        if features is not None:
+            feats = dict(features)
+            if use_videos is not None:
+                for key, spec in list(feats.items()):
+                    if spec.get("dtype") in ("video", "image"):
+                        feats[key] = {**spec, "dtype": "video" if use_videos else "image"}
+            problems += schema_differences(with_defaults(feats), info["features"])
+        if problems:
+            raise DatasetError(
+                f"cannot resume {root_path}: "
+                + "; ".join(problems)
+                + ". Record into a new dataset (another repo id or --dataset.root) instead."
+            )
+        if video is None:
+            video = _video_config_from_info(info)
+        pending = list_journal(root_path)
+        if pending and journal == "error":
+            described = "; ".join(p.describe() for p in pending)
+            raise DatasetError(
+                f"{root_path} has an unsaved episode from an interrupted recording ({described}). "
+                "Resume with journal='recover' to save it or journal='discard' to delete it "
+                "(CLI: `openk recover`)."
+            )
+        writer = cls(
+            root_path, repo_id, info, video=video, rename_map=rename_map, single_task=single_task
+        )
+        for entry in pending:
+            if journal == "recover":
+                writer._recover(entry)
+            else:
+                shutil.rmtree(entry.path, ignore_errors=True)
+        if journal == "recover" and pending:
+            writer.flush()
+        return writer
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def info(self) -> dict[str, Any]:
+        return json.loads(json.dumps(self._info))
+
+    @property
+    def total_episodes(self) -> int:
+        return int(self._info["total_episodes"])
+
+    @property
+    def total_frames(self) -> int:
+        return int(self._info["total_frames"])
+
+    @property
+    def episode_in_progress(self) -> bool:
+        return self._episode is not None
+
+    @property
+    def camera_keys(self) -> list[str]:
+        return list(self._camera_keys)
+
+    def camera_backlog(self) -> dict[str, int]:
+        """Frames queued but not yet encoded, per camera, for the episode in progress."""
+        ep = self._episode
+        if ep is None:
+            return {}
+        return {k: s.backlog for k, s in ep.sinks.items() if isinstance(s, CameraEncoder)}
+
+    # ------------------------------------------------------------------ episode API
+    def start_episode(self, task: str | None = None) -> None:
+        """Begin an episode. `task` defaults to the writer's `single_task`."""
+        self._raise_commit_error()
+        task = task if task is not None else self.single_task
+        if not task or not isinstance(task, str):
+            raise DatasetError(
+                "an episode needs a task: pass task='...' or single_task at creation"
+            )
+        with self._lock:
+            if self._episode is not None:
+                raise DatasetError("an episode is already in progress; save or discard it first")
+            self._seq += 1
+            jdir = self.root / JOURNAL_DIR / f"ep-{self._seq}"
+            try:
+                jdir.mkdir(parents=True, exist_ok=False)
+                (jdir / "episode.json").write_text(
+                    json.dumps({"task": task, "fps": self.fps, "started_ns": time.monotonic_ns()})
+                )
+            except OSError as exc:
+                raise DatasetError(
+                    layout.describe_os_error(exc, f"cannot write the journal in {jdir}")
+                ) from exc
+            sinks: dict[str, CameraEncoder | _ImageSink] = {}
+            for key in self._camera_keys:
+                height, width, _ = self.features[key]["shape"]
+                if key in self._video_keys:
+                    sinks[key] = CameraEncoder(
+                        jdir / f"{key}.mp4", width, height, self.fps, self.video_config
+                    )
+                else:
+                    sinks[key] = _ImageSink(jdir / key)
+                self._syncs[key].reset_for_episode()
+            self._episode = _Episode(self._seq, jdir, task, self.fps, self._syncs, sinks)
+
+    def add_rows(self, batch: Any) -> None:
+        """Append loop rows (pyarrow RecordBatch/Table or any Arrow C stream) to the episode."""
+        self._raise_commit_error()
+        table = batch if isinstance(batch, pa.Table) else pa.table(batch)
+        if table.num_rows == 0:
+            return
+        selected, times = self._select_columns(table)
+        with self._lock:
+            ep = self._require_episode()
+            try:
+                if ep.rows_writer is None:
+                    ep.rows_file = open(ep.journal / "rows.arrows", "wb")  # noqa: SIM115
+                    ep.rows_writer = pa.ipc.new_stream(ep.rows_file, selected.schema)
+                ep.rows_writer.write_table(selected)
+                ep.rows_file.flush()
+                now = time.monotonic_ns()
+                if now - ep.last_fsync_ns >= _FSYNC_EVERY_NS:
+                    ep.last_fsync_ns = now
+                    os.fsync(ep.rows_file.fileno())
+            except OSError as exc:
+                raise DatasetError(
+                    layout.describe_os_error(exc, "cannot journal the episode rows")
+                ) from exc
+            ep.batches.append(selected)
+            ep.rows += selected.num_rows
+            if self._camera_keys:
+                ep.pending_times.extend(times)
+                ep.newest_row_t = times[-1]
+                self._drain(ep, final=False)
+
+    def add_camera_frame(self, key: str, frame: np.ndarray, t_ns: int) -> None:
+        """Offer a camera frame (H x W x 3 uint8 RGB) stamped with `time.monotonic_ns()`.
+
+        Thread-safe; the array is kept as is (do not modify it afterwards). Frames may arrive
+        between episodes: the newest one is used if an episode starts before the next frame.
+        """
+        full_key = key if key in self._syncs else CAMERA_PREFIX + key
+        full_key = self.rename_map.get(full_key, full_key)
+        sync = self._syncs.get(full_key)
+        if sync is None:
+            raise DatasetError(
+                f"camera {key!r} is not a declared feature; declared: {self._camera_keys}"
+            )
+        arr = np.asarray(frame)
+        if arr.dtype != np.uint8 or arr.shape != sync.shape:
+            raise DatasetError(
+                f"camera {key!r}: frame has shape {arr.shape} {arr.dtype}, "
+                f"expected {sync.shape} uint8 RGB"
+            )
+        with self._lock:
+            sync.add(np.ascontiguousarray(arr), int(t_ns))
+            ep = self._episode
+            if ep is not None and ep.pending_times:
+                self._drain(ep, final=False)
+
+    def save_episode(
+        self, metadata: Mapping[str, Any] | None = None, *, wait: bool = False
+    ) -> EpisodeSummary:
+        """End the episode and queue it for commit; returns at once unless `wait=True`.
+
+        `metadata` (JSON-serialisable, e.g. loop telemetry) is stored with the episode in
+        `meta/openk/episodes.jsonl`. A commit failure is raised by the next call.
+        """
+        started = time.perf_counter()
+        self._raise_commit_error()
+        with self._lock:
+            ep = self._require_episode()
+            if ep.rows == 0:
+                raise DatasetError("the episode has no rows; record some or discard it")
+            self._drain(ep, final=True)
+            self._close_rows_journal(ep)
+            self._episode = None
+        table = pa.concat_tables(ep.batches) if len(ep.batches) > 1 else ep.batches[0]
+        repeated = {k: s.repeats for k, s in ep.syncs.items()}
+        try:
+            (ep.journal / "saved.json").write_text(
+                json.dumps({"metadata": dict(metadata or {}), "repeated": repeated})
+            )
+        except (OSError, TypeError) as exc:
+            raise DatasetError(f"cannot record the episode metadata: {exc}") from exc
+        ready = _ReadyEpisode(
+            journal=ep.journal,
+            task=ep.task,
+            table=table,
+            length=table.num_rows,
+            videos={k: s for k, s in ep.sinks.items() if isinstance(s, CameraEncoder)},
+            images={k: s for k, s in ep.sinks.items() if isinstance(s, _ImageSink)},
+            metadata=dict(metadata or {}),
+            repeated=repeated,
+            recovered=False,
+        )
+        summary = self._enqueue(ready)
+        if wait:
+            self._wait_for(ready)
+        summary.wait_s = time.perf_counter() - started
+        return summary
+
+    def discard_episode(self) -> None:
+        """Drop the episode in progress; nothing of it stays on disk."""
+        with self._lock:
+            ep = self._require_episode()
+            self._episode = None
+        for sink in ep.sinks.values():
+            sink.abort()
+        self._close_rows_journal(ep)
+        shutil.rmtree(ep.journal, ignore_errors=True)
+
+    def flush(self) -> None:
+        """Wait until every saved episode is committed; raise DatasetError if one failed."""
+        with self._queue_cv:
+            while self._queue and self._commit_error is None:
+                self._queue_cv.wait(0.05)
+        self._raise_commit_error()
+
+    def close(self, *, discard_unsaved: bool = False) -> None:
+        """Commit saved episodes and stop. An unsaved episode is kept in the journal (offered
+        back on resume) unless `discard_unsaved`."""
+        if self._closed:
+            return
+        ep = self._episode
+        if ep is not None:
+            if discard_unsaved:
+                self.discard_episode()
+            else:
+                self._episode = None
+                for sink in ep.sinks.values():
+                    with contextlib.suppress(DatasetError):
+                        sink.finish()
+                self._close_rows_journal(ep)
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            with self._queue_cv:
+                self._queue_cv.notify_all()
+            self._committer.join(timeout=60)
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ row handling
+    def _require_episode(self) -> _Episode:
+        if self._episode is None:
+            raise DatasetError("no episode in progress; call start_episode(task) first")
+        return self._episode
+
+    def _select_columns(self, table: pa.Table) -> tuple[pa.Table, list[int]]:
+        if self.rename_map:
+            table = table.rename_columns([self.rename_map.get(n, n) for n in table.column_names])
+        columns, fields = [], []
+        for key in self._row_keys:
+            if key not in table.column_names:
+                raise DatasetError(
+                    f"the rows have no column {key!r} (a declared feature); "
+                    f"columns: {table.column_names}"
+                )
+            feat = self.features[key]
+            col = table.column(key)
+            src_field = table.schema.field(key)
+            names = feat.get("names")
+            if src_field.metadata and b"names" in src_field.metadata and isinstance(names, list):
+                got = json.loads(src_field.metadata[b"names"])
+                if list(got) != list(names):
+                    raise DatasetError(
+                        f"column {key!r} carries joint names {got}, "
+                        f"but the dataset declares {names}"
+                    )
+            target = arrow_type(feat)
+            try:
+                col = col.cast(target)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise DatasetError(
+                    f"column {key!r} of type {col.type} cannot be stored as {feat['dtype']}"
+                    f"{feat['shape']}: {exc}"
+                ) from exc
+            columns.append(col)
+            fields.append(pa.field(key, target))
+        selected = pa.Table.from_arrays(columns, schema=pa.schema(fields))
+        times: list[int] = []
+        if self._camera_keys:
+            if CAPTURE_TIME not in table.column_names:
+                raise DatasetError(
+                    f"rows need a {CAPTURE_TIME!r} column to be matched with camera frames"
+                )
+            times = table.column(CAPTURE_TIME).cast(pa.int64()).to_pylist()
+        return selected, times
+
+    def _drain(self, ep: _Episode, *, final: bool) -> None:
+        """Give rows their camera frames once each camera has a frame stamped after the row."""
+        while ep.pending_times:
+            t_row = ep.pending_times[0]
+            if not final:
+                lagging = (
+                    ep.newest_row_t is not None and ep.newest_row_t - t_row > _MAX_CAMERA_LAG_NS
+                )
+                if not lagging and not all(s.ready(t_row) for s in ep.syncs.values()):
+                    return
+            picked = {}
+            for key, sync in ep.syncs.items():
+                frame = sync.pick(t_row)
+                if frame is None:
+                    if not final:
+                        return
+                    raise DatasetError(
+                        f"camera {key!r} delivered no frame during this episode; check it is "
+                        "connected and running, then discard and re-record the episode"
+                    )
+                picked[key] = frame
+            for key, frame in picked.items():
+                ep.sinks[key].put(frame)
+            ep.pending_times.popleft()
+        if not final:
+            self._fsync_video_journal(ep)
+
+    def _fsync_video_journal(self, ep: _Episode) -> None:
+        now = time.monotonic_ns()
+        if now - ep.last_fsync_ns < _FSYNC_EVERY_NS:
+            return
+        for key in self._video_keys:
+            path = ep.journal / f"{key}.mp4"
+            with contextlib.suppress(OSError):
+                layout.fsync_file(path)
+
+    def _close_rows_journal(self, ep: _Episode) -> None:
+        if ep.rows_writer is not None:
+            try:
+                ep.rows_writer.close()
+                ep.rows_file.flush()
+                os.fsync(ep.rows_file.fileno())
+                ep.rows_file.close()
+            except (OSError, pa.ArrowException):
+                pass
+            ep.rows_writer = None
+
+    # ------------------------------------------------------------------ committer
+    def _enqueue(self, ready: _ReadyEpisode) -> EpisodeSummary:
+        summary = EpisodeSummary(
+            episode_index=self._next_index,
+            length=ready.length,
+            task=ready.task,
+            repeated_frames=dict(ready.repeated),
+            wait_s=0.0,
+            recovered=ready.recovered,
+        )
+        self._next_index += 1
+        ready.summary = summary
+        with self._queue_cv:
+            self._queue.append(ready)
+            self._queue_cv.notify_all()
+        return summary
+
+    def _wait_for(self, ready: _ReadyEpisode) -> None:
+        while not ready.done.wait(0.05):
+            if self._commit_error is not None:
+                break
+        self._raise_commit_error()
+
+    def _raise_commit_error(self) -> None:
+        if self._commit_error is not None:
+            exc = self._commit_error
+            if isinstance(exc, DatasetError):
+                raise DatasetError(str(exc)) from exc
+            if isinstance(exc, OSError):
+                raise DatasetError(
+                    layout.describe_os_error(exc, f"saving an episode to {self.root} failed")
+                ) from exc
+            raise DatasetError(f"saving an episode to {self.root} failed: {exc!r}") from exc
+
+    def _commit_loop(self) -> None:
+        while True:
+            with self._queue_cv:
+                while not self._queue and not self._closed:
+                    self._queue_cv.wait()
+                if not self._queue:
+                    return
+                ready = self._queue[0]
+            try:
+                self._commit(ready)
+            except BaseException as exc:
+                log.error("commit of episode failed: %s", exc)
+                self._commit_error = exc
+                for r in self._queue:
+                    r.done.set()
+                    for sink in r.videos.values():
+                        if isinstance(sink, CameraEncoder):
+                            sink.abort()
+                with self._queue_cv:
+                    self._queue.clear()
+                    self._queue_cv.notify_all()
+                return
+            with self._queue_cv:
+                self._queue.pop(0)
+                self._queue_cv.notify_all()
+            ready.done.set()
+
+    # ------------------------------------------------------------------ state on disk
+    def _load_state(self) -> None:
+        info = self._info
+        self._tasks: dict[str, int] = {}
+        tasks_path = self.root / layout.TASKS_PATH
+        if tasks_path.exists():
+            t = pq.read_table(tasks_path)
+            for task, index in zip(
+                t.column("task").to_pylist(), t.column("task_index").to_pylist(), strict=True
+            ):
+                self._tasks[task] = int(index)
+        stats_path = self.root / layout.STATS_PATH
+        self._stats: dict[str, stats.Stats] = {}
+        if stats_path.exists() and info["total_episodes"] > 0:
+            self._stats = stats.from_jsonable(json.loads(stats_path.read_text()))
+        self._extras_path = self.root / "meta" / "openk" / "episodes.jsonl"
+        # Resumed datasets always continue in new files, as lerobot does: a file another
+        # process wrote (or one left by a crash) is never rewritten.
+        last = _last_episode_row(self.root) if info["total_episodes"] > 0 else None
+        if last is None:
+            self._data = _Cursor(0, 0, open=False)
+            self._data_fresh = True
+            self._videos = {k: _Cursor(0, 0, open=False) for k in self._video_keys}
+            self._videos_fresh = dict.fromkeys(self._video_keys, True)
+            self._meta = _Cursor(0, 0, open=False)
+            self._meta_fresh = True
+        else:
+            self._data = _Cursor(
+                int(last["data/chunk_index"]), int(last["data/file_index"]), open=False
+            )
+            self._data_fresh = False
+            self._videos = {}
+            self._videos_fresh = {}
+            for k in self._video_keys:
+                ck, fk = last.get(f"videos/{k}/chunk_index"), last.get(f"videos/{k}/file_index")
+                self._videos[k] = _Cursor(int(ck or 0), int(fk or 0), open=False)
+                self._videos_fresh[k] = ck is None
+            self._meta = _Cursor(
+                int(last.get("meta/episodes/chunk_index") or 0),
+                int(last.get("meta/episodes/file_index") or 0),
+                open=False,
+            )
+            self._meta_fresh = False
+        self._meta_rows: list[dict[str, Any]] = []
+
+    def _target(
+        self, cursor: _Cursor, fresh: bool, current: Path | None, limit_mb: int, incoming: float
+    ) -> tuple[_Cursor, bool]:
+        """Where the next episode goes: append to the open file, or roll to the next file."""
+        chunks_size = int(self._info.get("chunks_size") or layout.DEFAULT_CHUNKS_SIZE)
+        if cursor.open and current is not None and current.exists():
+            size = current.stat().st_size
+            if size + incoming < limit_mb * _MB:
+                return cursor, True
+        if fresh:
+            return _Cursor(cursor.chunk, cursor.file, open=True), False
+        chunk, file = layout.next_file_index(cursor.chunk, cursor.file, chunks_size)
+        return _Cursor(chunk, file, open=True), False
+
+    # ------------------------------------------------------------------ one commit
+    def _commit(self, ready: _ReadyEpisode) -> None:
+        fps = self.fps
+        length = ready.length
+        assert ready.summary is not None
+        episode_index = ready.summary.episode_index
+        if episode_index != self.total_episodes:
+            raise DatasetError(f"episode {episode_index} committed out of order")
+        videos: dict[str, EncodedEpisodeVideo] = {}
+        for key, v in ready.videos.items():
+            videos[key] = v.finish() if isinstance(v, CameraEncoder) else v
+            if videos[key].frames < length:
+                raise DatasetError(
+                    f"camera {key!r}: {videos[key].frames} video frames for {length} rows"
+                )
+        image_stats: dict[str, stats.Stats] = {}
+        image_dirs: dict[str, Path] = {}
+        for key, sink in ready.images.items():
+            if isinstance(sink, _ImageSink):
+                _, image_stats[key] = sink.finish()
+                image_dirs[key] = sink.folder
+            else:
+                image_dirs[key] = sink
+                image_stats[key] = _image_stats_from_dir(sink, length)
+        from_index = self.total_frames
+        task_index = self._tasks.get(ready.task)
+        new_task = task_index is None
+        if task_index is None:
+            task_index = len(self._tasks)
+
+        # ---- data table
+        frame_index = np.arange(length, dtype=np.int64)
+        columns: dict[str, pa.Array | pa.ChunkedArray] = {}
+        table = ready.table.slice(0, length)
+        for key, feat in self.features.items():
+            if feat["dtype"] == "video":
+                continue
+            if key in self._row_keys:
+                columns[key] = table.column(key)
+            elif key in image_dirs:
+                files = [image_dirs[key] / f"frame-{i:06d}.png" for i in range(length)]
+                columns[key] = pa.array(
+                    [
+                        {"bytes": f.read_bytes(), "path": f"frame-{i:06d}.png"}
+                        for i, f in enumerate(files)
+                    ],
+                    type=arrow_type(feat),
+                )
+            elif key == "timestamp":
+                columns[key] = pa.array((frame_index / fps).astype(np.float32))
+            elif key == "frame_index":
+                columns[key] = pa.array(frame_index)
+            elif key == "episode_index":
+                columns[key] = pa.array(np.full(length, episode_index, dtype=np.int64))
+            elif key == "index":
+                columns[key] = pa.array(frame_index + from_index)
+            elif key == "task_index":
+                columns[key] = pa.array(np.full(length, task_index, dtype=np.int64))
+        data = pa.Table.from_pydict(columns, schema=self._schema)
+
+        # ---- statistics
+        ep_stats: dict[str, stats.Stats] = {}
+        for key, feat in self.features.items():
+            if feat["dtype"] == "string":
+                continue
+            if key in videos:
+                ep_stats[key] = videos[key].stats
+            elif key in image_stats:
+                ep_stats[key] = image_stats[key]
+            else:
+                col = data.column(key)
+                if pa.types.is_fixed_size_list(col.type):
+                    values = np.asarray(col.combine_chunks().flatten()).reshape(length, -1)
+                else:
+                    values = np.asarray(col.to_numpy())
+                ep_stats[key] = stats.numeric_stats(values)
+        new_stats = {
+            k: (stats.aggregate([self._stats[k], v]) if k in self._stats else v)
+            for k, v in ep_stats.items()
+        }
+
+        renames: list[tuple[Path, Path]] = []
+        try:
+            # ---- data parquet
+            data_cursor, append = self._target(
+                self._data,
+                self._data_fresh,
+                self._data_path(self._data),
+                int(self._info["data_files_size_in_mb"]),
+                incoming=_estimate_incoming(self._data_path(self._data), self._data.frames, length),
+            )
+            data_final = self._data_path(data_cursor)
+            existing = data_final if append else None
+            renames.append(
+                (
+                    layout.write_temp(data_final, _parquet_writer(self._schema, existing, data)),
+                    data_final,
+                )
+            )
+            data_cursor.frames = (self._data.frames if append else 0) + length
+
+            # ---- videos
+            video_cols: dict[str, Any] = {}
+            new_video_cursors: dict[str, _Cursor] = {}
+            info_blocks: dict[str, dict[str, Any]] = {}
+            for key, enc in videos.items():
+                cur = self._videos[key]
+                incoming = enc.path.stat().st_size
+                cursor, append_v = self._target(
+                    cur,
+                    self._videos_fresh[key],
+                    self._video_path(key, cur),
+                    int(self._info["video_files_size_in_mb"]),
+                    incoming,
+                )
+                final = self._video_path(key, cursor)
+                before = cur.frames if append_v else 0
+                tmp = layout.write_temp(
+                    final,
+                    lambda t, final=final, enc=enc, before=before: append_video(
+                        final, enc.path, length, fps, t, existing_frames=before
+                    ),
+                )
+                renames.append((tmp, final))
+                cursor.frames = before + length
+                new_video_cursors[key] = cursor
+                video_cols[f"videos/{key}/chunk_index"] = cursor.chunk
+                video_cols[f"videos/{key}/file_index"] = cursor.file
+                video_cols[f"videos/{key}/from_timestamp"] = before / fps
+                video_cols[f"videos/{key}/to_timestamp"] = (before + length) / fps
+                if "info" not in self.features[key]:
+                    info_blocks[key] = probe_info(tmp, self.video_config)
+
+            # ---- tasks
+            tasks = dict(self._tasks)
+            if new_task:
+                tasks[ready.task] = task_index
+                renames.append(_temp_for(self.root / layout.TASKS_PATH, _tasks_writer(tasks)))
+
+            # ---- episodes metadata
+            row: dict[str, Any] = {
+                "episode_index": episode_index,
+                "tasks": [ready.task],
+                "length": length,
+                "data/chunk_index": data_cursor.chunk,
+                "data/file_index": data_cursor.file,
+                "dataset_from_index": from_index,
+                "dataset_to_index": from_index + length,
+                **video_cols,
+            }
+            for key, per in ep_stats.items():
+                for name in STAT_NAMES:
+                    row[f"stats/{key}/{name}"] = np.asarray(per[name]).tolist()
+            meta_cursor, meta_append = self._target(
+                self._meta,
+                self._meta_fresh,
+                self._meta_path(self._meta),
+                int(self._info["data_files_size_in_mb"]),
+                incoming=0,
+            )
+            if not meta_append:
+                self._meta_rows_pending: list[dict[str, Any]] = []
+            else:
+                self._meta_rows_pending = list(self._meta_rows)
+            row["meta/episodes/chunk_index"] = meta_cursor.chunk
+            row["meta/episodes/file_index"] = meta_cursor.file
+            meta_rows = [*self._meta_rows_pending, row]
+            meta_final = self._meta_path(meta_cursor)
+            renames.append(
+                _temp_for(meta_final, _episodes_writer(self.features, self._video_keys, meta_rows))
+            )
+
+            # ---- stats.json, our extras, info.json (last)
+            renames.append(
+                _temp_for(
+                    self.root / layout.STATS_PATH,
+                    layout.write_bytes_to(layout.json_bytes(stats.to_jsonable(new_stats))),
+                )
+            )
+            extra = {
+                "episode_index": episode_index,
+                "length": length,
+                "repeated_frames": ready.repeated,
+                "recovered": ready.recovered,
+                "metadata": ready.metadata,
+            }
+            old_extras = self._extras_path.read_bytes() if self._extras_path.exists() else b""
+            renames.append(
+                _temp_for(
+                    self._extras_path,
+                    layout.write_bytes_to(old_extras + (json.dumps(extra) + "\n").encode()),
+                )
+            )
+            info = json.loads(json.dumps(self._info))
+            for key, block in info_blocks.items():
+                info["features"][key]["info"] = block
+            info["total_episodes"] = episode_index + 1
+            info["total_frames"] = from_index + length
+            info["total_tasks"] = len(tasks)
+            info["splits"] = {"train": f"0:{episode_index + 1}"}
+            renames.append(
+                _temp_for(
+                    self.root / layout.INFO_PATH, layout.write_bytes_to(layout.json_bytes(info))
+                )
+            )
+        except BaseException:
+            for tmp, _ in renames:
+                tmp.unlink(missing_ok=True)
+            raise
+
+        # ---- the commit point: the redo log names every rename, then they happen
+        _apply_commit(self.root, renames, ready.journal)
+
+        # ---- in-memory state follows the disk
+        self._info = info
+        self.features = info["features"]
+        self._tasks = tasks
+        self._stats = new_stats
+        self._data, self._data_fresh = data_cursor, False
+        for key, cursor in new_video_cursors.items():
+            self._videos[key], self._videos_fresh[key] = cursor, False
+        self._meta, self._meta_fresh = meta_cursor, False
+        self._meta_rows = meta_rows
+
+    def _data_path(self, c: _Cursor) -> Path:
+        return self.root / layout.data_file(c.chunk, c.file)
+
+    def _video_path(self, key: str, c: _Cursor) -> Path:
+        return self.root / layout.video_file(key, c.chunk, c.file)
+
+    def _meta_path(self, c: _Cursor) -> Path:
+        return self.root / layout.episodes_file(c.chunk, c.file)
+
+    # ------------------------------------------------------------------ recovery
+    def _recover(self, entry: JournalEpisode) -> None:
+        length = entry.recoverable_length(self._video_keys, self._image_keys)
+        if length <= 0:
+            log.warning("journal %s holds no complete frame; deleting it", entry.path)
+            shutil.rmtree(entry.path, ignore_errors=True)
+            return
+        table = read_journal_rows(entry.path)
+        videos: dict[str, CameraEncoder | EncodedEpisodeVideo] = {}
+        for key in self._video_keys:
+            path = entry.path / f"{key}.mp4"
+            videos[key] = EncodedEpisodeVideo(path, length, _video_stats(path, length))
+        images: dict[str, _ImageSink | Path] = {k: entry.path / k for k in self._image_keys}
+        saved = entry.saved or {}
+        ready = _ReadyEpisode(
+            journal=entry.path,
+            task=entry.task,
+            table=table.slice(0, length),
+            length=length,
+            videos=videos,
+            images=images,
+            metadata=dict(saved.get("metadata", {})),
+            repeated=dict(saved.get("repeated", {})),
+            recovered=True,
+        )
+        self._enqueue(ready)
+
+
+# ---------------------------------------------------------------------------- helpers
+def _video_config_from_info(info: Mapping[str, Any]) -> VideoConfig:
+    for feat in info["features"].values():
+        block = feat.get("info") if feat.get("dtype") == "video" else None
+        if block:
+            codec = block.get("video.codec", "av1")
+            vcodec = "h264" if codec == "h264" else "libsvtav1"
+            preset = block.get("video.preset")
+            return VideoConfig(
+                vcodec=vcodec,
+                g=int(block.get("video.g") or 2),
+                crf=int(block.get("video.crf") or 30),
+                preset=preset,
+                fast_decode=int(block.get("video.fast_decode") or 0),
+            )
+    return VideoConfig()
+
+
+def _estimate_incoming(current: Path, rows_in_file: int, rows: int) -> float:
+    if not current.exists() or rows_in_file <= 0:
+        return 0.0
+    return current.stat().st_size / rows_in_file * rows
+
+
+def _temp_for(final: Path, produce: Callable[[Path], None]) -> tuple[Path, Path]:
+    return layout.write_temp(final, produce), final
+
+
+def _parquet_writer(
+    schema: pa.Schema, existing: Path | None, new: pa.Table
+) -> Callable[[Path], None]:
+    def produce(tmp: Path) -> None:
+        with pq.ParquetWriter(str(tmp), schema, compression="snappy", use_dictionary=True) as w:
+            if existing is not None:
+                pf = pq.ParquetFile(existing)
+                for i in range(pf.num_row_groups):
+                    w.write_table(pf.read_row_group(i))
+            # one row group per episode, as lerobot's readers expect by convention
+            w.write_table(new, row_group_size=max(new.num_rows, 1))
+
+    return produce
+
+
+def _tasks_writer(tasks: Mapping[str, int]) -> Callable[[Path], None]:
+    ordered = sorted(tasks.items(), key=lambda kv: kv[1])
+    pandas_meta = {
+        "index_columns": ["task"],
+        "column_indexes": [
+            {
+                "name": None,
+                "field_name": None,
+                "pandas_type": "unicode",
+                "numpy_type": "object",
+                "metadata": {"encoding": "UTF-8"},
+            }
+        ],
+        "columns": [
+            {
+                "name": "task_index",
+                "field_name": "task_index",
+                "pandas_type": "int64",
+                "numpy_type": "int64",
+                "metadata": None,
+            },
+            {
+                "name": "task",
+                "field_name": "task",
+                "pandas_type": "unicode",
+                "numpy_type": "object",
+                "metadata": None,
+            },
+        ],
+        "attributes": {},
+        "creator": {"library": "pyarrow", "version": pa.__version__},
+        "pandas_version": "2.3.3",
+    }
+    schema = pa.schema(
+        [("task_index", pa.int64()), ("task", pa.string())],
+        metadata={b"pandas": json.dumps(pandas_meta).encode()},
+    )
+    table = pa.Table.from_pydict(
+        {"task_index": [i for _, i in ordered], "task": [t for t, _ in ordered]}, schema=schema
+    )
+
+    def produce(tmp: Path) -> None:
+        pq.write_table(table, str(tmp), compression="snappy")
+
+    return produce
+
+
+def episodes_schema(features: Mapping[str, Mapping[str, Any]], video_keys_: list[str]) -> pa.Schema:
+    fields: list[pa.Field] = [
+        pa.field("episode_index", pa.int64()),
+        pa.field("tasks", pa.list_(pa.string())),
+        pa.field("length", pa.int64()),
+        pa.field("data/chunk_index", pa.int64()),
+        pa.field("data/file_index", pa.int64()),
+        pa.field("dataset_from_index", pa.int64()),
+        pa.field("dataset_to_index", pa.int64()),
+    ]
+    for key in video_keys_:
+        fields += [
+            pa.field(f"videos/{key}/chunk_index", pa.int64()),
+            pa.field(f"videos/{key}/file_index", pa.int64()),
+            pa.field(f"videos/{key}/from_timestamp", pa.float64()),
+            pa.field(f"videos/{key}/to_timestamp", pa.float64()),
+        ]
+    cube = pa.list_(pa.list_(pa.list_(pa.float64())))
+    for key, feat in features.items():
+        if feat["dtype"] == "string":
+            continue
+        value_type = cube if feat["dtype"] in ("video", "image") else pa.list_(pa.float64())
+        for name in STAT_NAMES:
+            fields.append(
+                pa.field(
+                    f"stats/{key}/{name}", pa.list_(pa.int64()) if name == "count" else value_type
+                )
+            )
+    fields += [
+        pa.field("meta/episodes/chunk_index", pa.int64()),
+        pa.field("meta/episodes/file_index", pa.int64()),
+    ]
+    return pa.schema(fields)
+
+
+def _episodes_writer(
+    features: Mapping[str, Mapping[str, Any]], video_keys_: list[str], rows: list[dict[str, Any]]
+) -> Callable[[Path], None]:
+    schema = episodes_schema(features, video_keys_)
+    table = pa.Table.from_pylist(rows, schema=schema)
+
+    def produce(tmp: Path) -> None:
+        pq.write_table(table, str(tmp), compression="snappy")
+
+    return produce
+
+
+def _apply_commit(root: Path, renames: list[tuple[Path, Path]], journal: Path) -> None:
+    """Write the redo log, perform the renames, then drop the log and the episode journal."""
+    log_path = root / layout.OPENK_DIR / "commit.json"
+    record = {
+        "renames": [[str(t.relative_to(root)), str(f.relative_to(root))] for t, f in renames],
+        "journal": str(journal.relative_to(root)),
+    }
+    layout.replace_atomically(log_path, layout.write_bytes_to(json.dumps(record).encode()))
+    roll_forward(root)
+
+
+def _last_episode_row(root: Path) -> dict[str, Any] | None:
+    files = sorted((root / "meta" / "episodes").glob("*/*.parquet"))
+    if not files:
+        return None
+    t = pq.read_table(files[-1])
+    if t.num_rows == 0:
+        return None
+    cols = [c for c in t.column_names if not c.startswith("stats/")]
+    return t.select(cols).slice(t.num_rows - 1, 1).to_pylist()[0]
+
+
+def _video_stats(path: Path, length: int) -> stats.Stats:
+    """Camera statistics of a recovered episode, from up to ~100 decoded frames."""
+    import av
+
+    acc = stats.ImageStatsAccumulator()
+    wanted = set(np.round(np.linspace(0, length - 1, min(length, 100))).astype(int).tolist())
+    try:
+        with av.open(str(path)) as src:
+            for i, frame in enumerate(src.decode(video=0)):
+                if i >= length:
+                    break
+                if i in wanted:
+                    acc.update(frame.to_ndarray(format="rgb24"))
+    except av.error.InvalidDataError:
+        pass
+    return acc.result()
+
+
+def _image_stats_from_dir(folder: Path, length: int) -> stats.Stats:
+    from openk.dataset.images import decode_png
+
+    acc = stats.ImageStatsAccumulator()
+    for i in np.round(np.linspace(0, length - 1, min(length, 100))).astype(int).tolist():
+        acc.update(decode_png((folder / f"frame-{i:06d}.png").read_bytes()))
+    return acc.result()

@@ -1,0 +1,119 @@
+"""Synthetic loop batches and camera frames shared by the dataset tests and benchmarks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from openk.cameras import synthetic_frame
+
+STATE_NAMES = [
+    f"{j}.pos"
+    for j in (
+        "shoulder_pan",
+        "shoulder_lift",
+        "shoulder_roll",
+        "elbow_flex",
+        "wrist_roll",
+        "wrist_flex",
+        "grip",
+    )
+] + [
+    f"{j}.vel"
+    for j in ("shoulder_pan", "shoulder_lift", "shoulder_roll", "elbow_flex", "wrist_roll")
+]
+ACTION_NAMES = STATE_NAMES[:7]
+
+
+def features(cameras: dict[str, tuple[int, int]], video: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "observation.state": {
+            "dtype": "float32",
+            "shape": [len(STATE_NAMES)],
+            "names": STATE_NAMES,
+        },
+        "action": {"dtype": "float32", "shape": [len(ACTION_NAMES)], "names": ACTION_NAMES},
+        "capture_time_ns": {"dtype": "int64", "shape": [1], "names": None},
+    }
+    for key, (h, w) in cameras.items():
+        out[f"observation.images.{key}"] = {
+            "dtype": "video" if video else "image",
+            "shape": [h, w, 3],
+            "names": ["height", "width", "channels"],
+        }
+    return out
+
+
+def batch_schema() -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("capture_time_ns", pa.int64()),
+            pa.field(
+                "observation.state",
+                pa.list_(pa.float32(), len(STATE_NAMES)),
+                metadata={"names": json.dumps(STATE_NAMES)},
+            ),
+            pa.field(
+                "action",
+                pa.list_(pa.float32(), len(ACTION_NAMES)),
+                metadata={"names": json.dumps(ACTION_NAMES)},
+            ),
+            pa.field("loop_lateness_ns", pa.int64()),  # undeclared telemetry: must be ignored
+        ]
+    )
+
+
+def make_batch(first_row: int, n: int, t0_ns: int, fps: int) -> pa.RecordBatch:
+    """Rows first_row..first_row+n-1; state[0] = row number so tests can check order."""
+    rows = np.arange(first_row, first_row + n)
+    state = np.zeros((n, len(STATE_NAMES)), dtype=np.float32)
+    state[:, 0] = rows
+    state[:, 1:] = np.sin(rows[:, None] * 0.1 + np.arange(1, len(STATE_NAMES)))
+    action = state[:, : len(ACTION_NAMES)] + 0.01
+    times = t0_ns + rows * (1_000_000_000 // fps)
+    schema = batch_schema()
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array(times, pa.int64()),
+            pa.FixedSizeListArray.from_arrays(pa.array(state.reshape(-1)), len(STATE_NAMES)),
+            pa.FixedSizeListArray.from_arrays(pa.array(action.reshape(-1)), len(ACTION_NAMES)),
+            pa.array(np.zeros(n, dtype=np.int64)),
+        ],
+        schema=schema,
+    )
+
+
+def record_episode(
+    writer: Any,
+    frames: int,
+    fps: int,
+    cameras: dict[str, tuple[int, int]],
+    *,
+    task: str | None = None,
+    batch: int = 10,
+    first_number: int = 0,
+    t0_ns: int = 1_000_000_000,
+) -> None:
+    """Feed one episode: camera frame k (showing first_number+k) is stamped just before row k."""
+    writer.start_episode(task)
+    period = 1_000_000_000 // fps
+    for start in range(0, frames, batch):
+        n = min(batch, frames - start)
+        for k in range(start, start + n):
+            for i, (key, (h, w)) in enumerate(cameras.items()):
+                writer.add_camera_frame(
+                    key,
+                    synthetic_frame(first_number + k, h, w, tint=i * 20),
+                    t0_ns + k * period - period // 3,
+                )
+        writer.add_rows(make_batch(start, n, t0_ns, fps))
+
+
+def frame_numbers(frames: Iterator[np.ndarray]) -> list[int]:
+    from openk.cameras import read_synthetic_number
+
+    return [read_synthetic_number(f) for f in frames]
