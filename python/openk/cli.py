@@ -361,8 +361,8 @@ def recover_cmd(root_or_repo: str, root: str | None, discard: bool, debug: bool)
     def go() -> None:
         import openk.tools as tools
 
-        _, path = _dataset_location(root_or_repo, root)
-        tools.recover(path, discard=discard)
+        repo_id, path = _dataset_location(root_or_repo, root)
+        tools.recover(path, repo_id=repo_id, discard=discard)
 
     run_guarded(go, debug)
 

@@ -20,7 +20,7 @@ from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
-from openk.errors import ConfigError
+from openk.errors import ConfigError, OpenKError
 
 # --- robots and teleoperators ---------------------------------------------------------------
 
@@ -622,24 +622,18 @@ def _check_device(
         dev.id = "follower" if role == "robot" else "leader"
 
 
-_REPO_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
 def validate_repo_id(repo_id: str, flag: str = "--dataset.repo_id") -> str:
-    """Refuse ids that could escape the dataset root or that the Hub would reject."""
-    hint = f"use {flag}=<hf_user>/<dataset_name> (letters, digits, '-', '_', '.')"
-    parts = repo_id.split("/")
-    if (
-        not repo_id
-        or repo_id.startswith(("/", "~"))
-        or "\\" in repo_id
-        or ".." in repo_id
-        or len(parts) > 2
-        or any(not _REPO_PART.fullmatch(p) or p.endswith(".") for p in parts)
-        or len(parts[-1]) > 96
-    ):
-        raise ConfigError(f"{flag}={repo_id!r} is not a valid dataset repo id; {hint}")
-    return repo_id
+    """Refuse ids that could escape the dataset root (the dataset layout's rule), naming the
+    flag to fix."""
+    from openk.dataset.layout import validate_repo_id as layout_validate
+
+    try:
+        return layout_validate(repo_id)
+    except OpenKError:
+        raise ConfigError(
+            f"{flag}={repo_id!r} is not a valid dataset repo id; use {flag}=<hf_user>/"
+            "<dataset_name> (letters, digits, '-', '_', '.'; no '..' or leading '/')"
+        ) from None
 
 
 def _check_positive(value: float | int, name: str, ctx: _Context, allow_zero: bool = False) -> None:
@@ -765,16 +759,11 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return conv(dataclasses.asdict(cfg))
 
 
-def lerobot_home() -> Path:
-    """$HF_LEROBOT_HOME, else $HF_HOME/lerobot, else ~/.cache/huggingface/lerobot (as lerobot)."""
-    env = os.environ.get("HF_LEROBOT_HOME")
-    if env:
-        return Path(env).expanduser()
-    hf_home = os.environ.get("HF_HOME")
-    base = Path(hf_home).expanduser() if hf_home else Path("~/.cache/huggingface").expanduser()
-    return base / "lerobot"
-
-
 def dataset_root(repo_id: str, root: Path | None) -> Path:
+    """--dataset.root, else `$HF_LEROBOT_HOME/<repo_id>` as lerobot (id validated first)."""
     validate_repo_id(repo_id)
-    return Path(root).expanduser() if root is not None else lerobot_home() / repo_id
+    if root is not None:
+        return Path(root).expanduser()
+    from openk.dataset.layout import default_root
+
+    return default_root(repo_id)

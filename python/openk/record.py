@@ -275,6 +275,10 @@ class _Recorder:
                 self.display.log_batch(batch)
             if self.camera_errors:
                 raise DatasetError(self.camera_errors[0])
+            for name, cam in self.cameras.items():
+                error = getattr(cam, "error", None)
+                if error is not None:
+                    raise OpenKError(f"camera {name!r} stopped: {error}")
             now = time.monotonic()
             if now - last_status >= STATUS_PERIOD_S:
                 last_status = now
@@ -538,8 +542,60 @@ def connect_session(cfg: RecordConfig | TeleoperateConfig | ReplayConfig) -> Ses
     )
 
 
+class _CapturedCamera:
+    """An `openk.cameras` camera read by a capture thread, frames handed to `on_frame`."""
+
+    def __init__(self, camera: Any) -> None:
+        self.camera = camera
+        self.thread: Any = None
+
+    def start(self, on_frame: Callable[[Any, int], None]) -> None:
+        from openk.cameras import CaptureThread
+
+        self.thread = CaptureThread(self.camera, lambda key, frame, t_ns: on_frame(frame, t_ns))
+        self.thread.start()
+
+    @property
+    def error(self) -> BaseException | None:
+        return None if self.thread is None else self.thread.error
+
+    def stop(self) -> None:
+        if self.thread is not None:
+            self.thread.stop()
+
+
+_camera_count = 0
+
+
 def make_camera(name: str, cam: CameraConfig) -> Camera:
-    raise OpenKError(f"camera {name!r} ({cam.type}) cannot be opened: openk.cameras is missing")
+    """A camera from its config: `synthetic` (draws its frame number) or `opencv`."""
+    import openk.cameras as cameras
+
+    global _camera_count
+    if cam.type == "synthetic":
+        _camera_count += 1
+        # A different tint per camera so two synthetic streams are told apart in a video.
+        return _CapturedCamera(
+            cameras.SyntheticCamera(
+                name, width=cam.width, height=cam.height, fps=cam.fps, tint=_camera_count - 1
+            )
+        )
+    if cam.type == "opencv":
+        device = cam.index_or_path if cam.index_or_path is not None else 0
+        return _CapturedCamera(
+            cameras.OpenCVCamera(
+                name,
+                device=device,
+                width=cam.width,
+                height=cam.height,
+                fps=cam.fps,
+                fourcc=cam.fourcc or "MJPG",
+            )
+        )
+    raise ConfigError(
+        f"camera {name!r}: type {cam.type!r} is not supported by openk (pyrealsense2 is not "
+        "used); use type: opencv (a RealSense colour stream is a V4L2 device) or synthetic"
+    )
 
 
 # --- teleoperate / replay / calibrate ---------------------------------------------------------
@@ -589,11 +645,100 @@ def teleoperate(
     ui.message("teleoperation ended")
 
 
-def replay(cfg: ReplayConfig, *, debug: bool = False) -> None:
+class ReplaySession(Protocol):
+    """A connected follower that takes one action vector at a time."""
+
+    @property
+    def action_names(self) -> list[str]: ...
+
+    def send_action(self, values: Sequence[float]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def episode_actions(root: Path, episode: int) -> tuple[list[str], list[list[float]], int]:
+    """(action names, actions in frame order, dataset fps) of one episode, read with pyarrow
+    filters rather than a Python predicate per row."""
+    import json
+
+    import pyarrow.dataset as pads
+
+    info_path = root / "meta" / "info.json"
+    if not info_path.is_file():
+        raise DatasetError(f"no dataset at {root} (meta/info.json missing); check --dataset.root")
+    info = json.loads(info_path.read_text())
+    total = int(info.get("total_episodes", 0))
+    if not 0 <= episode < total:
+        raise DatasetError(
+            f"--dataset.episode={episode} does not exist; {root} has episodes 0..{total - 1}"
+        )
+    names = list(info["features"]["action"].get("names") or [])
+    data = pads.dataset(str(root / "data"), format="parquet")
+    table = data.to_table(
+        columns=["frame_index", "action"], filter=pads.field("episode_index") == episode
+    ).sort_by("frame_index")
+    actions = table.column("action").to_pylist()
+    return names, actions, int(info["fps"])
+
+
+def replay(
+    cfg: ReplayConfig,
+    *,
+    debug: bool = False,
+    session_factory: Callable[[ReplayConfig], ReplaySession] | None = None,
+    ui: StatusLine | None = None,
+    events: Events | None = None,
+) -> int:
+    """Send an episode's recorded actions to the follower at the dataset's fps; returns the
+    number of actions sent."""
+    ui = ui or StatusLine()
+    events = events or Events()
     setup_logging(cfg.log_file, daily=cfg.daily_log_file_name, debug=debug)
+    log.info("openk replay config: %s", to_dict(cfg))
+    ds = cfg.dataset
+    assert ds.repo_id is not None and ds.episode is not None
+    root = dataset_root(ds.repo_id, ds.root)
+    names, actions, fps = episode_actions(root, ds.episode)
+    fps = ds.fps or fps
     check_ports(cfg.robot, "robot")
+    session = (session_factory or connect_replay_session)(cfg)
+    if names and list(session.action_names) != names:
+        session.close()
+        raise DatasetError(
+            f"episode {ds.episode} of {root} has actions {names}, but {cfg.robot.type} takes "
+            f"{list(session.action_names)}; replay it on the robot type that recorded it"
+        )
+    keys = KeyReader(events.on_key)
+    sent = 0
+    try:
+        keys.start()
+        ui.message(f"replaying episode {ds.episode} ({len(actions)} actions at {fps} fps)")
+        period_ns = round(1e9 / fps)
+        start = time.monotonic_ns()
+        with _sigterm_as_interrupt():
+            for i, action in enumerate(actions):
+                if events.stop.is_set():
+                    break
+                # Absolute deadlines: a late frame does not delay the ones after it.
+                delay = start + i * period_ns - time.monotonic_ns()
+                if delay > 0:
+                    time.sleep(delay / 1e9)
+                session.send_action(action)
+                sent += 1
+                if i % max(1, fps // 4) == 0:
+                    ui.update(f"replay {i + 1}/{len(actions)}")
+    except KeyboardInterrupt:
+        ui.message("stopped (Ctrl-C)")
+    finally:
+        keys.stop()
+        session.close()
+    ui.finish(f"replayed {sent}/{len(actions)} actions of episode {ds.episode}")
+    return sent
+
+
+def connect_replay_session(cfg: ReplayConfig) -> ReplaySession:
     raise OpenKError(
-        "replay needs the teleop session in openk._core, which this build does not have yet"
+        "replay needs the follower bindings in openk._core, which this build does not have yet"
     )
 
 

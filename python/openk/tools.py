@@ -9,6 +9,7 @@ import importlib
 import importlib.metadata
 import os
 import platform
+import re
 import resource
 import sys
 import threading
@@ -267,7 +268,25 @@ def push(
     echo(f"pushed {root} to {url}")
 
 
-def recover(root: Path, *, discard: bool = False, echo: Callable[[str], None] = click.echo) -> None:
+def recover(
+    root: Path,
+    *,
+    repo_id: str | None = None,
+    discard: bool = False,
+    echo: Callable[[str], None] = click.echo,
+) -> None:
     ds = _dataset_module()
-    result = ds.recover(root, discard=discard)
-    echo(str(result) if result is not None else f"{root}: nothing to recover")
+    if not (root / "meta" / "info.json").is_file():
+        raise DatasetError(f"no dataset at {root} (meta/info.json missing); check the path")
+    pending = ds.pending_journal(root)
+    if not pending:
+        echo(f"{root}: no interrupted episode to recover")
+        return
+    # The repo id only labels the writer here; the folder is given.
+    label = repo_id or "local/" + (re.sub(r"[^A-Za-z0-9._-]", "_", root.resolve().name) or "ds")
+    summaries = ds.recover(label, root, keep=not discard)
+    if discard:
+        echo(f"{root}: discarded {len(pending)} interrupted episode(s)")
+    else:
+        rows = sum(s.length for s in summaries)
+        echo(f"{root}: recovered {len(summaries)} episode(s) ({rows} rows)")

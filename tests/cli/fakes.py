@@ -8,6 +8,7 @@ They stand in for the Rust session only where a test checks the orchestrator's o
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,7 @@ class ScriptedSession:
     rows_in_episode: int = 0
     t_ns: int = 0
     closed: bool = False
+    paced: bool = False
     log: list[str] = field(default_factory=list)
 
     @property
@@ -82,6 +84,14 @@ class ScriptedSession:
         elif cue is not None:
             raise cue()
         n = self.rows_per_read
+        if self.paced:
+            # Rows on the real clock at 30 fps, so camera frames (stamped now) line up.
+            if self.t_ns == 0:
+                self.t_ns = time.monotonic_ns()
+            due = self.t_ns + (n - 1) * 33_333_333
+            delay = due - time.monotonic_ns()
+            if delay > 0:
+                time.sleep(delay / 1e9)
         times = [self.t_ns + i * 33_333_333 for i in range(n)]
         self.t_ns += n * 33_333_333
         values = [[float(self.rows_in_episode + i), 0.5] for i in range(n)]
