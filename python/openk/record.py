@@ -224,10 +224,10 @@ class _Recorder:
         self.ui = ui
         self.events = events
         self.display = _Display(cfg.display_data, "openk_record", ui)
-        self.camera_repeats = 0
         self.camera_errors: list[str] = []
         # Rows handed to the writer in this episode (kept here so Ctrl-C mid-phase sees them).
         self.rows = 0
+        self.elapsed_s = 0.0
 
     def on_frame(self, key: str) -> Callable[[Any, int], None]:
         def push(frame: Any, t_ns: int) -> None:
@@ -244,6 +244,11 @@ class _Recorder:
         backlog = 0
         with contextlib.suppress(Exception):
             backlog = sum(self.writer.camera_backlog().values())
+        repeats: int | None = None
+        live_repeats = getattr(self.writer, "camera_repeats", None)
+        if callable(live_repeats):  # newer writers count repeats while recording
+            with contextlib.suppress(Exception):
+                repeats = sum(live_repeats().values())
         return EpisodeStatus(
             episode=episode,
             num_episodes=self.cfg.dataset.num_episodes,
@@ -252,7 +257,7 @@ class _Recorder:
             control_hz=float(tele.get("achieved_hz", 0.0)),
             lateness_p99_us=float(tele.get("lateness_p99_ns", 0)) / 1000,
             rows=rows,
-            camera_repeats=self.camera_repeats,
+            camera_repeats=repeats,
             encoder_backlog=backlog,
             bus_errors=int(tele.get("bus_errors", 0)),
             phase=phase,
@@ -265,6 +270,7 @@ class _Recorder:
         phase = "recording" if recording else "reset"
         while True:
             elapsed = time.monotonic() - start
+            self.elapsed_s = elapsed
             if elapsed >= duration or self.events.exit_early.is_set():
                 break
             batch = self.session.read_batch(BATCH_WAIT_S)
@@ -448,7 +454,7 @@ def _episodes(
             tele = dict(session.telemetry())
             ui.finish(
                 recorder._status(
-                    episode, ds.episode_time_s, ds.episode_time_s, recorder.rows, "recorded"
+                    episode, recorder.elapsed_s, ds.episode_time_s, recorder.rows, "recorded"
                 )
             )
             # Like lerobot, the reset comes before the save so ← during the reset
@@ -487,7 +493,6 @@ def _episodes(
         result.summaries.append(summary)
         recorded += 1
         repeats = sum(getattr(summary, "repeated_frames", {}).values())
-        recorder.camera_repeats = 0
         log.info(
             "episode %d saved as %d: %d rows, %d repeated camera frames, save wait %.3f s",
             episode,

@@ -182,7 +182,7 @@ class EpisodeStatus:
     control_hz: float = 0.0
     lateness_p99_us: float = 0.0
     rows: int = 0
-    camera_repeats: int = 0
+    camera_repeats: int | None = None  # None: not known until the episode is saved
     encoder_backlog: int = 0
     bus_errors: int = 0
     phase: str = "recording"
@@ -198,8 +198,9 @@ class EpisodeStatus:
             f"{self.phase} episode {self.episode}/{self.num_episodes} {bar}"
             f"{self.elapsed_s:5.1f}/{self.duration_s:.0f}s ({remaining:4.1f}s left) | "
             f"{self.control_hz:6.1f} Hz, late p99 {self.lateness_p99_us / 1000:.2f} ms | "
-            f"rows {self.rows} | cam repeats {self.camera_repeats} | "
-            f"enc backlog {self.encoder_backlog} | bus errors {self.bus_errors}"
+            f"rows {self.rows} | "
+            + ("" if self.camera_repeats is None else f"cam repeats {self.camera_repeats} | ")
+            + f"enc backlog {self.encoder_backlog} | bus errors {self.bus_errors}"
         )
 
 

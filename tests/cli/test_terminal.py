@@ -66,7 +66,9 @@ def test_key_reader_is_inactive_without_a_terminal(tmp_path: Path) -> None:
 def test_status_line_is_plain_lines_when_not_a_tty() -> None:
     out = io.StringIO()
     line = StatusLine(out, tty=False, plain_interval_s=3600)
-    status = EpisodeStatus(episode=1, num_episodes=2, elapsed_s=1.0, duration_s=10, rows=30)
+    status = EpisodeStatus(
+        episode=1, num_episodes=2, elapsed_s=1.0, duration_s=10, rows=30, camera_repeats=0
+    )
     line.update(status.render())
     line.update(status.render())  # within the interval: not repeated
     line.finish("episode 1 saved")
