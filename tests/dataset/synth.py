@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -87,6 +88,9 @@ def make_batch(first_row: int, n: int, t0_ns: int, fps: int) -> pa.RecordBatch:
     )
 
 
+_clock = {"next": 0}
+
+
 def record_episode(
     writer: Any,
     frames: int,
@@ -96,11 +100,14 @@ def record_episode(
     task: str | None = None,
     batch: int = 10,
     first_number: int = 0,
-    t0_ns: int = 1_000_000_000,
-) -> None:
+    t0_ns: int | None = None,
+) -> int:
     """Feed one episode: camera frame k (showing first_number+k) is stamped just before row k."""
     writer.start_episode(task)
     period = 1_000_000_000 // fps
+    if t0_ns is None:
+        # synthetic stamps run ahead of the wall clock; never let an episode start in the past
+        t0_ns = max(time.monotonic_ns(), _clock["next"])
     for start in range(0, frames, batch):
         n = min(batch, frames - start)
         for k in range(start, start + n):
@@ -111,6 +118,8 @@ def record_episode(
                     t0_ns + k * period - period // 3,
                 )
         writer.add_rows(make_batch(start, n, t0_ns, fps))
+    _clock["next"] = t0_ns + (frames + 1) * period
+    return t0_ns + frames * period
 
 
 def frame_numbers(frames: Iterator[np.ndarray]) -> list[int]:

@@ -12,6 +12,8 @@ from openk.dataset.features import (
 )
 from openk.dataset.journal import JournalEpisode, list_journal
 from openk.dataset.layout import default_root, lerobot_home, validate_repo_id
+from openk.dataset.reader import DatasetReader, open_dataset
+from openk.dataset.verify import VerifyReport, verify
 from openk.dataset.video import VideoConfig
 from openk.dataset.writer import DatasetWriter, EpisodeSummary
 
@@ -24,44 +26,32 @@ def pending_journal(root: str | Path) -> list[JournalEpisode]:
 def recover(
     repo_id: str, root: str | Path | None = None, *, keep: bool = True
 ) -> list[EpisodeSummary]:
-    """Save (`keep=True`) or delete the journaled episodes of an interrupted recording."""
+    """Save (`keep=True`) or delete the episodes an interrupted recording left in the journal.
+
+    Returns the summaries of the episodes saved (empty when discarding or nothing was left).
+    """
     root_path = Path(root) if root is not None else default_root(repo_id)
-    pending = list_journal(root_path)
-    before = None
     writer = DatasetWriter.resume(repo_id, root=root_path, journal="recover" if keep else "discard")
-    try:
-        before = writer.total_episodes
-    finally:
-        writer.close()
-    if not keep:
-        return []
-    del before
-    return [
-        EpisodeSummary(
-            episode_index=-1,
-            length=p.length,
-            task=p.task,
-            repeated_frames={},
-            wait_s=0.0,
-            recovered=True,
-        )
-        for p in pending
-        if p.length > 0
-    ]
+    writer.close()
+    return list(writer.recovered)
 
 
 __all__ = [
     "DEFAULT_FEATURES",
+    "DatasetReader",
     "DatasetWriter",
     "EpisodeSummary",
     "JournalEpisode",
+    "VerifyReport",
     "VideoConfig",
     "camera_feature",
     "default_root",
     "features_from_arrow_schema",
     "lerobot_home",
+    "open_dataset",
     "pending_journal",
     "recover",
     "validate_repo_id",
     "vector_feature",
+    "verify",
 ]

@@ -260,6 +260,7 @@ class DatasetWriter:
             k: _CameraSync(k, tuple(self.features[k]["shape"]), self.fps) for k in self._camera_keys
         }
         self._episode: _Episode | None = None
+        self.recovered: list[EpisodeSummary] = []
         self._seq = int(time.time_ns())
         self._load_state()
         self._next_index = self.total_episodes
@@ -282,29 +283,32 @@ class DatasetWriter:
         *,
         root: str | os.PathLike[str] | None = None,
         robot_type: str | None = None,
-        use_videos: bool = True,
+        use_videos: bool | None = None,
         video: VideoConfig | None = None,
         rename_map: Mapping[str, str] | None = None,
         single_task: str | None = None,
         chunks_size: int = layout.DEFAULT_CHUNKS_SIZE,
-        data_files_size_in_mb: int = layout.DEFAULT_DATA_FILE_SIZE_IN_MB,
-        video_files_size_in_mb: int = layout.DEFAULT_VIDEO_FILE_SIZE_IN_MB,
+        data_files_size_in_mb: float = layout.DEFAULT_DATA_FILE_SIZE_IN_MB,
+        video_files_size_in_mb: float = layout.DEFAULT_VIDEO_FILE_SIZE_IN_MB,
     ) -> DatasetWriter:
         """Create a new dataset at `root` (default `$HF_LEROBOT_HOME/<repo_id>`).
 
         `features` is lerobot's dict (`{"action": {"dtype": "float32", "shape": [7], "names":
         [...]}, "observation.images.front": {"dtype": "video", "shape": [480, 640, 3], ...}}`);
-        the five default features are added. With `use_videos=False` camera features are stored
-        as PNG images (dtype `image`).
+        the five default features are added. `use_videos=True/False` turns every camera feature into
+        `video` (mp4) or `image` (PNG in the parquet); None keeps the dtypes given.
         """
         layout.validate_repo_id(repo_id)
         if not isinstance(fps, int) or fps <= 0:
             raise DatasetError(f"fps must be a positive integer, got {fps!r}")
+        if min(data_files_size_in_mb, video_files_size_in_mb) <= 0 or chunks_size <= 0:
+            raise DatasetError("file sizes and chunks_size must be positive (lerobot refuses 0)")
         root_path = Path(root).expanduser() if root is not None else layout.default_root(repo_id)
         feats = dict(features)
-        for key, spec in list(feats.items()):
-            if spec.get("dtype") in ("video", "image"):
-                feats[key] = {**spec, "dtype": "video" if use_videos else "image"}
+        if use_videos is not None:
+            for key, spec in list(feats.items()):
+                if spec.get("dtype") in ("video", "image"):
+                    feats[key] = {**spec, "dtype": "video" if use_videos else "image"}
         full = with_defaults(feats)
         if (root_path / layout.INFO_PATH).exists():
             raise DatasetError(
@@ -419,7 +423,9 @@ class DatasetWriter:
         )
         for entry in pending:
             if journal == "recover":
-                writer._recover(entry)
+                summary = writer._recover(entry)
+                if summary is not None:
+                    writer.recovered.append(summary)
             else:
                 shutil.rmtree(entry.path, ignore_errors=True)
         if journal == "recover" and pending:
@@ -684,9 +690,8 @@ class DatasetWriter:
         while ep.pending_times:
             t_row = ep.pending_times[0]
             if not final:
-                lagging = (
-                    ep.newest_row_t is not None and ep.newest_row_t - t_row > _MAX_CAMERA_LAG_NS
-                )
+                # stamps share CLOCK_MONOTONIC with this process, so lag is measured on it
+                lagging = time.monotonic_ns() - t_row > _MAX_CAMERA_LAG_NS
                 if not lagging and not all(s.ready(t_row) for s in ep.syncs.values()):
                     return
             picked = {}
@@ -833,7 +838,7 @@ class DatasetWriter:
         self._meta_rows: list[dict[str, Any]] = []
 
     def _target(
-        self, cursor: _Cursor, fresh: bool, current: Path | None, limit_mb: int, incoming: float
+        self, cursor: _Cursor, fresh: bool, current: Path | None, limit_mb: float, incoming: float
     ) -> tuple[_Cursor, bool]:
         """Where the next episode goes: append to the open file, or roll to the next file."""
         chunks_size = int(self._info.get("chunks_size") or layout.DEFAULT_CHUNKS_SIZE)
@@ -934,7 +939,7 @@ class DatasetWriter:
                 self._data,
                 self._data_fresh,
                 self._data_path(self._data),
-                int(self._info["data_files_size_in_mb"]),
+                float(self._info["data_files_size_in_mb"]),
                 incoming=_estimate_incoming(self._data_path(self._data), self._data.frames, length),
             )
             data_final = self._data_path(data_cursor)
@@ -958,7 +963,7 @@ class DatasetWriter:
                     cur,
                     self._videos_fresh[key],
                     self._video_path(key, cur),
-                    int(self._info["video_files_size_in_mb"]),
+                    float(self._info["video_files_size_in_mb"]),
                     incoming,
                 )
                 final = self._video_path(key, cursor)
@@ -1003,7 +1008,7 @@ class DatasetWriter:
                 self._meta,
                 self._meta_fresh,
                 self._meta_path(self._meta),
-                int(self._info["data_files_size_in_mb"]),
+                float(self._info["data_files_size_in_mb"]),
                 incoming=0,
             )
             if not meta_append:
@@ -1080,12 +1085,12 @@ class DatasetWriter:
         return self.root / layout.episodes_file(c.chunk, c.file)
 
     # ------------------------------------------------------------------ recovery
-    def _recover(self, entry: JournalEpisode) -> None:
+    def _recover(self, entry: JournalEpisode) -> EpisodeSummary | None:
         length = entry.recoverable_length(self._video_keys, self._image_keys)
         if length <= 0:
             log.warning("journal %s holds no complete frame; deleting it", entry.path)
             shutil.rmtree(entry.path, ignore_errors=True)
-            return
+            return None
         table = read_journal_rows(entry.path)
         videos: dict[str, CameraEncoder | EncodedEpisodeVideo] = {}
         for key in self._video_keys:
@@ -1104,7 +1109,7 @@ class DatasetWriter:
             repeated=dict(saved.get("repeated", {})),
             recovered=True,
         )
-        self._enqueue(ready)
+        return self._enqueue(ready)
 
 
 # ---------------------------------------------------------------------------- helpers

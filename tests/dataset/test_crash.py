@@ -1,0 +1,128 @@
+"""Crash safety: SIGKILL mid-episode, interrupted commits, discard leaving no trace."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from synth import features, frame_numbers, record_episode
+from test_oracle_load import _check
+
+from openk.dataset import DatasetWriter, open_dataset, pending_journal, recover, verify
+from openk.errors import DatasetError
+
+HERE = Path(__file__).resolve().parent
+FPS = 30
+CAMS = {"front": (48, 64)}
+
+
+def _kill_mid_episode(root: Path, saved: int, rows_before_kill: int) -> int:
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent.parent / "python")}
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "crash_writer.py"), str(root), str(saved)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    sent = 0
+    for line in proc.stdout:
+        if line.startswith("ROWS "):
+            sent = int(line.split()[1])
+            if sent >= rows_before_kill:
+                break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert sent >= rows_before_kill, proc.stderr.read() if proc.stderr else ""
+    return sent
+
+
+@pytest.mark.oracle
+def test_sigkill_mid_episode_keeps_earlier_episodes_and_recovers_the_journal(
+    tmp_path: Path, lerobot_load
+) -> None:
+    root = tmp_path / "ds"
+    sent = _kill_mid_episode(root, saved=2, rows_before_kill=75)
+
+    # lerobot still loads every earlier episode, untouched
+    _check(lerobot_load(root, backends=("pyav",)), [20, 20], ["pick", "pick"], CAMS)
+    report = verify(root)
+    assert not report.ok and "unsaved episode" in str(report)
+
+    pending = pending_journal(root)
+    assert len(pending) == 1 and pending[0].task == "interrupted task"
+    with pytest.raises(DatasetError, match="unsaved episode"):
+        DatasetWriter.resume("openk/test", root=root)
+
+    recovered = recover("openk/test", root, keep=True)
+    assert len(recovered) == 1 and recovered[0].episode_index == 2
+    length = recovered[0].length
+    assert sent - FPS <= length <= sent  # at most ~1 s lost
+    assert verify(root).ok, str(verify(root))
+    reader = open_dataset(root)
+    assert frame_numbers(reader.camera_frames(2, "front")) == list(range(length))
+    assert reader.states(2)[:, 0].tolist() == list(range(length))
+    _check(lerobot_load(root), [20, 20, length], ["pick", "pick", "interrupted task"], CAMS)
+
+
+def test_journal_can_be_discarded_by_choice(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    _kill_mid_episode(root, saved=1, rows_before_kill=20)
+    assert recover("openk/test", root, keep=False) == []
+    assert pending_journal(root) == []
+    assert verify(root).ok, str(verify(root))
+    assert open_dataset(root).total_episodes == 1
+
+
+def test_discarded_episode_leaves_no_trace(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    with DatasetWriter.create("openk/test", FPS, features(CAMS), root=root, single_task="t") as w:
+        record_episode(w, 12, FPS, CAMS)
+        w.save_episode(wait=True)
+        files_before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+        record_episode(w, 15, FPS, CAMS)
+        w.discard_episode()
+        record_episode(w, 10, FPS, CAMS)
+        w.discard_episode()
+    files_after = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    assert files_after == files_before
+    assert pending_journal(root) == []
+
+
+def test_commit_interrupted_between_renames_is_finished_on_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import openk.dataset.journal as journal
+
+    root = tmp_path / "ds"
+    writer = DatasetWriter.create("openk/test", FPS, features(CAMS), root=root, single_task="t")
+    record_episode(writer, 12, FPS, CAMS)
+    writer.save_episode(wait=True)
+    real_replace = os.replace
+    calls = {"n": 0}
+
+    def crash_after_two(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise OSError(5, "simulated power cut")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(journal.os, "replace", crash_after_two)
+    record_episode(writer, 14, FPS, CAMS)
+    with pytest.raises(DatasetError, match="simulated power cut"):
+        writer.save_episode(wait=True)
+    monkeypatch.setattr(journal.os, "replace", real_replace)
+    assert (root / ".openk" / "commit.json").exists()
+    assert not verify(root).ok
+
+    # the redo log completes the episode on the next open
+    DatasetWriter.resume("openk/test", root=root).close()
+    assert verify(root).ok, str(verify(root))
+    reader = open_dataset(root)
+    assert [e["length"] for e in reader.list_episodes()] == [12, 14]
+    assert frame_numbers(reader.camera_frames(1, "front")) == list(range(14))

@@ -1,0 +1,190 @@
+"""Camera/row matching (never drop, repeat and count), statistics, and the camera helpers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from synth import features, frame_numbers, make_batch, record_episode
+
+from openk.cameras import (
+    CaptureThread,
+    OpenCVCamera,
+    SyntheticCamera,
+    read_synthetic_number,
+    synthetic_frame,
+)
+from openk.dataset import DatasetWriter, open_dataset, verify
+from openk.errors import ConfigError
+
+FPS = 30
+CAMS = {"front": (48, 64)}
+DATA = Path(__file__).resolve().parent.parent / "data" / "dataset"
+PERIOD = 1_000_000_000 // FPS
+
+
+def test_each_row_gets_the_latest_frame_at_or_before_it_and_repeats_are_counted(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "ds"
+    t0 = time.monotonic_ns() + 10**10  # stamps in the future: no lag-based matching
+    with DatasetWriter.create("o/t", FPS, features(CAMS), root=root, single_task="t") as w:
+        w.start_episode()
+        # frames for rows 0..29 except 10-14 (camera stalled) and two frames for row 20
+        for k in range(30):
+            if 10 <= k < 15:
+                continue
+            w.add_camera_frame("front", synthetic_frame(k, 48, 64), t0 + k * PERIOD - 1000)
+            if k == 20:
+                w.add_camera_frame("front", synthetic_frame(99, 48, 64), t0 + k * PERIOD - 500)
+        w.add_rows(make_batch(0, 30, t0, FPS))
+        summary = w.save_episode(wait=True)
+    assert summary.repeated_frames == {"observation.images.front": 5}
+    got = frame_numbers(open_dataset(root).camera_frames(0, "front"))
+    want = [k if not 10 <= k < 15 else 9 for k in range(30)]
+    want[20] = 99  # the newest frame at or before the row wins
+    assert got == want
+    assert len(got) == 30  # exactly one video frame per row
+    extras = (root / "meta/openk/episodes.jsonl").read_text().splitlines()
+    assert json.loads(extras[0])["repeated_frames"] == {"observation.images.front": 5}
+
+
+def test_frames_arriving_after_their_rows_are_still_matched(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    t0 = time.monotonic_ns() + 10**10  # stamps in the future: no lag-based matching
+    with DatasetWriter.create("o/t", FPS, features(CAMS), root=root, single_task="t") as w:
+        w.start_episode()
+        w.add_rows(make_batch(0, 20, t0, FPS))  # rows first (camera thread is late)
+        for k in range(21):
+            w.add_camera_frame("front", synthetic_frame(k, 48, 64), t0 + k * PERIOD - 1000)
+        summary = w.save_episode(wait=True)
+    assert summary.repeated_frames["observation.images.front"] == 0
+    assert frame_numbers(open_dataset(root).camera_frames(0, "front")) == list(range(20))
+
+
+def test_saved_stats_match_the_data_and_lerobot_layout(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    with DatasetWriter.create("o/t", FPS, features(CAMS), root=root, single_task="t") as w:
+        for n in (30, 17, 25):
+            record_episode(w, n, FPS, CAMS)
+            w.save_episode()
+    stats = json.loads((root / "meta/stats.json").read_text())
+    data = pq.read_table(root / "data/chunk-000/file-000.parquet")
+    state = np.stack(data.column("observation.state").to_numpy(zero_copy_only=False))
+    s = stats["observation.state"]
+    assert np.allclose(s["mean"], state.mean(axis=0), atol=1e-5)
+    assert np.allclose(s["std"], state.std(axis=0), atol=1e-5)
+    assert np.allclose(s["min"], state.min(axis=0)) and np.allclose(s["max"], state.max(axis=0))
+    assert s["count"] == [72]
+    assert stats["index"]["max"] == [71.0]
+    cam = np.asarray(stats["observation.images.front"]["mean"])
+    assert cam.shape == (3, 1, 1) and cam.min() >= 0 and cam.max() <= 1
+    assert stats["observation.images.front"]["count"] == [72]
+
+    # the episodes parquet has lerobot's exact column names and types, in lerobot's order
+    ref = pq.read_schema(DATA / "lerobot_reference/meta/episodes/chunk-000/file-000.parquet")
+    ours = pq.read_schema(root / "meta/episodes/chunk-000/file-000.parquet")
+    rename = {"cam_main": "front"}
+
+    def normal(name: str) -> str:
+        for a, b in rename.items():
+            name = name.replace(a, b)
+        return name
+
+    ref_fields = [(normal(f.name), f.type) for f in ref if "capture_time_ns" not in f.name]
+    our_fields = [(f.name, f.type) for f in ours if "capture_time_ns" not in f.name]
+    assert our_fields == ref_fields
+    # info.json keys in lerobot's order, tasks.parquet with the pandas index metadata
+    ref_info = json.loads((DATA / "lerobot_reference/meta/info.json").read_text())
+    info = json.loads((root / "meta/info.json").read_text())
+    assert list(info) == list(ref_info)
+    assert list(info["features"]["observation.images.front"]["info"]) == list(
+        ref_info["features"]["observation.images.cam_main"]["info"]
+    )
+    tasks_meta = pq.read_schema(root / "meta/tasks.parquet").metadata
+    assert json.loads(tasks_meta[b"pandas"])["index_columns"] == ["task"]
+    hf = json.loads(
+        pq.read_schema(root / "data/chunk-000/file-000.parquet").metadata[b"huggingface"]
+    )
+    assert hf["info"]["features"]["action"] == {
+        "feature": {"dtype": "float32", "_type": "Value"},
+        "length": 7,
+        "_type": "List",
+    }
+    assert pq.ParquetFile(root / "data/chunk-000/file-000.parquet").num_row_groups == 3
+
+
+def test_reader_reads_a_lerobot_written_dataset(tmp_path: Path) -> None:
+    root = tmp_path / "ref"
+    shutil.copytree(DATA / "lerobot_reference", root)
+    reader = open_dataset(root)
+    assert [e["length"] for e in reader.list_episodes()] == [60, 60]
+    actions = reader.actions(1, "arrow")
+    assert actions.column_names[0] == "shoulder_pan.pos" and actions.num_rows == 60
+    assert reader.states(0).shape == (60, 14)
+    assert reader.camera_frames(1, "cam_main").shape == (60, 48, 64, 3)
+    assert reader.tasks == ["pick the red cube and place it in the bin"]
+    assert verify(root).ok, str(verify(root))
+
+
+def test_verify_names_what_is_wrong(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    with DatasetWriter.create("o/t", FPS, features(CAMS), root=root, single_task="t") as w:
+        for n in (12, 10):
+            record_episode(w, n, FPS, CAMS)
+            w.save_episode()
+    info_path = root / "meta/info.json"
+    info = json.loads(info_path.read_text())
+    info["total_frames"] = 21
+    info_path.write_text(json.dumps(info))
+    (root / "data/chunk-000/file-000.parquet.openk-tmp").write_bytes(b"x")
+    extra = root / "videos/observation.images.front/chunk-000/file-007.mp4"
+    extra.write_bytes(b"")
+    problems = "\n".join(verify(root).problems)
+    assert "info.json says 21 frames but the data files hold 22 rows" in problems
+    assert "leftover temp file" in problems
+    assert "file-007.mp4 is not used by any episode" in problems
+
+
+def test_synthetic_camera_and_capture_thread_feed_the_writer(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    cam = SyntheticCamera("front", width=64, height=48, fps=FPS)
+    with DatasetWriter.create("o/t", FPS, features(CAMS), root=root, single_task="t") as w:
+        with CaptureThread(cam, w.add_camera_frame) as capture:
+            time.sleep(0.2)
+            w.start_episode()
+            t0 = time.monotonic_ns()
+            for k in range(15):
+                time.sleep(max(0.0, (t0 + k * PERIOD - time.monotonic_ns()) / 1e9))
+                w.add_rows(make_batch(0, 1, t0 + k * PERIOD, FPS))
+            time.sleep(0.1)
+            w.save_episode(wait=True)
+        assert capture.error is None and capture.frames > 15
+    numbers = frame_numbers(open_dataset(root).camera_frames(0, "front"))
+    assert len(numbers) == 15
+    assert numbers == sorted(numbers)  # time order kept, never a frame from the future
+
+
+def test_synthetic_numbers_are_exact_on_raw_frames() -> None:
+    for n in (0, 1, 255, 4097, 65535):
+        assert read_synthetic_number(synthetic_frame(n, 480, 640)) == n
+
+
+def test_opencv_camera_without_cv2_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_cv2(name: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if name == "cv2":
+            raise ImportError("No module named 'cv2'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_cv2)
+    with pytest.raises(ConfigError, match=r"openk\[opencv\]"):
+        OpenCVCamera("front", device=0).connect()
