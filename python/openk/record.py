@@ -662,28 +662,19 @@ class ReplaySession(Protocol):
 
 
 def episode_actions(root: Path, episode: int) -> tuple[list[str], list[list[float]], int]:
-    """(action names, actions in frame order, dataset fps) of one episode, read with pyarrow
-    filters rather than a Python predicate per row."""
-    import json
+    """(action names, actions in frame order, dataset fps) of one recorded episode."""
+    from openk.dataset.reader import DatasetReader
 
-    import pyarrow.dataset as pads
-
-    info_path = root / "meta" / "info.json"
-    if not info_path.is_file():
+    if not (root / "meta" / "info.json").is_file():
         raise DatasetError(f"no dataset at {root} (meta/info.json missing); check --dataset.root")
-    info = json.loads(info_path.read_text())
-    total = int(info.get("total_episodes", 0))
+    reader = DatasetReader(root)
+    total = reader.total_episodes
     if not 0 <= episode < total:
         raise DatasetError(
             f"--dataset.episode={episode} does not exist; {root} has episodes 0..{total - 1}"
         )
-    names = list(info["features"]["action"].get("names") or [])
-    data = pads.dataset(str(root / "data"), format="parquet")
-    table = data.to_table(
-        columns=["frame_index", "action"], filter=pads.field("episode_index") == episode
-    ).sort_by("frame_index")
-    actions = table.column("action").to_pylist()
-    return names, actions, int(info["fps"])
+    actions = reader.actions(episode, fmt="numpy")
+    return reader.joint_names("action"), [list(map(float, row)) for row in actions], reader.fps
 
 
 def replay(

@@ -240,15 +240,15 @@ def verify(root: Path, echo: Callable[[str], None] = click.echo) -> None:
     if not (root / "meta" / "info.json").is_file():
         raise DatasetError(f"no dataset at {root} (meta/info.json missing); check the path")
     report = ds.verify(root)
-    problems = list(getattr(report, "problems", report) or [])
-    if problems:
-        for problem in problems:
-            echo(f"problem: {problem}")
-        raise DatasetError(
-            f"{root}: {len(problems)} problem(s) found (listed above); "
-            f"`openk recover {root}` repairs an interrupted episode"
-        )
-    echo(f"{root}: OK")
+    if report.ok:
+        echo(str(report))
+        return
+    for problem in report.problems:
+        echo(f"problem: {problem}")
+    raise DatasetError(
+        f"{root}: {len(report.problems)} problem(s) found (listed above); "
+        f"`openk recover {root}` saves or drops an interrupted episode"
+    )
 
 
 def push(

@@ -128,3 +128,24 @@ def test_replay_of_a_missing_episode_names_the_range(tmp_path: Path) -> None:
         assert "has episodes 0..0" in str(err)
     else:
         raise AssertionError("replaying a missing episode must fail")
+
+
+def test_verify_command_on_a_recorded_dataset(tmp_path: Path, run_openk: Any) -> None:
+    _record(tmp_path, {(1, 9): Key.RIGHT}, "--dataset.num_episodes=1")
+    ok = run_openk("verify", str(tmp_path / "ds"))
+    assert ok.returncode == 0, ok.stderr
+    assert "OK" in ok.stdout
+    # Break it: drop the episode's video; verify names the problem and fails.
+    for mp4 in (tmp_path / "ds" / "videos").rglob("*.mp4"):
+        mp4.unlink()
+    bad = run_openk("verify", str(tmp_path / "ds"))
+    assert bad.returncode != 0
+    assert "problem:" in bad.stdout
+    assert "problem(s) found" in bad.stderr.strip().splitlines()[-1]
+
+
+def test_recover_command_when_nothing_was_interrupted(tmp_path: Path, run_openk: Any) -> None:
+    _record(tmp_path, {(1, 6): Key.RIGHT}, "--dataset.num_episodes=1")
+    proc = run_openk("recover", str(tmp_path / "ds"))
+    assert proc.returncode == 0, proc.stderr
+    assert "no interrupted episode" in proc.stdout
