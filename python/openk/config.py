@@ -31,6 +31,7 @@ FOLLOWER_TYPES: tuple[str, ...] = (
 )
 LEADER_TYPES: tuple[str, ...] = (
     "openk_leader",
+    "openk-1-alpha_leader",  # the reference project's folder name for openk_leader
     "openk-1-sts_leader",
     "one-motor-test_leader",
 )
@@ -65,6 +66,7 @@ DEVICE_KEYS: dict[str, frozenset[str]] = {
     },
     "one-motor-test_follower": _COMMON_KEYS | {"control_type", "max_relative_target", "cameras"},
     "openk_leader": _COMMON_KEYS | {"control_type"},
+    "openk-1-alpha_leader": _COMMON_KEYS | {"control_type"},
     "openk-1-sts_leader": _COMMON_KEYS | {"sts_motors"},
     "one-motor-test_leader": _COMMON_KEYS,
 }

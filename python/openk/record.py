@@ -539,12 +539,180 @@ def _print_next_steps(root: Path, repo_id: str, ui: StatusLine) -> None:
 # --- the native session and cameras -----------------------------------------------------------
 
 
+def _core() -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module("openk._core")
+    except ImportError as err:
+        raise OpenKError(
+            f"the native module openk._core is missing ({err}); install openk with "
+            "scripts/bootstrap.sh (or pip install .)"
+        ) from None
+
+
+def _vector_field(name: str, names: Sequence[str]) -> Any:
+    import json
+
+    import pyarrow as pa
+
+    return pa.field(
+        name,
+        pa.list_(pa.float32(), len(names)),
+        nullable=False,
+        metadata={"names": json.dumps(list(names))},
+    )
+
+
+class NativeSession:
+    """`openk._core.TeleopSession` seen through the `Session` protocol."""
+
+    def __init__(self, core_session: Any) -> None:
+        import pyarrow as pa
+
+        self.core = core_session
+        self.episode_telemetry: dict[str, Any] = {}
+        self._events_seen = 0
+        # The batch schema is known from the device's feature names before any row exists.
+        self._schema = pa.schema(
+            [
+                pa.field("capture_time_ns", pa.int64(), nullable=False),
+                _vector_field("observation.state", core_session.observation_names),
+                _vector_field("action", core_session.action_names),
+            ]
+        )
+
+    @property
+    def schema(self) -> Any:
+        return self._schema
+
+    @property
+    def action_names(self) -> list[str]:
+        return list(self.core.action_names)
+
+    def start_episode(self) -> None:
+        self.core.start_episode()
+
+    def end_episode(self) -> None:
+        self.episode_telemetry = dict(self.core.end_episode())
+
+    def read_batch(self, timeout_s: float) -> Any | None:
+        import pyarrow as pa
+
+        batch = self.core.next_batch(timeout_s)
+        self._log_events()
+        if batch is None:
+            failure = self.core.failure()
+            if failure is not None:
+                raise failure
+            return None
+        return pa.table(batch)
+
+    def _log_events(self) -> None:
+        events = self.core.events()
+        for event in events[self._events_seen :]:
+            log.warning(
+                "safety event: %s %s: %s",
+                event.get("device"),
+                event.get("motor"),
+                event.get("reason"),
+            )
+        self._events_seen = len(events)
+
+    def telemetry(self) -> Mapping[str, Any]:
+        tele = dict(self.core.telemetry())
+        return _normalise_telemetry(tele)
+
+    def send_action(self, values: Sequence[float]) -> None:
+        self.core.send_action(list(values))
+
+    def close(self) -> None:
+        self.core.stop()
+
+
+def _normalise_telemetry(tele: dict[str, Any]) -> dict[str, Any]:
+    """Bus errors arrive per motor; the status line wants a total."""
+    errors = tele.get("bus_errors", 0)
+    if isinstance(errors, Mapping):
+        tele["bus_errors_by_motor"] = dict(errors)
+        tele["bus_errors"] = sum(int(v) for v in errors.values())
+    if "lateness_p99_ns" not in tele and "lateness_p99_us" in tele:
+        tele["lateness_p99_ns"] = float(tele["lateness_p99_us"]) * 1000
+    return tele
+
+
+def _device_dict(dev: DeviceConfig, direction_map: Mapping[str, float] | None) -> dict[str, Any]:
+    out = dev.to_core()
+    if direction_map:
+        out["direction_map"] = dict(direction_map)
+    return out
+
+
+def _start_native(
+    robot: DeviceConfig,
+    teleop: DeviceConfig | None,
+    *,
+    direction_map: Mapping[str, float] | None,
+    fps: float,
+    control_hz: float | None,
+    realtime: str,
+) -> NativeSession:
+    core = _core()
+    kwargs: dict[str, Any] = {"record_fps": float(fps), "realtime": realtime}
+    if control_hz is not None:
+        kwargs["control_hz"] = float(control_hz)
+    # The reference applies direction_map to the leader's action on its way to the follower;
+    # the native loop takes it with the robot's config.
+    session = core.TeleopSession(
+        _device_dict(robot, direction_map),
+        teleop.to_core() if teleop is not None else None,
+        **kwargs,
+    )
+    try:
+        session.start()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            session.stop()
+        raise
+    log.info("loop started: %s", getattr(session, "realtime", "?"))
+    return NativeSession(session)
+
+
+def _maybe_calibrate(dev: DeviceConfig | None, role: str, always: bool, ui: StatusLine) -> None:
+    """`--always_calibrate=true` runs the calibration dialog on connect, as the reference does
+    (simulated devices are calibrated by construction, so they skip it)."""
+    if not always or dev is None or is_sim_port(dev.port):
+        return
+    run_calibration(dev, role, scripted=False, ui=ui)
+
+
 def connect_session(cfg: RecordConfig | TeleoperateConfig | ReplayConfig) -> Session:
     """Connect robot (+ teleop) through `openk._core` and start the loop."""
-    raise OpenKError(
-        "this build of openk has no teleop session in openk._core yet; rebuild with "
-        "scripts/bootstrap.sh once the loop bindings are in"
+    if isinstance(cfg, RecordConfig):
+        fps: float = cfg.dataset.fps
+        teleop: DeviceConfig | None = cfg.teleop
+        direction_map = cfg.direction_map
+    elif isinstance(cfg, TeleoperateConfig):
+        fps, teleop, direction_map = cfg.fps, cfg.teleop, cfg.direction_map
+    else:
+        fps, teleop, direction_map = float(cfg.dataset.fps or 30), None, None
+    ui = StatusLine()
+    _maybe_calibrate(cfg.robot, "robot", cfg.always_calibrate, ui)
+    _maybe_calibrate(teleop, "teleop", cfg.always_calibrate, ui)
+    return _start_native(
+        cfg.robot,
+        teleop,
+        direction_map=direction_map,
+        fps=fps,
+        control_hz=cfg.control_hz,
+        realtime=cfg.realtime,
     )
+
+
+def connect_replay_session(cfg: ReplayConfig) -> ReplaySession:
+    session = connect_session(cfg)
+    assert isinstance(session, NativeSession)
+    return session
 
 
 class _CapturedCamera:
@@ -732,19 +900,72 @@ def replay(
     return sent
 
 
-def connect_replay_session(cfg: ReplayConfig) -> ReplaySession:
-    raise OpenKError(
-        "replay needs the follower bindings in openk._core, which this build does not have yet"
-    )
+def _wait_enter_or(stop_after_s: float | None, on_tick: Callable[[], None]) -> None:
+    """Call `on_tick` until Enter is pressed (or `stop_after_s` passes, for scripted runs)."""
+    import select
+    import sys
+
+    start = time.monotonic()
+    while True:
+        on_tick()
+        if stop_after_s is not None:
+            if time.monotonic() - start >= stop_after_s:
+                return
+            time.sleep(0.05)
+            continue
+        ready, _, _ = select.select([sys.stdin], [], [], 0.1)
+        if ready:
+            sys.stdin.readline()
+            return
 
 
-def calibrate(cfg: CalibrateConfig, *, debug: bool = False) -> None:
+def run_calibration(
+    dev: DeviceConfig,
+    role: str,
+    *,
+    scripted: bool,
+    ui: StatusLine,
+    sweep_s: float = 3.0,
+) -> str:
+    """The reference's calibration dialog: middle pose → homing, sweep → ranges, save.
+
+    `scripted` takes no input (the simulator's hand moves the joints) and sweeps `sweep_s`.
+    """
+    core = _core()
+    calibrator = core.Calibrator(dev.to_core(), role)
+    try:
+        ui.message(f"calibrating {role} {dev.type} (id {dev.id}) on {dev.port}")
+        if not scripted:
+            ui.message("Move every joint to the middle of its range, then press Enter.")
+            input()
+        calibrator.set_homing()
+        ui.message(
+            "Move every joint through its whole range; press Enter when done."
+            if not scripted
+            else f"sampling ranges for {sweep_s:g} s"
+        )
+
+        def show() -> None:
+            rows = calibrator.sample()
+            ui.update("  ".join(f"{name} {lo:.0f}..{hi:.0f}" for name, _value, lo, hi in rows[:7]))
+
+        _wait_enter_or(sweep_s if scripted else None, show)
+        path = calibrator.save()
+        ui.finish(f"calibration saved to {path}")
+        return str(path)
+    finally:
+        calibrator.close()
+
+
+def calibrate(cfg: CalibrateConfig, *, debug: bool = False, ui: StatusLine | None = None) -> str:
+    ui = ui or StatusLine()
     setup_logging(cfg.log_file, daily=cfg.daily_log_file_name, debug=debug)
+    log.info("openk calibrate config: %s", to_dict(cfg))
     check_ports(cfg.robot, "robot")
     check_ports(cfg.teleop, "teleop")
-    raise OpenKError(
-        "calibration needs the arm bindings in openk._core, which this build does not have yet"
-    )
+    dev, role = (cfg.robot, "robot") if cfg.robot is not None else (cfg.teleop, "teleop")
+    assert dev is not None
+    return run_calibration(dev, role, scripted=cfg.scripted, ui=ui)
 
 
 __all__: Sequence[str] = (
