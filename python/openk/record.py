@@ -525,7 +525,7 @@ def _push(root: Path, repo_id: str, private: bool, tags: list[str] | None, ui: S
 
     ui.message(f"pushing {root} to the Hub as {repo_id} ...")
     pushed = push_dataset(root, repo_id, private=private, tags=tags or ())
-    ui.message(f"pushed: {getattr(pushed, 'url', repo_id)}")
+    ui.message(f"pushed: {getattr(pushed, 'repo_url', repo_id)}")
 
 
 def _print_next_steps(root: Path, repo_id: str, ui: StatusLine) -> None:

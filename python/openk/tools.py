@@ -263,8 +263,8 @@ def push(
         hub = importlib.import_module("openk.hub")
     except ImportError as err:
         raise OpenKError(f"openk.hub is not available ({err}); reinstall openk") from None
-    result = hub.push_dataset(root, repo_id, private=private, tags=tags)
-    url = getattr(result, "url", None) or f"https://huggingface.co/datasets/{repo_id}"
+    result = hub.push_dataset(root, repo_id, private=private, tags=tags or ())
+    url = getattr(result, "repo_url", None) or repo_id
     echo(f"pushed {root} to {url}")
 
 
