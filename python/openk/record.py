@@ -845,6 +845,44 @@ def episode_actions(root: Path, episode: int) -> tuple[list[str], list[list[floa
     return reader.joint_names("action"), [list(map(float, row)) for row in actions], reader.fps
 
 
+@dataclass
+class ReplayResult:
+    sent: int
+    total: int
+    # Rows the loop recorded while replaying (follower state and the action in force), when
+    # the session can record; used to report how well the follower tracked.
+    rows: Any = None
+    tracking_error: float | None = None
+    tracking_lag_rows: int = 0
+
+
+def tracking_error(rows: Any, max_lag: int = 15) -> tuple[float, int] | None:
+    """Mean |follower position - commanded action| over joints and rows, at the lag (in rows)
+    that fits best — the follower trails its goal by a few ticks."""
+    import json
+
+    import numpy as np
+
+    if rows is None or rows.num_rows < 2:
+        return None
+    state_field = rows.schema.field("observation.state")
+    action_field = rows.schema.field("action")
+    state_names = json.loads((state_field.metadata or {}).get(b"names", b"[]"))
+    action_names = json.loads((action_field.metadata or {}).get(b"names", b"[]"))
+    try:
+        idx = [state_names.index(name) for name in action_names]
+    except ValueError:
+        return None
+    state = np.asarray(rows.column("observation.state").to_pylist(), dtype=float)[:, idx]
+    action = np.asarray(rows.column("action").to_pylist(), dtype=float)
+    best: tuple[float, int] | None = None
+    for lag in range(min(max_lag, len(action) - 1) + 1):
+        err = float(np.mean(np.abs(state[lag:] - action[: len(action) - lag])))
+        if best is None or err < best[0]:
+            best = (err, lag)
+    return best
+
+
 def replay(
     cfg: ReplayConfig,
     *,
@@ -852,9 +890,10 @@ def replay(
     session_factory: Callable[[ReplayConfig], ReplaySession] | None = None,
     ui: StatusLine | None = None,
     events: Events | None = None,
-) -> int:
-    """Send an episode's recorded actions to the follower at the dataset's fps; returns the
-    number of actions sent."""
+) -> ReplayResult:
+    """Send an episode's recorded actions to the follower at the dataset's fps."""
+    import pyarrow as pa
+
     ui = ui or StatusLine()
     events = events or Events()
     setup_logging(cfg.log_file, daily=cfg.daily_log_file_name, debug=debug)
@@ -865,6 +904,8 @@ def replay(
     names, actions, fps = episode_actions(root, ds.episode)
     fps = ds.fps or fps
     check_ports(cfg.robot, "robot")
+    if cfg.dataset.fps is None:
+        cfg.dataset.fps = fps  # the loop records its check rows at the dataset's rate
     session = (session_factory or connect_replay_session)(cfg)
     if names and list(session.action_names) != names:
         session.close()
@@ -872,11 +913,15 @@ def replay(
             f"episode {ds.episode} of {root} has actions {names}, but {cfg.robot.type} takes "
             f"{list(session.action_names)}; replay it on the robot type that recorded it"
         )
+    records = callable(getattr(session, "read_batch", None))
+    tables: list[Any] = []
     keys = KeyReader(events.on_key)
-    sent = 0
+    result = ReplayResult(sent=0, total=len(actions))
     try:
         keys.start()
         ui.message(f"replaying episode {ds.episode} ({len(actions)} actions at {fps} fps)")
+        if records:
+            session.start_episode()  # type: ignore[attr-defined]
         period_ns = round(1e9 / fps)
         start = time.monotonic_ns()
         with _sigterm_as_interrupt():
@@ -888,16 +933,33 @@ def replay(
                 if delay > 0:
                     time.sleep(delay / 1e9)
                 session.send_action(action)
-                sent += 1
+                result.sent += 1
+                if records:
+                    batch = session.read_batch(0.0)  # type: ignore[attr-defined]
+                    if batch is not None:
+                        tables.append(batch)
                 if i % max(1, fps // 4) == 0:
                     ui.update(f"replay {i + 1}/{len(actions)}")
+        if records:
+            session.end_episode()  # type: ignore[attr-defined]
+            while (batch := session.read_batch(0.0)) is not None:  # type: ignore[attr-defined]
+                tables.append(batch)
     except KeyboardInterrupt:
         ui.message("stopped (Ctrl-C)")
     finally:
         keys.stop()
         session.close()
-    ui.finish(f"replayed {sent}/{len(actions)} actions of episode {ds.episode}")
-    return sent
+    ui.finish(f"replayed {result.sent}/{len(actions)} actions of episode {ds.episode}")
+    if tables:
+        result.rows = pa.concat_tables([pa.table(t) for t in tables])
+        fit = tracking_error(result.rows)
+        if fit is not None:
+            result.tracking_error, result.tracking_lag_rows = fit
+            ui.message(
+                f"follower tracking: mean |position - action| {fit[0]:.3f} "
+                f"(normalised units) at a lag of {fit[1]} rows"
+            )
+    return result
 
 
 def _wait_enter_or(stop_after_s: float | None, on_tick: Callable[[], None]) -> None:

@@ -103,8 +103,8 @@ def test_replay_sends_the_recorded_actions_in_order(tmp_path: Path) -> None:
             f"--log_file={tmp_path / 'replay.log'}",
         ],
     )
-    sent = rec.replay(cfg, session_factory=lambda c: follower, ui=StatusLine(io.StringIO()))
-    assert sent == 9 and follower.closed
+    result = rec.replay(cfg, session_factory=lambda c: follower, ui=StatusLine(io.StringIO()))
+    assert (result.sent, result.total) == (9, 9) and follower.closed
     # ScriptedSession's action i of an episode is [i, 0.5].
     assert follower.sent == [[float(i), 0.5] for i in range(9)]
 
