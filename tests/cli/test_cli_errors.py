@@ -214,3 +214,9 @@ def test_verify_of_a_missing_folder(run_openk: RunOpenk) -> None:
 def test_repo_root_has_the_cli_module() -> None:
     assert (REPO_ROOT / "python" / "openk" / "cli.py").is_file()
     assert os.access(REPO_ROOT / "scripts" / "demo.sh", os.X_OK)
+
+
+def test_find_cameras_always_offers_the_synthetic_camera(run_openk: RunOpenk) -> None:
+    proc = run_openk("find-cameras")
+    assert proc.returncode == 0, proc.stderr
+    assert "synthetic" in proc.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +121,13 @@ def test_now_in_root_makes_a_fresh_folder_and_refuses_resume() -> None:
     assert root is not None and "{now}" not in str(root) and str(root).startswith("out/ds_")
     with pytest.raises(rec.ConfigError, match="resume"):
         rec.resolve_root(Path("out/ds_{now}"), True, 0.0)
+
+
+def test_display_data_without_rerun_says_how_to_get_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "rerun", None)  # as if rerun-sdk were not installed
+    keys: dict[tuple[int, int], Any] = {(1, 3): Key.RIGHT}
+    result, _, _, out = _run(tmp_path, keys, "--dataset.num_episodes=1", "--display_data=true")
+    assert result.episodes_saved == 1
+    assert "needs rerun-sdk (pip install 'openk[rerun]')" in out
