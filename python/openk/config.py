@@ -333,7 +333,7 @@ def _parse_cli_text(text: str) -> Any:
 def _decode(tp: Any, raw: Any, path: str, ctx: _Context) -> Any:
     if isinstance(raw, CliValue):
         # Strings typed on the command line stay verbatim ("123", "a: b" are valid tasks).
-        if _accepts_str(tp) and not _is_container(tp):
+        if _accepts_str(tp) and not _is_container(tp) and not _accepts_number(tp):
             text = raw.text
             if _accepts_none(tp) and text.strip().lower() in ("null", "none", "~"):
                 return None
@@ -387,6 +387,11 @@ def _accepts_str(tp: Any) -> bool:
         a is str or _is_path(a) or typing.get_origin(a) is Literal or a is Any
         for a in _union_args(tp)
     )
+
+
+def _accepts_number(tp: Any) -> bool:
+    """`int | str` (a camera index or a device path) must read `0` as the number."""
+    return any(a in (int, float) for a in _union_args(tp))
 
 
 def _accepts_none(tp: Any) -> bool:

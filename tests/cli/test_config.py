@@ -213,3 +213,17 @@ def test_replay_and_calibrate_configs() -> None:
     assert cal.robot is None and cal.teleop is not None
     with pytest.raises(ConfigError, match="either"):
         parse_config(CalibrateConfig, [])
+
+
+def test_camera_index_is_a_number_and_a_device_path_is_text() -> None:
+    base = [*SIM, "--dataset.repo_id=me/ds", "--dataset.single_task=t"]
+    by_index = parse_config(
+        RecordConfig,
+        [*base, "--robot.cameras.front.type=opencv", "--robot.cameras.front.index_or_path=0"],
+    )
+    assert by_index.robot.cameras["front"].index_or_path == 0
+    by_path = parse_config(
+        RecordConfig,
+        [*base, "--robot.cameras={front: {type: opencv, index_or_path: /dev/video2}}"],
+    )
+    assert by_path.robot.cameras["front"].index_or_path == "/dev/video2"
