@@ -3,76 +3,13 @@
 from __future__ import annotations
 
 import json
-import shlex
-import shutil
-import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from .conftest import REPO_ROOT, _env
+from .conftest import REPO_ROOT, Tmux
 
 HERE = Path(__file__).resolve().parent
-
-
-class Tmux:
-    """One private tmux server running one command in a 200x50 terminal."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        if shutil.which("tmux") is None:
-            pytest.fail("tmux is not installed; install it (apt-get install tmux) to run this test")
-        self.socket = f"openk-test-{uuid.uuid4().hex[:8]}"
-        self.tmp_path = tmp_path
-
-    def tmux(self, *args: str) -> str:
-        proc = subprocess.run(
-            ["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=False
-        )
-        if proc.returncode != 0:
-            raise AssertionError(f"tmux {args} failed: {proc.stderr}")
-        return proc.stdout
-
-    def start(self, argv: list[str]) -> None:
-        env = _env()
-        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items() if k in ("PYTHONPATH",))
-        done = self.tmp_path / "exit_code"
-        command = (
-            f"cd {shlex.quote(str(self.tmp_path))} && {exports} {shlex.join(argv)};"
-            f" echo $? > {shlex.quote(str(done))}; sleep 600"
-        )
-        self.tmux("new-session", "-d", "-x", "200", "-y", "50", "bash", "-c", command)
-
-    def keys(self, *keys: str) -> None:
-        self.tmux("send-keys", *keys)
-
-    def exit_code(self, timeout: float) -> int:
-        done = self.tmp_path / "exit_code"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if done.exists() and done.read_text().strip():
-                return int(done.read_text())
-            time.sleep(0.1)
-        raise AssertionError(f"openk record did not end; screen:\n{self.screen()}")
-
-    def screen(self) -> str:
-        """The terminal's text including its scrollback, wrapped lines joined."""
-        return self.tmux("capture-pane", "-p", "-J", "-S", "-2000")
-
-    def close(self) -> None:
-        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, check=False)
-
-
-@pytest.fixture
-def tmux(tmp_path: Path) -> Iterator[Tmux]:
-    session = Tmux(tmp_path)
-    try:
-        yield session
-    finally:
-        session.close()
 
 
 def wait_for_log(log: Path, text: str, count: int, tmux: Tmux, timeout: float = 120) -> None:
