@@ -1,7 +1,607 @@
-//! (in progress)
+//! Bindings of the arms, the teleop/record loop and calibration: type conversion, error
+//! mapping, and GIL release around every blocking wait. No logic lives here.
 
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
 use pyo3::prelude::*;
+use pyo3::types::{PyCapsule, PyDict, PyList};
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+use openk_core::arm::calibration::calibration_path as core_calibration_path;
+use openk_core::arm::config::DeviceConfig;
+use openk_core::arm::device::{self, Calibrator as CoreCalibrator, OpenedArms};
+use openk_core::arm::part::{FaultKind, StopAction};
+use openk_core::arm::spec::{lookup, valid_types, DeviceKind};
+use openk_core::arm::ArmError;
+use openk_core::control::{
+    ControlError, LoopFailure, LoopSpec, RealtimeMode, SafetyEvent, TelemetryReport, TeleopLoop,
+};
+use openk_core::record::stream::to_ffi_stream;
+use openk_core::record::BuilderConfig;
+
+use crate::errors::{
+    BusTimeoutError, CalibrationError, ConfigError, MotorError, OpenKError, PortError,
+    ProtocolError,
+};
+
+fn failure_err(kind: FaultKind, msg: String) -> PyErr {
+    match kind {
+        FaultKind::Port => PortError::new_err(msg),
+        FaultKind::Timeout => BusTimeoutError::new_err(msg),
+        FaultKind::Motor => MotorError::new_err(msg),
+        FaultKind::Protocol => ProtocolError::new_err(msg),
+        FaultKind::Calibration => CalibrationError::new_err(msg),
+        FaultKind::Other => OpenKError::new_err(msg),
+    }
+}
+
+fn failure_to_py(f: &LoopFailure, prefix: &str) -> PyErr {
+    failure_err(f.kind, format!("{prefix}{f}"))
+}
+
+fn control_err(e: ControlError) -> PyErr {
+    match &e {
+        ControlError::Realtime(_) | ControlError::Config(_) => ConfigError::new_err(e.to_string()),
+        ControlError::Device { failure } => failure_to_py(failure, ""),
+        ControlError::Stopped { failure } => failure_to_py(failure, "the control loop stopped: "),
+        _ => OpenKError::new_err(e.to_string()),
+    }
+}
+
+fn arm_err(e: ArmError) -> PyErr {
+    match &e {
+        ArmError::UnknownType { .. } | ArmError::Config(_) => ConfigError::new_err(e.to_string()),
+        ArmError::CalibrationMissing { .. }
+        | ArmError::CalibrationInvalid { .. }
+        | ArmError::Rezeroed { .. } => CalibrationError::new_err(e.to_string()),
+        ArmError::Bus { kind, .. } => failure_err(*kind, e.to_string()),
+    }
+}
+
+fn kind_of(kind: &str) -> PyResult<DeviceKind> {
+    match kind {
+        "robot" => Ok(DeviceKind::Robot),
+        "teleop" | "teleoperator" => Ok(DeviceKind::Teleoperator),
+        other => Err(ConfigError::new_err(format!(
+            "kind must be \"robot\" or \"teleop\" (got {other:?})"
+        ))),
+    }
+}
+
+/// A Python dict (or any JSON-able mapping) as JSON text; paths become strings.
+fn to_json(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    let json = py.import("json")?;
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("default", py.import("builtins")?.getattr("str")?)?;
+    json.call_method("dumps", (obj,), Some(&kwargs))
+        .map_err(|e| ConfigError::new_err(format!("config cannot be read as a dict: {e}")))?
+        .extract()
+}
+
+fn device_config(
+    py: Python<'_>,
+    obj: &Bound<'_, PyAny>,
+    kind: DeviceKind,
+) -> PyResult<DeviceConfig> {
+    DeviceConfig::from_json_text(&to_json(py, obj)?, kind).map_err(arm_err)
+}
+
+fn report_dict<'py>(py: Python<'py>, r: &TelemetryReport) -> PyResult<Bound<'py, PyAny>> {
+    py.import("json")?.call_method1("loads", (r.to_json(),))
+}
+
+fn event_dict<'py>(py: Python<'py>, e: &SafetyEvent) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("time_ns", e.time_ns)?;
+    d.set_item("device", &e.device)?;
+    d.set_item("motor", &e.motor)?;
+    d.set_item("reason", &e.reason)?;
+    d.set_item("response", &e.response)?;
+    Ok(d)
+}
+
+/// Rows of the recording as Arrow data; pyarrow reads it without copying through
+/// `__arrow_c_stream__` (`pa.table(batch)`, `pa.RecordBatchReader.from_stream(batch)`).
+#[pyclass(module = "openk._core", frozen)]
+pub struct FrameBatch {
+    schema: openk_core::record::SchemaRef,
+    batches: Vec<RecordBatch>,
+}
+
+#[pymethods]
+impl FrameBatch {
+    #[getter]
+    fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    fn __len__(&self) -> usize {
+        self.num_rows()
+    }
+
+    #[pyo3(signature = (requested_schema=None))]
+    fn __arrow_c_stream__<'py>(
+        &self,
+        py: Python<'py>,
+        requested_schema: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyCapsule>> {
+        // The schema is fixed by the loop; a consumer asking for another one casts itself.
+        let _ = requested_schema;
+        let stream = to_ffi_stream(self.schema.clone(), self.batches.clone());
+        PyCapsule::new_with_value(py, stream, c"arrow_array_stream")
+    }
+
+    fn __repr__(&self) -> String {
+        format!("FrameBatch(num_rows={})", self.num_rows())
+    }
+}
+
+struct SessionState {
+    robot: DeviceConfig,
+    teleop: Option<DeviceConfig>,
+    spec: LoopSpec,
+    opened: Option<OpenedArms>,
+    running: Option<Arc<TeleopLoop>>,
+    sims: Option<device::SimSet>,
+}
+
+/// A teleoperation (or replay) session: leader → follower at `control_hz`, rows at
+/// `record_fps` while an episode is open.
+#[pyclass(module = "openk._core", frozen)]
+pub struct TeleopSession {
+    state: Mutex<SessionState>,
+}
+
+impl TeleopSession {
+    fn lock(&self) -> MutexGuard<'_, SessionState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn running(&self) -> PyResult<Arc<TeleopLoop>> {
+        self.lock()
+            .running
+            .clone()
+            .ok_or_else(|| OpenKError::new_err("the session is not started; call start() first"))
+    }
+}
+
+#[pymethods]
+impl TeleopSession {
+    #[new]
+    #[pyo3(signature = (robot, teleop=None, *, control_hz=200.0, record_fps=30.0, realtime="auto", cpu=None, batch_rows=256, max_consecutive_errors=None, parallel=true))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        robot: &Bound<'_, PyAny>,
+        teleop: Option<&Bound<'_, PyAny>>,
+        control_hz: f64,
+        record_fps: f64,
+        realtime: &str,
+        cpu: Option<usize>,
+        batch_rows: usize,
+        max_consecutive_errors: Option<u32>,
+        parallel: bool,
+    ) -> PyResult<Self> {
+        let robot = device_config(py, robot, DeviceKind::Robot)?;
+        let teleop = teleop
+            .filter(|t| !t.is_none())
+            .map(|t| device_config(py, t, DeviceKind::Teleoperator))
+            .transpose()?;
+        let realtime: RealtimeMode = realtime.parse().map_err(ConfigError::new_err)?;
+        if !(control_hz > 0.0 && control_hz.is_finite()) {
+            return Err(ConfigError::new_err(format!(
+                "control_hz must be a positive number (got {control_hz})"
+            )));
+        }
+        if !(record_fps > 0.0 && record_fps <= control_hz) {
+            return Err(ConfigError::new_err(format!(
+                "record_fps must be > 0 and at most control_hz ({control_hz}); got {record_fps}"
+            )));
+        }
+        let spec = LoopSpec {
+            control_hz,
+            record_fps,
+            realtime,
+            cpu,
+            // Default: stop after ~50 ms of consecutive failures (at least 3 ticks).
+            max_consecutive_errors: max_consecutive_errors
+                .unwrap_or_else(|| ((control_hz * 0.05).ceil() as u32).max(3)),
+            stop_action: if robot.disable_torque_on_disconnect {
+                StopAction::Limp
+            } else {
+                StopAction::Hold
+            },
+            parallel,
+            builder: BuilderConfig {
+                batch_rows: batch_rows.max(1),
+                ..BuilderConfig::default()
+            },
+            ..LoopSpec::default()
+        };
+        Ok(Self {
+            state: Mutex::new(SessionState {
+                robot,
+                teleop,
+                spec,
+                opened: None,
+                running: None,
+                sims: None,
+            }),
+        })
+    }
+
+    /// Opens the ports (starting simulators for `sim` ports), loads and checks calibration.
+    fn connect(&self, py: Python<'_>) -> PyResult<()> {
+        let (robot, teleop) = {
+            let st = self.lock();
+            if st.opened.is_some() || st.running.is_some() {
+                return Ok(());
+            }
+            (st.robot.clone(), st.teleop.clone())
+        };
+        let opened = py
+            .detach(|| device::open_arms(&robot, teleop.as_ref()))
+            .map_err(arm_err)?;
+        self.lock().opened = Some(opened);
+        Ok(())
+    }
+
+    /// Starts the control loop (connecting first if needed). The follower's first goal is its
+    /// present position.
+    fn start(&self, py: Python<'_>) -> PyResult<()> {
+        self.connect(py)?;
+        let (opened, spec) = {
+            let mut st = self.lock();
+            if st.running.is_some() {
+                return Ok(());
+            }
+            let Some(opened) = st.opened.take() else {
+                return Err(OpenKError::new_err("the session could not connect"));
+            };
+            (opened, st.spec.clone())
+        };
+        let OpenedArms { arms, sims } = opened;
+        let lp = py
+            .detach(|| TeleopLoop::start(arms, spec))
+            .map_err(control_err)?;
+        let mut st = self.lock();
+        st.running = Some(Arc::new(lp));
+        st.sims = Some(sims);
+        Ok(())
+    }
+
+    /// True while the loop runs (False after stop() or after it stopped on a failure).
+    #[getter]
+    fn is_running(&self) -> bool {
+        self.lock().running.as_ref().is_some_and(|l| l.is_running())
+    }
+
+    /// Scheduling the loop got, e.g. "SCHED_FIFO priority 80" or "SCHED_OTHER (timer slack 1 ns)".
+    #[getter]
+    fn realtime(&self) -> PyResult<String> {
+        Ok(self.running()?.realtime().to_string())
+    }
+
+    #[getter]
+    fn observation_names(&self) -> Vec<String> {
+        self.lock().robot.spec.observation_names()
+    }
+
+    #[getter]
+    fn action_names(&self) -> Vec<String> {
+        self.lock().robot.spec.action_names()
+    }
+
+    /// Starts recording rows into a new episode; returns its index.
+    #[pyo3(signature = (timeout=5.0))]
+    fn start_episode(&self, py: Python<'_>, timeout: f64) -> PyResult<i64> {
+        let lp = self.running()?;
+        py.detach(|| lp.start_episode(secs(timeout)))
+            .map_err(control_err)
+    }
+
+    /// Stops recording. When it returns, every row of the episode can be read with
+    /// next_batch(); returns the episode's loop telemetry.
+    #[pyo3(signature = (timeout=10.0))]
+    fn end_episode<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Bound<'py, PyAny>> {
+        let lp = self.running()?;
+        let report = py
+            .detach(|| lp.end_episode(secs(timeout)))
+            .map_err(control_err)?;
+        report_dict(py, &report)
+    }
+
+    /// The next batch of rows, or None if none arrived within `timeout` seconds. Raises the
+    /// loop's failure once the rows produced before it have all been returned.
+    #[pyo3(signature = (timeout=0.1))]
+    fn next_batch(&self, py: Python<'_>, timeout: f64) -> PyResult<Option<FrameBatch>> {
+        let lp = self.running()?;
+        let schema = lp.schema();
+        let batch = py
+            .detach(|| lp.next_batch(secs(timeout)))
+            .map_err(control_err)?;
+        Ok(batch.map(|b| FrameBatch {
+            schema,
+            batches: vec![b],
+        }))
+    }
+
+    /// Loop telemetry of the whole run.
+    fn telemetry<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let lp = self.running()?;
+        report_dict(py, &lp.telemetry())
+    }
+
+    /// Loop telemetry of the current or last episode.
+    fn episode_telemetry<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let lp = self.running()?;
+        report_dict(py, &lp.episode_telemetry())
+    }
+
+    /// Replay: the follower's next goal. `action` is a dict keyed by action names or a
+    /// sequence in action order. Only for sessions without a teleoperator.
+    #[pyo3(signature = (action, timeout=1.0))]
+    fn send_action(&self, py: Python<'_>, action: &Bound<'_, PyAny>, timeout: f64) -> PyResult<()> {
+        let (lp, names, has_teleop) = {
+            let st = self.lock();
+            (
+                st.running.clone(),
+                st.robot.spec.action_names(),
+                st.teleop.is_some(),
+            )
+        };
+        if has_teleop {
+            return Err(ConfigError::new_err(
+                "send_action is for replay; this session's goals come from its teleoperator",
+            ));
+        }
+        let lp = lp
+            .ok_or_else(|| OpenKError::new_err("the session is not started; call start() first"))?;
+        let values: Vec<f32> = if let Ok(d) = action.cast::<PyDict>() {
+            let mut v = Vec::with_capacity(names.len());
+            for n in &names {
+                let item = d.get_item(n)?.ok_or_else(|| {
+                    ConfigError::new_err(format!("action has no {n:?}; it needs {names:?}"))
+                })?;
+                v.push(item.extract()?);
+            }
+            v
+        } else {
+            action.extract()?
+        };
+        py.detach(|| lp.send_action(&values, secs(timeout)))
+            .map_err(control_err)
+    }
+
+    /// Safety events so far (leader lost, bus errors, stop), each with device, motor, reason.
+    fn events<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let events = self
+            .lock()
+            .running
+            .as_ref()
+            .map(|l| l.events())
+            .unwrap_or_default();
+        let list = PyList::empty(py);
+        for e in &events {
+            list.append(event_dict(py, e)?)?;
+        }
+        Ok(list)
+    }
+
+    /// Why the loop stopped on its own (as the exception it maps to), or None.
+    fn failure(&self) -> Option<PyErr> {
+        let lp = self.lock().running.clone()?;
+        lp.failure().map(|f| failure_to_py(&f, ""))
+    }
+
+    /// Test hook: the simulator behind `device` ("robot" or "teleop") and `bus` ("damiao" or
+    /// "sts") unplugs its pty, as a cable pulled out mid-run.
+    #[pyo3(signature = (device, bus="damiao"))]
+    fn simulate_unplug(&self, device: &str, bus: &str) -> PyResult<()> {
+        let st = self.lock();
+        let sims = st
+            .sims
+            .as_ref()
+            .or(st.opened.as_ref().map(|o| &o.sims))
+            .ok_or_else(|| OpenKError::new_err("the session is not connected"))?;
+        if sims.unplug(device, bus) {
+            Ok(())
+        } else {
+            Err(ConfigError::new_err(format!(
+                "no simulator for {device} {bus}; only `sim` ports can be unplugged"
+            )))
+        }
+    }
+
+    /// Stops the loop safely (follower holds, or goes limp with disable_torque_on_disconnect)
+    /// and closes the ports. Safe to call twice.
+    fn stop(&self, py: Python<'_>) {
+        let (lp, sims, opened) = {
+            let mut st = self.lock();
+            (st.running.take(), st.sims.take(), st.opened.take())
+        };
+        py.detach(|| {
+            if let Some(lp) = lp {
+                lp.stop();
+            }
+            drop(opened);
+            drop(sims);
+        });
+    }
+
+    fn __enter__<'py>(slf: Bound<'py, Self>, py: Python<'py>) -> PyResult<Bound<'py, Self>> {
+        slf.get().start(py)?;
+        Ok(slf)
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.stop(py);
+        false
+    }
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(if s.is_finite() && s > 0.0 { s } else { 0.0 })
+}
+
+/// Feature names and shapes of a device type, for declaring dataset features before
+/// connecting: {"observation.state": {"dtype", "shape", "names"}, "action": {...}}.
+#[pyfunction]
+#[pyo3(signature = (type_name, kind="robot"))]
+fn device_features<'py>(
+    py: Python<'py>,
+    type_name: &str,
+    kind: &str,
+) -> PyResult<Bound<'py, PyDict>> {
+    let spec = lookup(type_name, kind_of(kind)?).map_err(arm_err)?;
+    let out = PyDict::new(py);
+    for (key, names) in [
+        ("observation.state", spec.observation_names()),
+        ("action", spec.action_names()),
+    ] {
+        let f = PyDict::new(py);
+        f.set_item("dtype", "float32")?;
+        f.set_item("shape", (names.len(),))?;
+        f.set_item("names", names)?;
+        out.set_item(key, f)?;
+    }
+    Ok(out)
+}
+
+/// Type names users can type, by kind: {"robot": [...], "teleop": [...]}.
+#[pyfunction]
+fn device_types<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("robot", valid_types(DeviceKind::Robot))?;
+    d.set_item("teleop", valid_types(DeviceKind::Teleoperator))?;
+    Ok(d)
+}
+
+/// Where the calibration file of a configured device lives.
+#[pyfunction]
+#[pyo3(signature = (config, kind="robot"))]
+fn calibration_path(py: Python<'_>, config: &Bound<'_, PyAny>, kind: &str) -> PyResult<String> {
+    let cfg = device_config(py, config, kind_of(kind)?)?;
+    Ok(
+        core_calibration_path(cfg.spec, &cfg.id, cfg.calibration_dir.as_deref())
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
+/// Scripted calibration: connect, (optionally) set homing at the middle pose, sample
+/// positions while the joints are swept, then save. The interactive prompts are the CLI's.
+#[pyclass(module = "openk._core", frozen)]
+pub struct Calibrator {
+    inner: Mutex<Option<CoreCalibrator>>,
+}
+
+impl Calibrator {
+    fn with<R>(&self, f: impl FnOnce(&mut CoreCalibrator) -> Result<R, ArmError>) -> PyResult<R> {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let cal = guard
+            .as_mut()
+            .ok_or_else(|| OpenKError::new_err("the calibrator is closed"))?;
+        f(cal).map_err(arm_err)
+    }
+}
+
+#[pymethods]
+impl Calibrator {
+    #[new]
+    #[pyo3(signature = (config, kind="robot"))]
+    fn new(py: Python<'_>, config: &Bound<'_, PyAny>, kind: &str) -> PyResult<Self> {
+        let cfg = device_config(py, config, kind_of(kind)?)?;
+        let cal = py
+            .detach(|| CoreCalibrator::connect(cfg))
+            .map_err(arm_err)?;
+        Ok(Self {
+            inner: Mutex::new(Some(cal)),
+        })
+    }
+
+    /// Raw positions by joint (radians for DAMIAO, ticks for STS).
+    fn read_raw(&self, py: Python<'_>) -> PyResult<Vec<(String, f64)>> {
+        py.detach(|| self.with(|c| c.read_raw()))
+    }
+
+    /// Makes the present pose the middle: STS half-turn homing, DAMIAO zero (unless
+    /// `zero_damiao` is False, then m_off is only read).
+    #[pyo3(signature = (zero_damiao=true))]
+    fn set_homing(&self, py: Python<'_>, zero_damiao: bool) -> PyResult<()> {
+        py.detach(|| self.with(|c| c.set_homing(zero_damiao)))
+    }
+
+    /// Reads positions once and widens each joint's recorded range; returns
+    /// [(joint, min, position, max)].
+    fn sample(&self, py: Python<'_>) -> PyResult<Vec<(String, f64, f64, f64)>> {
+        py.detach(|| self.with(|c| c.sample()))
+    }
+
+    /// Writes the calibration file; returns its path.
+    fn save(&self, py: Python<'_>) -> PyResult<String> {
+        py.detach(|| self.with(|c| c.save()))
+            .map(|p| p.to_string_lossy().into_owned())
+    }
+
+    #[getter]
+    fn path(&self) -> PyResult<String> {
+        self.with(|c| Ok(c.path().to_string_lossy().into_owned()))
+    }
+
+    /// Closes the ports (and simulators).
+    fn close(&self, py: Python<'_>) {
+        let cal = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
+        py.detach(|| drop(cal));
+    }
+}
+
+/// Simulators of a robot type (and teleop type) for peers and benchmarks: `ports` names the
+/// pty of each bus ("robot.port", "robot.sts_port", "teleop.port").
+#[pyclass(module = "openk._core", frozen)]
+pub struct SimRig {
+    sims: Mutex<Option<device::SimSet>>,
+}
+
+#[pymethods]
+impl SimRig {
+    #[new]
+    #[pyo3(signature = (robot_type, teleop_type=None))]
+    fn new(py: Python<'_>, robot_type: &str, teleop_type: Option<&str>) -> PyResult<Self> {
+        let sims = py
+            .detach(|| device::start_sim_rig(robot_type, teleop_type))
+            .map_err(arm_err)?;
+        Ok(Self {
+            sims: Mutex::new(Some(sims)),
+        })
+    }
+
+    #[getter]
+    fn ports(&self) -> std::collections::HashMap<String, String> {
+        self.sims
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|s| s.ports().into_iter().collect())
+            .unwrap_or_default()
+    }
+
+    /// Stops the simulators.
+    fn close(&self, py: Python<'_>) {
+        let sims = self.sims.lock().unwrap_or_else(|e| e.into_inner()).take();
+        py.detach(|| drop(sims));
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<TeleopSession>()?;
+    m.add_class::<SimRig>()?;
+    m.add_class::<FrameBatch>()?;
+    m.add_class::<Calibrator>()?;
+    m.add_function(wrap_pyfunction!(device_features, m)?)?;
+    m.add_function(wrap_pyfunction!(device_types, m)?)?;
+    m.add_function(wrap_pyfunction!(calibration_path, m)?)?;
     Ok(())
 }

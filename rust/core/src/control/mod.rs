@@ -1,1 +1,19 @@
 //! The hard-timed teleop/record loop and its telemetry.
+//!
+//! One dedicated thread ticks on absolute deadlines (sleep, then spin), reads the leader,
+//! commands the follower, and every k-th tick pushes a row into the wait-free ring of
+//! [`crate::record`]. Buses are served in parallel ([`workers`]), so a tick costs the slowest
+//! bus. Nothing on the tick path allocates, logs or touches Python.
+
+pub mod rt;
+pub mod telemetry;
+pub mod teleop;
+pub mod testing;
+pub mod workers;
+
+pub use rt::{ActiveRealtime, RealtimeMode};
+pub use telemetry::{Telemetry, TelemetryReport};
+pub use teleop::{
+    ControlError, LoopCore, LoopFailure, LoopShared, LoopSpec, SafetyEvent, TeleopArms, TeleopLoop,
+    TickOutcome,
+};

@@ -1,0 +1,170 @@
+//! Loop jitter on the simulators with real wire timing: sim leader (7 STS3215 @ 1 Mbaud) →
+//! sim follower (5 DAMIAO behind the USB-CAN adapter + 2 STS3215), at 100/250/500 Hz and the
+//! highest sustainable rate, with realtime scheduling off and auto; then the Python peer loop
+//! (feetech-servo-sdk + pydamiao, built like the reference) on the same simulators, and the
+//! ratio of sustainable rates in this one run.
+//!
+//! Run: `cargo bench -p openk-core --bench loop_jitter`
+//! Env: OPENK_BENCH_SECONDS (per rate, default 5), OPENK_BENCH_PYTHON (default: python3 of
+//! the active venv / PATH; needs scservo_sdk and pydamiao), OPENK_BENCH_SKIP_PEER=1.
+
+use std::time::Duration;
+
+use openk_core::arm::config::DeviceConfig;
+use openk_core::arm::device::{open_arms, start_sim_rig};
+use openk_core::arm::spec::DeviceKind;
+use openk_core::control::{LoopSpec, RealtimeMode, TelemetryReport, TeleopLoop};
+
+const ROBOT: &str = "openk-1-alpha_follower2";
+const TELEOP: &str = "openk-1-sts_leader";
+
+fn configs(dir: &std::path::Path) -> (DeviceConfig, DeviceConfig) {
+    let robot = DeviceConfig::from_json(
+        &serde_json::json!({"type": ROBOT, "port": "sim", "sts_port": "sim", "id": "bench",
+                            "calibration_dir": dir}),
+        DeviceKind::Robot,
+    )
+    .unwrap();
+    let teleop = DeviceConfig::from_json(
+        &serde_json::json!({"type": TELEOP, "port": "sim", "id": "bench", "calibration_dir": dir}),
+        DeviceKind::Teleoperator,
+    )
+    .unwrap();
+    (robot, teleop)
+}
+
+fn run(hz: f64, realtime: RealtimeMode, seconds: f64) -> Option<TelemetryReport> {
+    let dir = std::env::temp_dir().join(format!("openk-bench-{}", std::process::id()));
+    let (robot, teleop) = configs(&dir);
+    let opened = match open_arms(&robot, Some(&teleop)) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("  cannot open the simulated arms: {e}");
+            return None;
+        }
+    };
+    let spec = LoopSpec {
+        control_hz: hz,
+        record_fps: 30.0_f64.min(hz),
+        realtime,
+        max_consecutive_errors: 1_000_000,
+        ..LoopSpec::default()
+    };
+    let lp = match TeleopLoop::start(opened.arms, spec) {
+        Ok(lp) => lp,
+        Err(e) => {
+            eprintln!("  cannot start the loop at {hz} Hz ({realtime:?}): {e}");
+            return None;
+        }
+    };
+    // Warm up, then measure one episode (episode telemetry covers exactly the window).
+    std::thread::sleep(Duration::from_millis(300));
+    lp.start_episode(Duration::from_secs(5)).ok()?;
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    let report = lp.end_episode(Duration::from_secs(10)).ok();
+    lp.stop();
+    drop(opened.sims);
+    report
+}
+
+fn print(label: &str, r: &TelemetryReport) {
+    let errors: u64 = r.bus_errors.values().sum();
+    println!(
+        "  {label:<22} achieved {:>7.1} Hz  lateness p50 {:>7.1} µs  p99 {:>8.1} µs  p99.9 \
+         {:>8.1} µs  max {:>8.1} µs  overruns {:>5}  tick busy p50 {:>7.1} µs p99 {:>7.1} µs  \
+         bus errors {errors}",
+        r.achieved_hz,
+        r.lateness_p50_us,
+        r.lateness_p99_us,
+        r.lateness_p999_us,
+        r.lateness_max_us,
+        r.overruns,
+        r.busy_p50_us,
+        r.busy_p99_us,
+    );
+}
+
+/// Sustained = within 1 % of the target rate with overruns under 0.1 % of ticks.
+fn sustained(r: &TelemetryReport, hz: f64) -> bool {
+    r.achieved_hz >= 0.99 * hz && (r.overruns as f64) <= 0.001 * r.ticks as f64
+}
+
+fn python_peer(seconds: f64) -> Option<serde_json::Value> {
+    let python = std::env::var("OPENK_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let sims = start_sim_rig(ROBOT, Some(TELEOP)).ok()?;
+    let ports: std::collections::HashMap<String, String> = sims.ports().into_iter().collect();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../benches/loop_peer.py");
+    let out = std::process::Command::new(&python)
+        .arg(script)
+        .args(["--leader-port", ports.get("teleop.port")?])
+        .args(["--damiao-port", ports.get("robot.port")?])
+        .args(["--sts-port", ports.get("robot.sts_port")?])
+        .args(["--seconds", &seconds.to_string()])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "  python peer failed ({python}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last()?).ok()
+}
+
+fn main() {
+    let seconds: f64 = std::env::var("OPENK_BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5.0);
+    println!("loop_jitter: {TELEOP} (sim) -> {ROBOT} (sim), {seconds} s per rate");
+    let mut best = 0.0f64;
+    for realtime in [RealtimeMode::Off, RealtimeMode::Auto] {
+        println!("realtime={realtime:?}");
+        for hz in [100.0, 250.0, 500.0] {
+            if let Some(r) = run(hz, realtime, seconds) {
+                print(&format!("{hz:.0} Hz [{}]", r.realtime), &r);
+            }
+        }
+        // Highest sustainable rate: step up until the loop no longer keeps its deadlines.
+        let mut highest = 0.0;
+        for hz in [750.0, 1000.0, 1250.0, 1500.0, 2000.0, 2500.0, 3000.0] {
+            let Some(r) = run(hz, realtime, seconds.min(3.0)) else {
+                break;
+            };
+            print(&format!("{hz:.0} Hz [{}]", r.realtime), &r);
+            if !sustained(&r, hz) {
+                break;
+            }
+            highest = hz;
+        }
+        if highest == 0.0 {
+            highest = 500.0;
+        }
+        println!("  highest sustainable rate ({realtime:?}): {highest:.0} Hz");
+        best = best.max(highest);
+    }
+    if std::env::var("OPENK_BENCH_SKIP_PEER").is_ok() {
+        return;
+    }
+    match python_peer(seconds) {
+        Some(peer) => {
+            let rate = peer["rate_hz"].as_f64().unwrap_or(0.0);
+            println!(
+                "python peer (scservo_sdk + pydamiao, free-running): {rate:.1} Hz, tick p50 {:.2} \
+                 ms, p99 {:.2} ms, errors {}",
+                peer["tick_ms_p50"].as_f64().unwrap_or(0.0),
+                peer["tick_ms_p99"].as_f64().unwrap_or(0.0),
+                peer["errors"]
+            );
+            if rate > 0.0 {
+                println!(
+                    "ratio openk / python peer (sustainable rate): {:.1}x",
+                    best / rate
+                );
+            }
+        }
+        None => println!("python peer: not run (see the error above)"),
+    }
+}

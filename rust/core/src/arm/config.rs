@@ -1,0 +1,273 @@
+//! Device configuration as users write it (YAML/CLI → plain dicts → JSON here), checked
+//! against the device's joints.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::spec::{lookup, ControlType, DeviceKind, DeviceSpec, NormMode};
+use super::ArmError;
+
+/// A number for every joint, or one per joint by name.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum PerJoint {
+    All(f64),
+    Each(BTreeMap<String, f64>),
+}
+
+impl PerJoint {
+    pub fn get(&self, joint: &str) -> Option<f64> {
+        match self {
+            PerJoint::All(v) => Some(*v),
+            PerJoint::Each(m) => m.get(joint).copied(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Raw {
+    #[serde(rename = "type")]
+    type_name: Option<String>,
+    port: Option<String>,
+    sts_port: Option<String>,
+    id: Option<Value>,
+    calibration_dir: Option<PathBuf>,
+    max_relative_target: Option<PerJoint>,
+    disable_torque_on_disconnect: Option<bool>,
+    control_type: Option<String>,
+    direction_map: Option<BTreeMap<String, f64>>,
+    damiao_kp: Option<PerJoint>,
+    damiao_kd: Option<PerJoint>,
+    damiao_velocity_limit: Option<PerJoint>,
+    motor_norm_mode: Option<String>,
+    sts_motor_norm_mode: Option<String>,
+}
+
+/// A checked robot or teleoperator configuration.
+#[derive(Debug, Clone)]
+pub struct DeviceConfig {
+    pub spec: &'static DeviceSpec,
+    pub port: String,
+    pub sts_port: Option<String>,
+    pub id: String,
+    pub calibration_dir: Option<PathBuf>,
+    pub max_relative_target: Option<PerJoint>,
+    pub disable_torque_on_disconnect: bool,
+    pub control_type: ControlType,
+    /// ±1 per joint name (missing joints: +1).
+    pub direction_map: BTreeMap<String, f32>,
+    pub damiao_kp: Option<PerJoint>,
+    pub damiao_kd: Option<PerJoint>,
+    pub damiao_velocity_limit: Option<PerJoint>,
+    pub norm_mode: NormMode,
+    pub sts_norm_mode: NormMode,
+}
+
+/// Reference defaults for the DAMIAO gains.
+pub const DEFAULT_KP: f64 = 20.0;
+pub const DEFAULT_KD: f64 = 1.0;
+pub const DEFAULT_VELOCITY_LIMIT: f64 = 2.0;
+
+impl DeviceConfig {
+    /// Parses `value` (a JSON object) as a config of a device of `kind`. Unknown keys (for
+    /// example `cameras`) are left to other layers.
+    pub fn from_json(value: &Value, kind: DeviceKind) -> Result<Self, ArmError> {
+        let noun = kind.noun();
+        let raw: Raw = serde_json::from_value(value.clone())
+            .map_err(|e| ArmError::Config(format!("{noun} config: {e}")))?;
+        let type_name = raw.type_name.ok_or_else(|| {
+            ArmError::Config(format!(
+                "{noun} config has no `type`; valid types: {}",
+                super::spec::valid_types(kind).join(", ")
+            ))
+        })?;
+        let spec = lookup(&type_name, kind)?;
+        let port = raw.port.filter(|p| !p.is_empty()).ok_or_else(|| {
+            ArmError::Config(format!(
+                "{noun} {type_name} needs `port` (a serial device such as /dev/ttyACM0, or `sim`)"
+            ))
+        })?;
+        if spec.sts_on_second_port()
+            && raw.sts_port.as_deref().is_none_or(str::is_empty)
+            && !is_sim_port(&port)
+        {
+            return Err(ArmError::Config(format!(
+                "{noun} {type_name} needs `sts_port` for its STS servos (or `sim`)"
+            )));
+        }
+        let id = match raw.id {
+            None | Some(Value::Null) => "default".to_owned(),
+            Some(Value::String(s)) => s,
+            Some(other) => other.to_string(),
+        };
+        if id.is_empty() || id.contains(['/', '\\']) || id == "." || id == ".." {
+            return Err(ArmError::Config(format!(
+                "{noun} id {id:?} cannot name a calibration file; use letters, digits, - or _"
+            )));
+        }
+        let joints: Vec<&str> = spec.joints().map(|j| j.name).collect();
+        let check_joint = |what: &str, name: &str| -> Result<(), ArmError> {
+            if joints.contains(&name) {
+                Ok(())
+            } else {
+                Err(ArmError::Config(format!(
+                    "{what} names joint {name:?}, which {type_name} does not have; joints: {}",
+                    joints.join(", ")
+                )))
+            }
+        };
+        let mut direction_map = BTreeMap::new();
+        for (joint, sign) in raw.direction_map.unwrap_or_default() {
+            check_joint("direction_map", &joint)?;
+            if sign != 1.0 && sign != -1.0 {
+                return Err(ArmError::Config(format!(
+                    "direction_map[{joint:?}] must be 1 or -1 (got {sign})"
+                )));
+            }
+            direction_map.insert(joint, sign as f32);
+        }
+        for (what, pj) in [
+            ("max_relative_target", &raw.max_relative_target),
+            ("damiao_kp", &raw.damiao_kp),
+            ("damiao_kd", &raw.damiao_kd),
+            ("damiao_velocity_limit", &raw.damiao_velocity_limit),
+        ] {
+            match pj {
+                Some(PerJoint::All(v)) if !(v.is_finite() && *v >= 0.0) => {
+                    return Err(ArmError::Config(format!(
+                        "{what} must be a non-negative number (got {v})"
+                    )))
+                }
+                Some(PerJoint::Each(m)) => {
+                    for (joint, v) in m {
+                        check_joint(what, joint)?;
+                        if !(v.is_finite() && *v >= 0.0) {
+                            return Err(ArmError::Config(format!(
+                                "{what}[{joint:?}] must be a non-negative number (got {v})"
+                            )));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let control_type = match raw.control_type {
+            Some(s) => s.parse()?,
+            None => spec.default_control,
+        };
+        let norm_mode = match raw.motor_norm_mode {
+            Some(s) => s.parse()?,
+            None => spec.default_norm,
+        };
+        let sts_norm_mode = match raw.sts_motor_norm_mode {
+            Some(s) => s.parse()?,
+            None => spec.default_sts_norm,
+        };
+        Ok(Self {
+            spec,
+            port,
+            sts_port: raw.sts_port.filter(|p| !p.is_empty()),
+            id,
+            calibration_dir: raw.calibration_dir,
+            max_relative_target: raw.max_relative_target,
+            disable_torque_on_disconnect: raw
+                .disable_torque_on_disconnect
+                .unwrap_or(spec.default_disable_torque),
+            control_type,
+            direction_map,
+            damiao_kp: raw.damiao_kp,
+            damiao_kd: raw.damiao_kd,
+            damiao_velocity_limit: raw.damiao_velocity_limit,
+            norm_mode,
+            sts_norm_mode,
+        })
+    }
+
+    /// Parses JSON text (a dict serialised by the bindings).
+    pub fn from_json_text(text: &str, kind: DeviceKind) -> Result<Self, ArmError> {
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            ArmError::Config(format!("{} config is not a JSON object: {e}", kind.noun()))
+        })?;
+        if !value.is_object() {
+            return Err(ArmError::Config(format!(
+                "{} config must be a dict with at least `type` and `port`",
+                kind.noun()
+            )));
+        }
+        Self::from_json(&value, kind)
+    }
+
+    /// Whether `port` asks for the built-in simulator.
+    pub fn is_sim(&self) -> bool {
+        is_sim_port(&self.port)
+    }
+
+    pub fn gain(&self, which: &Option<PerJoint>, joint: &str, default: f64) -> f64 {
+        which.as_ref().and_then(|p| p.get(joint)).unwrap_or(default)
+    }
+}
+
+/// `sim` or `sim://...` selects the simulator.
+pub fn is_sim_port(port: &str) -> bool {
+    port == "sim" || port.starts_with("sim://") || port.starts_with("sim:")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_a_follower_config_with_overrides() {
+        let c = DeviceConfig::from_json(
+            &json!({
+                "type": "openk-1-alpha_follower2", "port": "/dev/ttyACM1", "sts_port": "/dev/ttyUSB0",
+                "id": "f1", "max_relative_target": 5, "control_type": "POS_VEL",
+                "direction_map": {"shoulder_pan": -1, "grip": -1},
+                "damiao_kp": {"elbow_flex": 30.0}, "cameras": {}
+            }),
+            DeviceKind::Robot,
+        )
+        .unwrap();
+        assert_eq!(c.control_type, ControlType::PosVel);
+        assert_eq!(c.direction_map["grip"], -1.0);
+        assert_eq!(
+            c.max_relative_target.as_ref().unwrap().get("grip"),
+            Some(5.0)
+        );
+        assert_eq!(c.gain(&c.damiao_kp, "elbow_flex", DEFAULT_KP), 30.0);
+        assert_eq!(c.gain(&c.damiao_kp, "shoulder_pan", DEFAULT_KP), 20.0);
+        assert!(!c.disable_torque_on_disconnect);
+    }
+
+    #[test]
+    fn bad_configs_say_what_is_wrong() {
+        let err = |v: Value| {
+            DeviceConfig::from_json(&v, DeviceKind::Robot)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err(json!({"type": "nope", "port": "sim"})).contains("openk-1-alpha_follower2"));
+        assert!(err(json!({"type": "openk-1-alpha_follower2"})).contains("needs `port`"));
+        assert!(
+            err(json!({"type": "openk-1-alpha_follower2", "port": "/dev/x"})).contains("sts_port")
+        );
+        assert!(err(json!({"type": "one-motor-test_follower", "port": "sim", "direction_map": {"elbow": -1}}))
+            .contains("motor1"));
+        assert!(err(json!({"type": "one-motor-test_follower", "port": "sim", "direction_map": {"motor1": 2}}))
+            .contains("1 or -1"));
+        assert!(
+            err(json!({"type": "one-motor-test_follower", "port": "sim", "id": "../x"}))
+                .contains("calibration file")
+        );
+        // Sim ports need no second port.
+        assert!(DeviceConfig::from_json(
+            &json!({"type": "openk-1-alpha_follower", "port": "sim"}),
+            DeviceKind::Robot
+        )
+        .is_ok());
+    }
+}

@@ -1,0 +1,219 @@
+//! DAMIAO motors of a follower (MIT or POS_VEL goals) or of a compliant leader, as a loop
+//! [`Part`]. Goals and state are normalised with the device's calibration.
+
+use crate::bus::damiao::{DamiaoBus, DamiaoBusError};
+use crate::protocol::damiao::{ControlMode, Feedback, MitCommand, MotorState};
+
+use super::calibration::JointNorm;
+use super::part::{FaultKind, Part, PartError, StopAction};
+
+/// Gains of OpenK's "compliant read" command: a hand moves the motor, which still reports.
+const COMPLIANT_KD: f64 = 0.1;
+
+/// How a DAMIAO part drives its motors.
+#[derive(Debug, Clone)]
+pub enum DamiaoDrive {
+    /// Follower in MIT mode: q goal, dq = 0, per-motor kp/kd, tau = 0.
+    Mit { kp: Vec<f64>, kd: Vec<f64> },
+    /// Follower in POS_VEL mode with a per-motor velocity limit.
+    PosVel { velocity_limit: Vec<f64> },
+    /// Leader: MIT with kp = 0 so it can be moved by hand.
+    Compliant,
+}
+
+pub struct DamiaoPart {
+    label: String,
+    bus: DamiaoBus,
+    drive: DamiaoDrive,
+    motor_names: Vec<String>,
+    goal_names: Vec<String>,
+    state_names: Vec<String>,
+    norms: Vec<JointNorm>,
+    mit: Vec<MitCommand>,
+    pos_vel: Vec<(f64, f64)>,
+    feedback: Vec<Feedback>,
+    retries_seen: u64,
+}
+
+/// Maps a bus error onto a part error naming the motor.
+pub fn part_error(names: &[String], e: &DamiaoBusError) -> PartError {
+    let (kind, motor) = match e {
+        DamiaoBusError::Transport(_) => (FaultKind::Port, None),
+        DamiaoBusError::Protocol { motor, .. } => (FaultKind::Protocol, Some(motor)),
+        DamiaoBusError::Timeout { motor, .. } => (FaultKind::Timeout, Some(motor)),
+        DamiaoBusError::MotorFault { motor, .. } => (FaultKind::Motor, Some(motor)),
+        DamiaoBusError::VerifyFailed { motor, .. } => (FaultKind::Motor, Some(motor)),
+        DamiaoBusError::WrongMode { motor, .. } => (FaultKind::Other, Some(motor)),
+        DamiaoBusError::Config { .. } => (FaultKind::Other, None),
+    };
+    let index = motor.and_then(|m| names.iter().position(|n| n == m));
+    PartError::new(kind, index, e.to_string())
+}
+
+impl DamiaoPart {
+    /// `bus` is connected, in the right control mode and enabled. `norms` follow the bus's
+    /// motor order. A follower reports `<j>.pos`, `<j>.vel`, `<j>.tor`; a leader `<j>.pos`,
+    /// `<j>.vel`.
+    pub fn new(label: String, bus: DamiaoBus, drive: DamiaoDrive, norms: Vec<JointNorm>) -> Self {
+        let motor_names: Vec<String> = bus.motor_names().map(str::to_owned).collect();
+        let n = motor_names.len();
+        let leader = matches!(drive, DamiaoDrive::Compliant);
+        let goal_names = if leader {
+            Vec::new()
+        } else {
+            motor_names.iter().map(|m| format!("{m}.pos")).collect()
+        };
+        let mut state_names: Vec<String> = motor_names.iter().map(|m| format!("{m}.pos")).collect();
+        state_names.extend(motor_names.iter().map(|m| format!("{m}.vel")));
+        if !leader {
+            state_names.extend(motor_names.iter().map(|m| format!("{m}.tor")));
+        }
+        let retries_seen = bus.stats().retries;
+        Self {
+            label,
+            bus,
+            drive,
+            motor_names,
+            goal_names,
+            state_names,
+            norms,
+            mit: vec![
+                MitCommand {
+                    q: 0.0,
+                    dq: 0.0,
+                    kp: 0.0,
+                    kd: COMPLIANT_KD,
+                    tau: 0.0,
+                };
+                n
+            ],
+            pos_vel: vec![(0.0, 0.0); n],
+            feedback: vec![empty_feedback(); n],
+            retries_seen,
+        }
+    }
+
+    fn fill_state(&self, state: &mut [f32]) {
+        let n = self.feedback.len();
+        for (i, fb) in self.feedback.iter().enumerate() {
+            if let (Some(s), Some(norm)) = (state.get_mut(i), self.norms.get(i)) {
+                *s = norm.normalize(fb.q);
+            }
+            if let Some(s) = state.get_mut(n + i) {
+                *s = fb.dq as f32;
+            }
+            if let Some(s) = state.get_mut(2 * n + i) {
+                *s = fb.tau as f32;
+            }
+        }
+    }
+
+    fn err(&self, e: &DamiaoBusError) -> PartError {
+        part_error(&self.motor_names, e)
+    }
+
+    pub fn bus_mut(&mut self) -> &mut DamiaoBus {
+        &mut self.bus
+    }
+}
+
+impl Part for DamiaoPart {
+    fn label(&self) -> &str {
+        &self.label
+    }
+    fn motor_names(&self) -> &[String] {
+        &self.motor_names
+    }
+    fn goal_names(&self) -> &[String] {
+        &self.goal_names
+    }
+    fn state_names(&self) -> &[String] {
+        &self.state_names
+    }
+
+    fn exchange(
+        &mut self,
+        goal: &[f32],
+        state: &mut [f32],
+        retries: &mut [u32],
+    ) -> Result<(), PartError> {
+        let result = match &self.drive {
+            DamiaoDrive::Mit { kp, kd } => {
+                for (i, cmd) in self.mit.iter_mut().enumerate() {
+                    let (Some(g), Some(norm)) = (goal.get(i), self.norms.get(i)) else {
+                        continue;
+                    };
+                    *cmd = MitCommand {
+                        q: norm.unnormalize(*g),
+                        dq: 0.0,
+                        kp: kp.get(i).copied().unwrap_or(0.0),
+                        kd: kd.get(i).copied().unwrap_or(COMPLIANT_KD),
+                        tau: 0.0,
+                    };
+                }
+                self.bus.mit_all(&self.mit, &mut self.feedback)
+            }
+            DamiaoDrive::PosVel { velocity_limit } => {
+                for (i, target) in self.pos_vel.iter_mut().enumerate() {
+                    let (Some(g), Some(norm)) = (goal.get(i), self.norms.get(i)) else {
+                        continue;
+                    };
+                    *target = (
+                        norm.unnormalize(*g),
+                        velocity_limit.get(i).copied().unwrap_or(0.0),
+                    );
+                }
+                self.bus.pos_vel_all(&self.pos_vel, &mut self.feedback)
+            }
+            DamiaoDrive::Compliant => self.bus.mit_all(&self.mit, &mut self.feedback),
+        };
+        let total = self.bus.stats().retries;
+        if let Some(r) = retries.last_mut() {
+            *r += (total - self.retries_seen) as u32;
+        }
+        self.retries_seen = total;
+        result.map_err(|e| self.err(&e))?;
+        self.fill_state(state);
+        Ok(())
+    }
+
+    fn read_state(&mut self, state: &mut [f32]) -> Result<(), PartError> {
+        match self.drive {
+            // A compliant leader reports through its (harmless) kp = 0 command.
+            DamiaoDrive::Compliant => self.bus.mit_all(&self.mit, &mut self.feedback),
+            _ => self.bus.refresh_all(&mut self.feedback),
+        }
+        .map_err(|e| self.err(&e))?;
+        self.fill_state(state);
+        Ok(())
+    }
+
+    fn stop(&mut self, action: StopAction) -> Result<(), PartError> {
+        match action {
+            // The motors keep tracking the last goal they received.
+            StopAction::Hold => Ok(()),
+            StopAction::Limp => self.bus.disable_all().map_err(|e| self.err(&e)),
+        }
+    }
+}
+
+/// The control mode a drive needs on the motors.
+pub fn control_mode(drive: &DamiaoDrive) -> ControlMode {
+    match drive {
+        DamiaoDrive::PosVel { .. } => ControlMode::PosVel,
+        _ => ControlMode::Mit,
+    }
+}
+
+/// Feedback before the first reply.
+pub fn empty_feedback() -> Feedback {
+    Feedback {
+        id_nibble: 0,
+        state: MotorState::Disabled,
+        q: 0.0,
+        dq: 0.0,
+        tau: 0.0,
+        t_mos: 0,
+        t_rotor: 0,
+    }
+}

@@ -1,0 +1,92 @@
+//! The unit the loop drives: one motor bus of an arm ("part"). A leader arm is one or more
+//! parts that report positions; a follower is parts that take goals and report state. Each part
+//! can be served by its own thread so a tick costs the slowest bus, not the sum.
+
+use std::fmt;
+
+/// What the follower does when the loop stops (Ctrl-C, leader loss, bus errors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopAction {
+    /// Keep torque on and hold the present position.
+    Hold,
+    /// Disable torque (the arm goes limp).
+    Limp,
+}
+
+/// Broad class of a fault, which decides the Python exception raised for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// The serial port is gone, busy or cannot be opened.
+    Port,
+    /// A motor did not answer in time.
+    Timeout,
+    /// A motor answered with an error status.
+    Motor,
+    /// Bytes on the wire did not parse.
+    Protocol,
+    /// Calibration missing or not matching the motors.
+    Calibration,
+    /// Anything else (configuration, internal).
+    Other,
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FaultKind::Port => "port",
+            FaultKind::Timeout => "timeout",
+            FaultKind::Motor => "motor error",
+            FaultKind::Protocol => "protocol error",
+            FaultKind::Calibration => "calibration",
+            FaultKind::Other => "error",
+        })
+    }
+}
+
+/// A failed exchange with one part. `motor` indexes the part's `motor_names()` when the fault
+/// is tied to one motor.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct PartError {
+    pub kind: FaultKind,
+    pub motor: Option<usize>,
+    pub message: String,
+}
+
+impl PartError {
+    pub fn new(kind: FaultKind, motor: Option<usize>, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            motor,
+            message: message.into(),
+        }
+    }
+}
+
+/// One motor bus of a leader or follower.
+///
+/// Values are normalised (calibrated) feature values. `goal_names()` lists what `exchange`
+/// takes (e.g. `shoulder_pan.pos`), `state_names()` what it returns (e.g. `shoulder_pan.pos`,
+/// `shoulder_pan.vel`, `shoulder_pan.tor`). `exchange` must not allocate on success: it runs on
+/// the control thread every tick.
+pub trait Part: Send {
+    /// Who this is, for messages: e.g. `follower DAMIAO bus on /dev/ttyACM1`.
+    fn label(&self) -> &str;
+    fn motor_names(&self) -> &[String];
+    fn goal_names(&self) -> &[String];
+    fn state_names(&self) -> &[String];
+    /// One tick: send `goal` (empty for a leader), fill `state`. Adds bus retries per motor
+    /// into `retries` (indexed like `motor_names`; the extra last slot counts retries not
+    /// tied to one motor).
+    fn exchange(
+        &mut self,
+        goal: &[f32],
+        state: &mut [f32],
+        retries: &mut [u32],
+    ) -> Result<(), PartError>;
+    /// Present state without commanding anything (used before the first command, so the
+    /// follower's first goal is where it already is).
+    fn read_state(&mut self, state: &mut [f32]) -> Result<(), PartError>;
+    /// Bring the part to a safe state when the loop ends.
+    fn stop(&mut self, action: StopAction) -> Result<(), PartError>;
+}

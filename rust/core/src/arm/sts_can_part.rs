@@ -1,0 +1,103 @@
+//! The legacy follower's two STS servos behind OpenK's STS-over-CAN bridge, as a loop part.
+//! The bridge answers one servo per request, so a tick writes every goal, then reads every
+//! position in turn.
+
+use crate::bus::damiao::{DamiaoBusError, StsCanBus};
+
+use super::calibration::JointNorm;
+use super::damiao_part::part_error;
+use super::part::{Part, PartError, StopAction};
+
+pub struct StsCanPart {
+    label: String,
+    bus: StsCanBus,
+    ids: Vec<u16>,
+    offsets: Vec<f64>,
+    norms: Vec<JointNorm>,
+    motor_names: Vec<String>,
+    goal_names: Vec<String>,
+    state_names: Vec<String>,
+}
+
+impl StsCanPart {
+    /// `joints` are (name, servo id, homing offset in ticks, normalisation), in feature order.
+    pub fn new(label: String, bus: StsCanBus, joints: Vec<(String, u16, f64, JointNorm)>) -> Self {
+        let motor_names: Vec<String> = joints.iter().map(|j| j.0.clone()).collect();
+        Self {
+            label,
+            bus,
+            ids: joints.iter().map(|j| j.1).collect(),
+            offsets: joints.iter().map(|j| j.2).collect(),
+            norms: joints.iter().map(|j| j.3).collect(),
+            goal_names: motor_names.iter().map(|m| format!("{m}.pos")).collect(),
+            state_names: motor_names.iter().map(|m| format!("{m}.pos")).collect(),
+            motor_names,
+        }
+    }
+
+    fn err(&self, e: &DamiaoBusError, servo: usize) -> PartError {
+        let mut pe = part_error(&self.motor_names, e);
+        if pe.motor.is_none() && matches!(e, DamiaoBusError::Timeout { .. }) {
+            pe.motor = Some(servo);
+        }
+        pe
+    }
+}
+
+impl Part for StsCanPart {
+    fn label(&self) -> &str {
+        &self.label
+    }
+    fn motor_names(&self) -> &[String] {
+        &self.motor_names
+    }
+    fn goal_names(&self) -> &[String] {
+        &self.goal_names
+    }
+    fn state_names(&self) -> &[String] {
+        &self.state_names
+    }
+
+    fn exchange(
+        &mut self,
+        goal: &[f32],
+        state: &mut [f32],
+        _retries: &mut [u32],
+    ) -> Result<(), PartError> {
+        for i in 0..self.ids.len() {
+            let (Some(g), Some(norm), Some(id), Some(off)) = (
+                goal.get(i),
+                self.norms.get(i),
+                self.ids.get(i),
+                self.offsets.get(i),
+            ) else {
+                continue;
+            };
+            let raw = norm.unnormalize(*g) + off;
+            self.bus
+                .write_position(*id, raw.round() as i64)
+                .map_err(|e| self.err(&e, i))?;
+        }
+        self.read_state(state)
+    }
+
+    fn read_state(&mut self, state: &mut [f32]) -> Result<(), PartError> {
+        for i in 0..self.ids.len() {
+            let (Some(id), Some(norm), Some(off)) =
+                (self.ids.get(i), self.norms.get(i), self.offsets.get(i))
+            else {
+                continue;
+            };
+            let raw = self.bus.read_position(*id).map_err(|e| self.err(&e, i))?;
+            if let Some(s) = state.get_mut(i) {
+                *s = norm.normalize(f64::from(raw) - off);
+            }
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self, _action: StopAction) -> Result<(), PartError> {
+        // The bridge has no torque switch; the servos hold their last goal.
+        Ok(())
+    }
+}

@@ -1,0 +1,238 @@
+//! Loop telemetry: tick lateness histogram, overruns, bus errors and retries by motor,
+//! achieved rate. Recording never allocates (fixed-range histograms, preallocated counters).
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Largest lateness / busy time the histograms track exactly (longer values saturate).
+const HIST_MAX_NS: u64 = 60_000_000_000;
+
+fn new_histogram() -> Histogram<u64> {
+    // 2 significant digits (1 %) over 1 ns..60 s keeps the bucket array small (a merge is a few
+    // µs) and fixed, so `record` never reallocates. The bounds are constants, hence valid.
+    match Histogram::new_with_bounds(1, HIST_MAX_NS, 2) {
+        Ok(h) => h,
+        Err(e) => unreachable!("constant histogram bounds rejected: {e}"),
+    }
+}
+
+/// Counters of one run or one episode.
+#[derive(Clone)]
+pub struct Telemetry {
+    lateness_ns: Histogram<u64>,
+    busy_ns: Histogram<u64>,
+    pub ticks: u64,
+    /// Deadlines missed entirely (the loop fell more than one period behind).
+    pub overruns: u64,
+    pub rows: u64,
+    /// Rows lost because the ring to the builder was full.
+    pub rows_dropped: u64,
+    pub first_tick_ns: u64,
+    pub last_tick_ns: u64,
+    motor_labels: Vec<String>,
+    errors: Vec<u64>,
+    retries: Vec<u64>,
+}
+
+impl Telemetry {
+    /// `motor_labels` name the counter slots, e.g. `follower.shoulder_pan`.
+    pub fn new(motor_labels: Vec<String>) -> Self {
+        let n = motor_labels.len();
+        Self {
+            lateness_ns: new_histogram(),
+            busy_ns: new_histogram(),
+            ticks: 0,
+            overruns: 0,
+            rows: 0,
+            rows_dropped: 0,
+            first_tick_ns: 0,
+            last_tick_ns: 0,
+            motor_labels,
+            errors: vec![0; n],
+            retries: vec![0; n],
+        }
+    }
+
+    /// Clears every counter, keeping the allocation.
+    pub fn reset(&mut self) {
+        self.lateness_ns.reset();
+        self.busy_ns.reset();
+        self.ticks = 0;
+        self.overruns = 0;
+        self.rows = 0;
+        self.rows_dropped = 0;
+        self.first_tick_ns = 0;
+        self.last_tick_ns = 0;
+        self.errors.iter_mut().for_each(|c| *c = 0);
+        self.retries.iter_mut().for_each(|c| *c = 0);
+    }
+
+    pub fn record_tick(&mut self, wake_ns: u64, lateness_ns: u64, busy_ns: u64) {
+        if self.ticks == 0 {
+            self.first_tick_ns = wake_ns;
+        }
+        self.last_tick_ns = wake_ns;
+        self.ticks += 1;
+        self.lateness_ns.saturating_record(lateness_ns.max(1));
+        self.busy_ns.saturating_record(busy_ns.max(1));
+    }
+
+    pub fn record_error(&mut self, motor_slot: usize) {
+        if let Some(c) = self.errors.get_mut(motor_slot) {
+            *c += 1;
+        }
+    }
+
+    pub fn record_retries(&mut self, motor_slot: usize, retries: u64) {
+        if let Some(c) = self.retries.get_mut(motor_slot) {
+            *c += retries;
+        }
+    }
+
+    /// Adds another telemetry of the same motor layout into this one.
+    pub fn merge(&mut self, other: &Telemetry) {
+        if self.ticks == 0 {
+            self.first_tick_ns = other.first_tick_ns;
+        }
+        if other.ticks > 0 {
+            self.last_tick_ns = other.last_tick_ns;
+        }
+        self.ticks += other.ticks;
+        self.overruns += other.overruns;
+        self.rows += other.rows;
+        self.rows_dropped += other.rows_dropped;
+        let _ = self.lateness_ns.add(&other.lateness_ns);
+        let _ = self.busy_ns.add(&other.busy_ns);
+        for (a, b) in self.errors.iter_mut().zip(&other.errors) {
+            *a += b;
+        }
+        for (a, b) in self.retries.iter_mut().zip(&other.retries) {
+            *a += b;
+        }
+    }
+
+    pub fn lateness(&self) -> &Histogram<u64> {
+        &self.lateness_ns
+    }
+
+    /// A plain summary (allocates; call off the hot path).
+    pub fn report(&self, period_ns: u64, realtime: &str) -> TelemetryReport {
+        let us = |h: &Histogram<u64>, q: f64| {
+            if h.is_empty() {
+                0.0
+            } else {
+                h.value_at_quantile(q) as f64 / 1000.0
+            }
+        };
+        let span_ns = self.last_tick_ns.saturating_sub(self.first_tick_ns);
+        let achieved_hz = if self.ticks > 1 && span_ns > 0 {
+            (self.ticks - 1) as f64 * 1e9 / span_ns as f64
+        } else {
+            0.0
+        };
+        let by_motor = |counts: &[u64]| -> BTreeMap<String, u64> {
+            self.motor_labels
+                .iter()
+                .zip(counts)
+                .filter(|(_, c)| **c > 0)
+                .map(|(l, c)| (l.clone(), *c))
+                .collect()
+        };
+        TelemetryReport {
+            ticks: self.ticks,
+            overruns: self.overruns,
+            rows: self.rows,
+            rows_dropped: self.rows_dropped,
+            target_hz: if period_ns > 0 {
+                1e9 / period_ns as f64
+            } else {
+                0.0
+            },
+            achieved_hz,
+            duration_s: span_ns as f64 / 1e9,
+            lateness_p50_us: us(&self.lateness_ns, 0.50),
+            lateness_p99_us: us(&self.lateness_ns, 0.99),
+            lateness_p999_us: us(&self.lateness_ns, 0.999),
+            lateness_max_us: if self.lateness_ns.is_empty() {
+                0.0
+            } else {
+                self.lateness_ns.max() as f64 / 1000.0
+            },
+            busy_p50_us: us(&self.busy_ns, 0.50),
+            busy_p99_us: us(&self.busy_ns, 0.99),
+            busy_max_us: if self.busy_ns.is_empty() {
+                0.0
+            } else {
+                self.busy_ns.max() as f64 / 1000.0
+            },
+            bus_errors: by_motor(&self.errors),
+            bus_retries: by_motor(&self.retries),
+            realtime: realtime.to_owned(),
+        }
+    }
+}
+
+/// Summary of a [`Telemetry`], as handed to Python and written into episode metadata.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TelemetryReport {
+    pub ticks: u64,
+    pub overruns: u64,
+    pub rows: u64,
+    pub rows_dropped: u64,
+    pub target_hz: f64,
+    pub achieved_hz: f64,
+    pub duration_s: f64,
+    pub lateness_p50_us: f64,
+    pub lateness_p99_us: f64,
+    pub lateness_p999_us: f64,
+    pub lateness_max_us: f64,
+    /// Time the tick's bus exchange took (what bounds the sustainable rate).
+    pub busy_p50_us: f64,
+    pub busy_p99_us: f64,
+    pub busy_max_us: f64,
+    /// Bus errors by `<device>.<motor>` (only motors with errors).
+    pub bus_errors: BTreeMap<String, u64>,
+    pub bus_retries: BTreeMap<String, u64>,
+    /// Scheduling the loop ran with, e.g. "SCHED_FIFO priority 80".
+    pub realtime: String,
+}
+
+impl TelemetryReport {
+    /// The report as a JSON object (for bindings and episode metadata).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_summarises_ticks_errors_and_rate() {
+        let mut t = Telemetry::new(vec!["follower.a".into(), "follower.b".into()]);
+        for i in 0..101u64 {
+            t.record_tick(i * 2_000_000, 1_000 + i, 500_000);
+        }
+        t.record_error(1);
+        t.record_error(1);
+        t.record_retries(0, 3);
+        t.record_error(99); // unknown slot: ignored, never panics
+        let r = t.report(2_000_000, "x");
+        assert_eq!(r.ticks, 101);
+        assert!((r.achieved_hz - 500.0).abs() < 1e-6);
+        assert!((r.target_hz - 500.0).abs() < 1e-6);
+        assert_eq!(r.bus_errors.get("follower.b"), Some(&2));
+        assert_eq!(r.bus_retries.get("follower.a"), Some(&3));
+        assert!(!r.bus_errors.contains_key("follower.a"));
+        assert!(r.lateness_p50_us > 0.9 && r.lateness_max_us < 1.2);
+        let mut total = Telemetry::new(vec!["follower.a".into(), "follower.b".into()]);
+        total.merge(&t);
+        total.merge(&t);
+        assert_eq!(total.report(2_000_000, "x").bus_errors["follower.b"], 4);
+        t.reset();
+        assert_eq!(t.report(2_000_000, "x").ticks, 0);
+    }
+}

@@ -1,0 +1,164 @@
+//! In-memory parts for tests and the no-I/O hot-path benchmark. They answer instantly, so
+//! what is measured with them is the loop's own cost.
+
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::arm::part::{FaultKind, Part, PartError, StopAction};
+
+/// What a fake part saw, readable from the test while the loop runs.
+#[derive(Default)]
+pub struct FakeLog {
+    /// Every goal vector the follower received, in order.
+    pub goals: Mutex<Vec<Vec<f32>>>,
+    pub stops: Mutex<Vec<StopAction>>,
+    pub exchanges: AtomicUsize,
+}
+
+/// A leader whose joints follow `position(tick, joint)`; fails from `fail_after` exchanges on.
+pub struct FakeLeader {
+    label: String,
+    motors: Vec<String>,
+    state_names: Vec<String>,
+    tick: u64,
+    pub position: fn(u64, usize) -> f32,
+    /// Exchanges that succeed before every further one fails (u32::MAX: never fails).
+    pub fail_after: Arc<AtomicU32>,
+}
+
+impl FakeLeader {
+    pub fn new(joints: &[&str], position: fn(u64, usize) -> f32) -> Self {
+        Self {
+            label: "leader fake".into(),
+            motors: joints.iter().map(|j| (*j).to_owned()).collect(),
+            state_names: joints.iter().map(|j| format!("{j}.pos")).collect(),
+            tick: 0,
+            position,
+            fail_after: Arc::new(AtomicU32::new(u32::MAX)),
+        }
+    }
+}
+
+impl Part for FakeLeader {
+    fn label(&self) -> &str {
+        &self.label
+    }
+    fn motor_names(&self) -> &[String] {
+        &self.motors
+    }
+    fn goal_names(&self) -> &[String] {
+        &[]
+    }
+    fn state_names(&self) -> &[String] {
+        &self.state_names
+    }
+    fn exchange(&mut self, _: &[f32], state: &mut [f32], _: &mut [u32]) -> Result<(), PartError> {
+        if self.tick >= u64::from(self.fail_after.load(Ordering::Relaxed)) {
+            return Err(PartError::new(
+                FaultKind::Timeout,
+                Some(0),
+                "no reply (fake leader unplugged)",
+            ));
+        }
+        for (j, v) in state.iter_mut().enumerate() {
+            *v = (self.position)(self.tick, j);
+        }
+        self.tick += 1;
+        Ok(())
+    }
+    fn read_state(&mut self, state: &mut [f32]) -> Result<(), PartError> {
+        for (j, v) in state.iter_mut().enumerate() {
+            *v = (self.position)(self.tick, j);
+        }
+        Ok(())
+    }
+    fn stop(&mut self, _: StopAction) -> Result<(), PartError> {
+        Ok(())
+    }
+}
+
+/// A follower that reaches every goal at once; state = `<j>.pos` then `<j>.vel` (0).
+pub struct FakeFollower {
+    label: String,
+    motors: Vec<String>,
+    goal_names: Vec<String>,
+    state_names: Vec<String>,
+    position: Vec<f32>,
+    log: Arc<FakeLog>,
+    keep_goals: bool,
+}
+
+impl FakeFollower {
+    /// `start` is the present position before the first command.
+    pub fn new(
+        label: &str,
+        joints: &[&str],
+        start: &[f32],
+        keep_goals: bool,
+    ) -> (Self, Arc<FakeLog>) {
+        let log = Arc::new(FakeLog::default());
+        let mut state_names: Vec<String> = joints.iter().map(|j| format!("{j}.pos")).collect();
+        state_names.extend(joints.iter().map(|j| format!("{j}.vel")));
+        (
+            Self {
+                label: label.into(),
+                motors: joints.iter().map(|j| (*j).to_owned()).collect(),
+                goal_names: joints.iter().map(|j| format!("{j}.pos")).collect(),
+                state_names,
+                position: start.to_vec(),
+                log: log.clone(),
+                keep_goals,
+            },
+            log,
+        )
+    }
+}
+
+impl Part for FakeFollower {
+    fn label(&self) -> &str {
+        &self.label
+    }
+    fn motor_names(&self) -> &[String] {
+        &self.motors
+    }
+    fn goal_names(&self) -> &[String] {
+        &self.goal_names
+    }
+    fn state_names(&self) -> &[String] {
+        &self.state_names
+    }
+    fn exchange(
+        &mut self,
+        goal: &[f32],
+        state: &mut [f32],
+        _: &mut [u32],
+    ) -> Result<(), PartError> {
+        if self.keep_goals {
+            if let Ok(mut g) = self.log.goals.lock() {
+                g.push(goal.to_vec());
+            }
+        }
+        self.log.exchanges.fetch_add(1, Ordering::Relaxed);
+        let n = self.position.len();
+        for (p, g) in self.position.iter_mut().zip(goal) {
+            *p = *g;
+        }
+        for (i, s) in state.iter_mut().enumerate() {
+            *s = if i < n { self.position[i] } else { 0.0 };
+        }
+        Ok(())
+    }
+    fn read_state(&mut self, state: &mut [f32]) -> Result<(), PartError> {
+        let n = self.position.len();
+        for (i, s) in state.iter_mut().enumerate() {
+            *s = if i < n { self.position[i] } else { 0.0 };
+        }
+        Ok(())
+    }
+    fn stop(&mut self, action: StopAction) -> Result<(), PartError> {
+        if let Ok(mut s) = self.log.stops.lock() {
+            s.push(action);
+        }
+        Ok(())
+    }
+}

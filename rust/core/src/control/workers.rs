@@ -1,0 +1,181 @@
+//! Serving several parts at once: each extra part gets a persistent thread; a tick hands it
+//! the goal, wakes it (futex unpark, no allocation) and waits for its state.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{JoinHandle, Thread};
+
+use crate::arm::part::{Part, PartError};
+
+const IDLE: u32 = 0;
+const GO: u32 = 1;
+const DONE: u32 = 2;
+const EXIT: u32 = 3;
+
+/// One part plus its tick buffers.
+pub struct PartSlot {
+    pub part: Box<dyn Part>,
+    pub goal: Vec<f32>,
+    pub state: Vec<f32>,
+    pub retries: Vec<u32>,
+    pub result: Result<(), PartError>,
+}
+
+impl PartSlot {
+    pub fn new(part: Box<dyn Part>) -> Self {
+        let goal = vec![0.0; part.goal_names().len()];
+        let state = vec![0.0; part.state_names().len()];
+        // One counter per motor, plus one for faults not tied to a motor.
+        let retries = vec![0; part.motor_names().len() + 1];
+        Self {
+            part,
+            goal,
+            state,
+            retries,
+            result: Ok(()),
+        }
+    }
+
+    pub fn run(&mut self) {
+        self.retries.iter_mut().for_each(|r| *r = 0);
+        self.result = self
+            .part
+            .exchange(&self.goal, &mut self.state, &mut self.retries);
+    }
+}
+
+struct Shared {
+    phase: AtomicU32,
+    slot: Mutex<PartSlot>,
+    controller: Thread,
+}
+
+fn lock(slot: &Mutex<PartSlot>) -> MutexGuard<'_, PartSlot> {
+    slot.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A part served by its own thread.
+pub struct Worker {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// `controller` is the thread that dispatches and waits (the control thread).
+    /// `setup` runs first on the new thread (realtime policy, pinning).
+    pub fn spawn(
+        slot: PartSlot,
+        controller: Thread,
+        setup: impl FnOnce() + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            phase: AtomicU32::new(IDLE),
+            slot: Mutex::new(slot),
+            controller,
+        });
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("openk-bus".into())
+            .spawn(move || {
+                setup();
+                loop {
+                    match thread_shared.phase.load(Ordering::Acquire) {
+                        GO => {
+                            lock(&thread_shared.slot).run();
+                            thread_shared.phase.store(DONE, Ordering::Release);
+                            thread_shared.controller.unpark();
+                        }
+                        EXIT => return,
+                        _ => std::thread::park(),
+                    }
+                }
+            })?;
+        Ok(Self {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn slot(&self) -> MutexGuard<'_, PartSlot> {
+        lock(&self.shared.slot)
+    }
+
+    /// Starts one exchange on the worker's thread.
+    pub fn dispatch(&self) {
+        self.shared.phase.store(GO, Ordering::Release);
+        if let Some(t) = &self.thread {
+            t.thread().unpark();
+        }
+    }
+
+    /// Waits (on the controller thread) until the dispatched exchange finished.
+    pub fn wait(&self) {
+        let mut spins = 0u32;
+        while self.shared.phase.load(Ordering::Acquire) != DONE {
+            // A short spin catches fast exchanges without a futex round trip.
+            if spins < 200 {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                std::thread::park();
+            }
+        }
+        self.shared.phase.store(IDLE, Ordering::Release);
+    }
+
+    /// Stops the thread and gives the part back.
+    pub fn into_slot(mut self) -> Option<PartSlot> {
+        self.shared.phase.store(EXIT, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+        let shared = Arc::try_unwrap(std::mem::replace(
+            &mut self.shared,
+            Arc::new(Shared {
+                phase: AtomicU32::new(EXIT),
+                slot: Mutex::new(PartSlot::new(Box::new(Dead))),
+                controller: std::thread::current(),
+            }),
+        ))
+        .ok()?;
+        Some(shared.slot.into_inner().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.shared.phase.store(EXIT, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+/// Placeholder left behind when a worker hands its part back.
+struct Dead;
+
+impl Part for Dead {
+    fn label(&self) -> &str {
+        "released part"
+    }
+    fn motor_names(&self) -> &[String] {
+        &[]
+    }
+    fn goal_names(&self) -> &[String] {
+        &[]
+    }
+    fn state_names(&self) -> &[String] {
+        &[]
+    }
+    fn exchange(&mut self, _: &[f32], _: &mut [f32], _: &mut [u32]) -> Result<(), PartError> {
+        Ok(())
+    }
+    fn read_state(&mut self, _: &mut [f32]) -> Result<(), PartError> {
+        Ok(())
+    }
+    fn stop(&mut self, _: crate::arm::part::StopAction) -> Result<(), PartError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,392 @@
+//! Arms over simulated ports (ptys with real wire timing): opening, first command, teleop,
+//! faults.
+
+use std::time::{Duration, Instant};
+
+use openk_core::arm::config::DeviceConfig;
+use openk_core::arm::device::{open_arms, Calibrator};
+use openk_core::arm::part::FaultKind;
+use openk_core::arm::spec::DeviceKind;
+use openk_core::arm::ArmError;
+use openk_core::control::{ControlError, LoopSpec, RealtimeMode, TeleopLoop};
+use serde_json::{json, Value};
+
+fn tmp_dir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("openk-arm-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn cfg(v: Value, kind: DeviceKind) -> DeviceConfig {
+    DeviceConfig::from_json(&v, kind).unwrap()
+}
+
+fn spec(hz: f64) -> LoopSpec {
+    LoopSpec {
+        control_hz: hz,
+        record_fps: 50.0,
+        realtime: RealtimeMode::Off,
+        ..LoopSpec::default()
+    }
+}
+
+#[test]
+fn damiao_leader_drives_the_legacy_follower() {
+    let dir = tmp_dir("legacy");
+    let robot = cfg(
+        json!({"type": "openk-1-alpha_follower", "port": "sim", "id": "f",
+               "calibration_dir": dir, "motor_norm_mode": "centering"}),
+        DeviceKind::Robot,
+    );
+    let teleop = cfg(
+        json!({"type": "openk_leader", "port": "sim", "id": "l", "calibration_dir": dir}),
+        DeviceKind::Teleoperator,
+    );
+    let opened = open_arms(&robot, Some(&teleop)).unwrap();
+    assert_eq!(opened.arms.action_names[5], "grip.pos");
+    let lp = TeleopLoop::start(opened.arms, spec(200.0)).unwrap();
+    lp.start_episode(Duration::from_secs(5)).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let report = lp.end_episode(Duration::from_secs(5)).unwrap();
+    assert!(report.rows >= 50, "{report:?}");
+    assert!(report.bus_errors.is_empty(), "{report:?}");
+    let mut first: Option<Vec<f32>> = None;
+    let mut last: Vec<f32> = vec![];
+    let mut state_last: Vec<f32> = vec![];
+    while let Ok(Some(b)) = lp.next_batch(Duration::ZERO) {
+        use arrow_array::{Array, FixedSizeListArray, Float32Array};
+        let a = b
+            .column_by_name("action")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<FixedSizeListArray>()
+            .unwrap();
+        let s = b
+            .column_by_name("observation.state")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<FixedSizeListArray>()
+            .unwrap();
+        for r in 0..a.len() {
+            let v = a.value(r);
+            let v = v.as_any().downcast_ref::<Float32Array>().unwrap();
+            let row: Vec<f32> = v.values().to_vec();
+            if first.is_none() {
+                first = Some(row.clone());
+            }
+            last = row;
+            let sv = s.value(r);
+            state_last = sv
+                .as_any()
+                .downcast_ref::<Float32Array>()
+                .unwrap()
+                .values()
+                .to_vec();
+        }
+    }
+    // The hand moves the leader: goals change, the follower follows (centering = radians).
+    let first = first.unwrap();
+    assert!(
+        (0..5).any(|j| (first[j] - last[j]).abs() > 0.05),
+        "{first:?} {last:?}"
+    );
+    assert!(
+        (0..5).all(|j| (last[j] - state_last[j]).abs() < 0.5),
+        "{last:?} {state_last:?}"
+    );
+    lp.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_motor_that_does_not_answer_is_named() {
+    let dir = tmp_dir("missing");
+    let robot = cfg(
+        json!({"type": "one-motor-test_follower", "port": "sim://?missing=motor1", "id": "f",
+               "calibration_dir": dir}),
+        DeviceKind::Robot,
+    );
+    let err = open_arms(&robot, None).err().unwrap();
+    match &err {
+        ArmError::Bus { kind, .. } => assert_eq!(*kind, FaultKind::Timeout, "{err}"),
+        other => panic!("unexpected {other}"),
+    }
+    assert!(err.to_string().contains("motor1"), "{err}");
+}
+
+#[test]
+fn missing_calibration_on_a_real_port_comes_before_the_port() {
+    let dir = tmp_dir("nocal");
+    let robot = cfg(
+        json!({"type": "one-motor-test_follower", "port": "/dev/ttyOPENK_NONE", "id": "x",
+               "calibration_dir": dir}),
+        DeviceKind::Robot,
+    );
+    let err = open_arms(&robot, None).err().unwrap();
+    assert!(matches!(err, ArmError::CalibrationMissing { .. }), "{err}");
+    assert!(err
+        .to_string()
+        .contains("openk calibrate --robot.type=one-motor-test_follower"));
+}
+
+#[test]
+fn a_port_that_does_not_exist_is_a_port_error() {
+    let dir = tmp_dir("noport");
+    std::fs::write(
+        dir.join("x.json"),
+        r#"{"motor1": {"id": 1, "motor_offset": 0.0, "range_min": -1.0, "range_max": 1.0}}"#,
+    )
+    .unwrap();
+    let robot = cfg(
+        json!({"type": "one-motor-test_follower", "port": "/dev/ttyOPENK_NONE", "id": "x",
+               "calibration_dir": dir}),
+        DeviceKind::Robot,
+    );
+    let err = open_arms(&robot, None).err().unwrap();
+    match &err {
+        ArmError::Bus { kind, .. } => assert_eq!(*kind, FaultKind::Port, "{err}"),
+        other => panic!("unexpected {other}"),
+    }
+    assert!(err.to_string().contains("/dev/ttyOPENK_NONE"), "{err}");
+}
+
+#[test]
+fn scripted_calibration_then_rezero_detection() {
+    let dir = tmp_dir("cal");
+    let config = json!({"type": "openk_leader", "port": "sim", "id": "l", "calibration_dir": dir});
+    let mut cal = Calibrator::connect(cfg(config.clone(), DeviceKind::Teleoperator)).unwrap();
+    cal.set_homing(false).unwrap();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_millis(1500) {
+        cal.sample().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let path = cal.save().unwrap();
+    drop(cal);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains("shoulder_pan") && text.contains("motor_offset"),
+        "{text}"
+    );
+    // The file works for a session on a (fresh) simulator with the same m_off.
+    let teleop = cfg(config.clone(), DeviceKind::Teleoperator);
+    let robot = cfg(
+        json!({"type": "openk-1-alpha_follower", "port": "sim", "id": "f", "calibration_dir": dir}),
+        DeviceKind::Robot,
+    );
+    assert!(open_arms(&robot, Some(&teleop)).is_ok());
+    // A calibration recorded with another m_off means the motor was re-zeroed since.
+    let edited = text.replacen("\"motor_offset\": 0.0", "\"motor_offset\": 0.5", 1);
+    assert_ne!(edited, text, "expected m_off 0.0 in {text}");
+    std::fs::write(&path, edited).unwrap();
+    let err = open_arms(&robot, Some(&teleop)).err().unwrap();
+    assert!(matches!(err, ArmError::Rezeroed { .. }), "{err}");
+    assert!(err.to_string().contains("re-zeroed"), "{err}");
+}
+
+#[test]
+fn unplugged_follower_stops_the_loop_and_keeps_rows() {
+    let dir = tmp_dir("unplug");
+    let robot = cfg(
+        json!({"type": "one-motor-test_follower", "port": "sim", "id": "f", "calibration_dir": dir}),
+        DeviceKind::Robot,
+    );
+    let opened = open_arms(&robot, None).unwrap();
+    let sims = opened.sims;
+    let mut s = spec(200.0);
+    s.max_consecutive_errors = 5;
+    let lp = TeleopLoop::start(opened.arms, s).unwrap();
+    lp.start_episode(Duration::from_secs(5)).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(sims.unplug("robot", "damiao"));
+    let t0 = Instant::now();
+    while lp.is_running() && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!lp.is_running());
+    let failure = lp.failure().unwrap();
+    assert!(failure.device.contains("follower"), "{failure}");
+    let mut rows = 0;
+    let err = loop {
+        match lp.next_batch(Duration::from_secs(1)) {
+            Ok(Some(b)) => rows += b.num_rows(),
+            Ok(None) => continue,
+            Err(e) => break e,
+        }
+    };
+    assert!(rows >= 10, "{rows}");
+    assert!(matches!(err, ControlError::Stopped { .. }), "{err}");
+    assert!(lp
+        .events()
+        .iter()
+        .any(|e| e.reason.contains("follower bus failing")));
+}
+
+fn batches_rows(lp: &TeleopLoop) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    use arrow_array::{Array, FixedSizeListArray, Float32Array};
+    let mut actions = vec![];
+    let mut states = vec![];
+    while let Ok(Some(b)) = lp.next_batch(Duration::ZERO) {
+        for (col, out) in [("action", &mut actions), ("observation.state", &mut states)] {
+            let a = b
+                .column_by_name(col)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<FixedSizeListArray>()
+                .unwrap();
+            for r in 0..a.len() {
+                let v = a.value(r);
+                out.push(
+                    v.as_any()
+                        .downcast_ref::<Float32Array>()
+                        .unwrap()
+                        .values()
+                        .to_vec(),
+                );
+            }
+        }
+    }
+    (actions, states)
+}
+
+#[test]
+fn sts_leader_drives_follower2_with_parallel_buses() {
+    let dir = tmp_dir("f2");
+    let robot = cfg(
+        json!({"type": "openk-1-alpha_follower2", "port": "sim", "sts_port": "sim", "id": "f",
+               "calibration_dir": dir}),
+        DeviceKind::Robot,
+    );
+    let teleop = cfg(
+        json!({"type": "openk-1-sts_leader", "port": "sim", "id": "l", "calibration_dir": dir}),
+        DeviceKind::Teleoperator,
+    );
+    let opened = open_arms(&robot, Some(&teleop)).unwrap();
+    assert_eq!(opened.arms.leader.len(), 1);
+    assert_eq!(opened.arms.follower.len(), 2);
+    let lp = TeleopLoop::start(opened.arms, spec(250.0)).unwrap();
+    lp.start_episode(Duration::from_secs(5)).unwrap();
+    std::thread::sleep(Duration::from_millis(2000));
+    let report = lp.end_episode(Duration::from_secs(5)).unwrap();
+    let (actions, states) = batches_rows(&lp);
+    lp.stop();
+    assert!(report.bus_errors.is_empty(), "{report:?}");
+    assert!(report.ticks > 100, "{report:?}");
+    assert_eq!(actions.len() as u64, report.rows);
+    // The hand moves every leader joint; the follower's 7 positions follow.
+    for j in 0..7 {
+        let lo = actions.iter().map(|a| a[j]).fold(f32::MAX, f32::min);
+        let hi = actions.iter().map(|a| a[j]).fold(f32::MIN, f32::max);
+        assert!(hi - lo > 2.0, "joint {j} did not move: {lo}..{hi}");
+    }
+    let tail = &actions.len() / 2;
+    let err: f32 = actions[tail..]
+        .iter()
+        .zip(&states[tail..])
+        .map(|(a, s)| (0..7).map(|j| (a[j] - s[j]).abs()).sum::<f32>() / 7.0)
+        .sum::<f32>()
+        / (actions.len() - tail) as f32;
+    assert!(err < 10.0, "follower tracking error {err}");
+}
+
+#[test]
+fn first_follower_command_is_its_present_position() {
+    let dir = tmp_dir("first");
+    let robot = cfg(
+        json!({"type": "openk-1-alpha_follower2", "port": "sim", "sts_port": "sim", "id": "f",
+               "calibration_dir": dir}),
+        DeviceKind::Robot,
+    );
+    let opened = open_arms(&robot, None).unwrap();
+    // Replay session with no action sent: it must hold where it is, i.e. the first and every
+    // goal equal the present position read at start.
+    let lp = TeleopLoop::start(opened.arms, spec(100.0)).unwrap();
+    lp.start_episode(Duration::from_secs(5)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    lp.end_episode(Duration::from_secs(5)).unwrap();
+    let (actions, states) = batches_rows(&lp);
+    lp.stop();
+    for (a, s) in actions.iter().zip(&states) {
+        for j in 0..7 {
+            assert!((a[j] - s[j]).abs() < 0.5, "goal {a:?} vs state {s:?}");
+        }
+    }
+}
+
+#[test]
+fn unplugged_sts_leader_is_reported_as_leader_lost() {
+    let dir = tmp_dir("lunplug");
+    let robot = cfg(
+        json!({"type": "openk-1-alpha_follower2", "port": "sim", "sts_port": "sim", "id": "f",
+               "calibration_dir": dir, "disable_torque_on_disconnect": true}),
+        DeviceKind::Robot,
+    );
+    let teleop = cfg(
+        json!({"type": "openk-1-sts_leader", "port": "sim", "id": "l", "calibration_dir": dir}),
+        DeviceKind::Teleoperator,
+    );
+    let opened = open_arms(&robot, Some(&teleop)).unwrap();
+    let sims = opened.sims;
+    let mut s = spec(200.0);
+    s.max_consecutive_errors = 5;
+    s.stop_action = openk_core::arm::part::StopAction::Limp;
+    let lp = TeleopLoop::start(opened.arms, s).unwrap();
+    lp.start_episode(Duration::from_secs(5)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(sims.unplug("teleop", "sts"));
+    let t0 = Instant::now();
+    while lp.is_running() && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let failure = lp.failure().expect("the loop stopped on the leader");
+    assert!(failure.device.starts_with("leader"), "{failure}");
+    assert!(
+        matches!(failure.kind, FaultKind::Port | FaultKind::Timeout),
+        "{failure:?}"
+    );
+    let events = lp.events();
+    assert!(
+        events.iter().any(|e| e.reason.contains("leader lost")),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_checksum_storm_stops_the_loop_with_a_protocol_error() {
+    use openk_core::sim::pty::Corruption;
+    let dir = tmp_dir("storm");
+    let robot = cfg(
+        json!({"type": "openk-1-alpha_follower2", "port": "sim", "sts_port": "sim", "id": "f",
+               "calibration_dir": dir}),
+        DeviceKind::Robot,
+    );
+    let opened = open_arms(&robot, None).unwrap();
+    let sims = opened.sims;
+    let mut s = spec(100.0);
+    s.max_consecutive_errors = 5;
+    let lp = TeleopLoop::start(opened.arms, s).unwrap();
+    lp.start_episode(Duration::from_secs(5)).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    sims.faults("robot", "sts")
+        .unwrap()
+        .corrupt_replies(1_000_000, Corruption::LastByte);
+    let t0 = Instant::now();
+    while lp.is_running() && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let failure = lp.failure().expect("the storm stopped the loop");
+    assert_eq!(failure.kind, FaultKind::Protocol, "{failure:?}");
+    assert!(failure.device.contains("STS"), "{failure}");
+    assert!(
+        matches!(failure.motor.as_deref(), Some("wrist_flex" | "grip")),
+        "{failure:?}"
+    );
+    let report = lp.telemetry();
+    assert!(
+        report.bus_errors.keys().any(|k| k.contains("STS")),
+        "{report:?}"
+    );
+    let (actions, _) = batches_rows(&lp);
+    assert!(!actions.is_empty());
+}

@@ -1,0 +1,89 @@
+//! The control loop calls `mit_all` / `pos_vel_all` at 500 Hz+: after connect they must not
+//! allocate. A counting allocator tallies allocations of this test's thread only (the
+//! simulator thread allocates freely).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use openk_core::bus::damiao::{DamiaoBus, DamiaoBusOptions, DamiaoMotorSpec};
+use openk_core::protocol::damiao::{ControlMode, Feedback, MitCommand, MotorState};
+use openk_core::sim::damiao::{DamiaoSim, DamiaoSimConfig};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocs() -> u64 {
+    ALLOCS.with(|c| c.get())
+}
+
+#[test]
+fn command_rounds_do_not_allocate() {
+    let cfg = DamiaoSimConfig::openk_arm();
+    let sim = DamiaoSim::start(cfg.clone()).unwrap();
+    let specs = cfg
+        .motors
+        .iter()
+        .map(|m| DamiaoMotorSpec {
+            name: m.name.clone(),
+            model: m.model,
+            esc_id: m.esc_id,
+            mst_id: m.mst_id,
+        })
+        .collect();
+    let mut bus = DamiaoBus::open(sim.port(), specs, DamiaoBusOptions::default()).unwrap();
+    bus.connect().unwrap();
+    bus.enable_all().unwrap();
+    let empty = Feedback {
+        id_nibble: 0,
+        state: MotorState::Disabled,
+        q: 0.0,
+        dq: 0.0,
+        tau: 0.0,
+        t_mos: 0,
+        t_rotor: 0,
+    };
+    let mut fb = [empty; 5];
+    let cmds = [MitCommand {
+        q: 0.1,
+        dq: 0.0,
+        kp: 20.0,
+        kd: 1.0,
+        tau: 0.0,
+    }; 5];
+    bus.mit_all(&cmds, &mut fb).unwrap();
+    let before = allocs();
+    for _ in 0..200 {
+        bus.mit_all(&cmds, &mut fb).unwrap();
+    }
+    assert_eq!(allocs() - before, 0, "mit_all allocated");
+
+    bus.set_control_mode_all(ControlMode::PosVel).unwrap();
+    let targets = [(0.2, 2.0); 5];
+    bus.pos_vel_all(&targets, &mut fb).unwrap();
+    let before = allocs();
+    for _ in 0..200 {
+        bus.pos_vel_all(&targets, &mut fb).unwrap();
+    }
+    assert_eq!(allocs() - before, 0, "pos_vel_all allocated");
+    assert!(fb.iter().all(|f| f.state == MotorState::Enabled));
+}

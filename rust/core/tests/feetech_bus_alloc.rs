@@ -1,0 +1,72 @@
+//! The control loop calls sync_read / sync_write at 500 Hz+: after construction they must not
+//! allocate. A counting allocator tallies allocations made by this test's thread only (the
+//! simulator thread allocates freely).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::time::Duration;
+
+use openk_core::bus::feetech::{BusConfig, FeetechBus, Motor};
+use openk_core::protocol::feetech as ft;
+use openk_core::sim::feetech::{FeetechSim, FeetechSimConfig};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocs() -> u64 {
+    ALLOCS.with(|c| c.get())
+}
+
+#[test]
+fn sync_read_and_sync_write_do_not_allocate() {
+    let ids: Vec<u8> = (1..=7).collect();
+    let sim = FeetechSim::start(FeetechSimConfig::new(&ids)).unwrap();
+    let motors = ids
+        .iter()
+        .map(|id| Motor {
+            name: format!("m{id}"),
+            id: *id,
+        })
+        .collect();
+    let config = BusConfig {
+        timeout: Duration::from_millis(100),
+        ..BusConfig::default()
+    };
+    let mut bus = FeetechBus::open(sim.port(), 1_000_000, motors, config).unwrap();
+    let present = ft::register("Present_Position").unwrap();
+    let goal = ft::register("Goal_Position").unwrap();
+    let mut pos = [0i64; 7];
+    let goals = [2000i64, 2010, 2020, 2030, 2040, 2050, 2060];
+    // Warm-up (first use may size buffers).
+    bus.sync_read_ids(present, &ids, &mut pos).unwrap();
+    bus.sync_write_ids(goal, &ids, &goals).unwrap();
+
+    let before = allocs();
+    for _ in 0..50 {
+        bus.sync_read_ids(present, &ids, &mut pos).unwrap();
+        bus.sync_write_ids(goal, &ids, &goals).unwrap();
+        bus.sync_read("Present_Position", &mut pos).unwrap();
+        bus.sync_write("Goal_Position", &goals).unwrap();
+    }
+    assert_eq!(allocs() - before, 0);
+}

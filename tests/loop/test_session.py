@@ -1,0 +1,319 @@
+"""The teleop/record loop seen from Python, on simulated arms (ptys with real wire timing)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+import openk._core as _core
+from openk.errors import (
+    BusTimeoutError,
+    CalibrationError,
+    ConfigError,
+    OpenKError,
+    PortError,
+)
+
+STS_LEADER = {"type": "openk-1-sts_leader", "port": "sim", "id": "leader"}
+
+FOLLOWER_ACTIONS = [
+    "shoulder_pan.pos",
+    "shoulder_lift.pos",
+    "shoulder_roll.pos",
+    "elbow_flex.pos",
+    "wrist_roll.pos",
+    "wrist_flex.pos",
+    "grip.pos",
+]
+
+
+def drain(session: Any, timeout: float = 0.0) -> pa.Table:
+    batches = []
+    while (b := session.next_batch(timeout)) is not None:
+        batches.append(pa.table(b))
+    return pa.concat_tables(batches) if batches else pa.table({})
+
+
+def record(session: Any, seconds: float) -> tuple[pa.Table, dict[str, Any]]:
+    session.start_episode()
+    time.sleep(seconds)
+    telemetry = session.end_episode()
+    return drain(session), telemetry
+
+
+def test_features_are_known_before_connecting() -> None:
+    f = _core.device_features("openk-1-alpha_follower2")
+    assert f["action"]["names"] == FOLLOWER_ACTIONS
+    assert f["observation.state"]["shape"] == (17,)
+    names = f["observation.state"]["names"]
+    assert names[:7] == FOLLOWER_ACTIONS
+    assert names[7] == "shoulder_pan.vel" and names[-1] == "wrist_roll.tor"
+    leader = _core.device_features("openk-1-sts_leader", "teleop")
+    assert leader["action"]["shape"] == (7,)
+    types = _core.device_types()
+    assert "openk-1-alpha_leader" in types["teleop"]
+    assert "one-motor-test_follower" in types["robot"]
+
+
+def test_unknown_robot_type_names_the_valid_ones() -> None:
+    with pytest.raises(ConfigError, match="openk-1-alpha_follower2") as e:
+        _core.TeleopSession({"type": "so101_follower", "port": "sim"})
+    assert "so101_follower" in str(e.value)
+
+
+def test_bad_direction_map_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="1 or -1"):
+        _core.TeleopSession(
+            {"type": "one-motor-test_follower", "port": "sim", "direction_map": {"motor1": 3}}
+        )
+
+
+def test_missing_calibration_says_how_to_calibrate(calib_dir: Path) -> None:
+    s = _core.TeleopSession(
+        {
+            "type": "one-motor-test_follower",
+            "port": "/dev/ttyOPENK_NOPE",
+            "id": "arm7",
+            "calibration_dir": str(calib_dir),
+        },
+        realtime="off",
+    )
+    with pytest.raises(
+        CalibrationError, match=r"openk calibrate --robot\.type=one-motor-test_follower"
+    ):
+        s.start()
+
+
+def test_mismatched_calibration_names_the_motor(calib_dir: Path) -> None:
+    (calib_dir / "arm7.json").write_text(
+        json.dumps({"motor1": {"id": 9, "motor_offset": 0.0, "range_min": -1, "range_max": 1}})
+    )
+    s = _core.TeleopSession(
+        {
+            "type": "one-motor-test_follower",
+            "port": "sim",
+            "id": "arm7",
+            "calibration_dir": str(calib_dir),
+        },
+        realtime="off",
+    )
+    with pytest.raises(CalibrationError, match="motor1"):
+        s.start()
+
+
+def test_port_that_does_not_exist_is_a_port_error(calib_dir: Path) -> None:
+    (calib_dir / "arm7.json").write_text(
+        json.dumps({"motor1": {"id": 1, "motor_offset": 0.0, "range_min": -1, "range_max": 1}})
+    )
+    s = _core.TeleopSession(
+        {
+            "type": "one-motor-test_follower",
+            "port": "/dev/ttyOPENK_NOPE",
+            "id": "arm7",
+            "calibration_dir": str(calib_dir),
+        },
+        realtime="off",
+    )
+    with pytest.raises(PortError, match="/dev/ttyOPENK_NOPE"):
+        s.start()
+
+
+def test_motor_that_does_not_answer_is_named(make_session: Callable[..., Any]) -> None:
+    s = make_session(
+        {"type": "one-motor-test_follower", "port": "sim://?missing=motor1", "id": "f"}
+    )
+    with pytest.raises(BusTimeoutError, match="motor1"):
+        s.start()
+
+
+def test_teleop_rows_carry_the_schema_and_clock(make_session: Callable[..., Any]) -> None:
+    s = make_session(teleop=dict(STS_LEADER), control_hz=200.0, record_fps=50.0)
+    before = time.monotonic_ns()
+    s.start()
+    table, telemetry = record(s, 1.0)
+    after = time.monotonic_ns()
+
+    state = table.schema.field("observation.state")
+    action = table.schema.field("action")
+    assert state.type == pa.list_(pa.float32(), 17)
+    assert action.type == pa.list_(pa.float32(), 7)
+    assert json.loads(action.metadata[b"names"]) == FOLLOWER_ACTIONS
+    assert table.schema.field("capture_time_ns").type == pa.int64()
+
+    # Every row the loop counted reached Python.
+    assert telemetry["rows"] == table.num_rows
+    assert table.num_rows >= 5, table.num_rows
+    t = table.column("capture_time_ns").to_pylist()
+    assert all(b > a for a, b in itertools.pairwise(t))
+    # Same clock as Python's time.monotonic_ns().
+    assert before <= t[0] and t[-1] <= after
+    # Decimation: 200 Hz control, 50 fps rows -> every 4th tick.
+    ticks = table.column("tick_index").to_pylist()
+    assert {b - a for a, b in itertools.pairwise(ticks)} == {4}
+    assert telemetry["ticks"] >= table.num_rows * 4 - 4
+    assert telemetry["target_hz"] == pytest.approx(200.0)
+
+
+def test_follower_tracks_the_moving_leader(make_session: Callable[..., Any]) -> None:
+    s = make_session(teleop=dict(STS_LEADER), control_hz=200.0, record_fps=50.0)
+    s.start()
+    table, _ = record(s, 1.5)
+    actions = table.column("action").to_pylist()
+    states = table.column("observation.state").to_pylist()
+    # The simulated hand moves the leader: goals change over the episode...
+    spread = max(a[0] for a in actions) - min(a[0] for a in actions)
+    assert spread > 1.0, spread
+    # ...and the follower's position follows them (normalised units, same joint order).
+    late = list(zip(actions, states, strict=True))[len(actions) // 2 :]
+    err = sum(abs(a[0] - st[0]) for a, st in late) / len(late)
+    assert err < spread, (err, spread)
+
+
+def test_max_relative_target_limits_each_step(make_session: Callable[..., Any]) -> None:
+    robot = {
+        "type": "openk-1-alpha_follower2",
+        "port": "sim",
+        "sts_port": "sim",
+        "id": "f",
+        "max_relative_target": 0.5,
+    }
+    s = make_session(robot=robot, teleop=dict(STS_LEADER), control_hz=200.0, record_fps=200.0)
+    s.start()
+    table, _ = record(s, 0.8)
+    for a, st in zip(
+        table.column("action").to_pylist(),
+        table.column("observation.state").to_pylist(),
+        strict=True,
+    ):
+        # The goal sent at a tick is within 0.5 of the position seen one tick before; the
+        # position one tick later can differ a bit, so allow a margin of one more step.
+        assert all(abs(a[j] - st[j]) <= 1.0 + 1e-3 for j in range(7)), (a, st)
+
+
+def test_unplugged_leader_stops_safely_and_keeps_rows(make_session: Callable[..., Any]) -> None:
+    s = make_session(teleop=dict(STS_LEADER), control_hz=200.0, record_fps=50.0)
+    s.start()
+    s.start_episode()
+    time.sleep(0.5)
+    s.simulate_unplug("teleop", "sts")
+    rows = 0
+    deadline = time.monotonic() + 10
+    with pytest.raises((PortError, BusTimeoutError)) as err:
+        while time.monotonic() < deadline:
+            b = s.next_batch(0.2)
+            if b is not None:
+                t = pa.table(b)
+                rows += t.num_rows
+                ts = t.column("capture_time_ns").to_pylist()
+                assert ts == sorted(ts)
+    assert "leader" in str(err.value)
+    assert rows >= 1, rows
+    assert not s.is_running
+    events = s.events()
+    assert any("leader lost" in e["reason"] for e in events), events
+    # Stopping again is harmless.
+    s.stop()
+    s.stop()
+
+
+def test_replay_moves_the_follower(make_session: Callable[..., Any]) -> None:
+    s = make_session(control_hz=200.0, record_fps=50.0)
+    s.start()
+    s.start_episode()
+    goal = dict.fromkeys(FOLLOWER_ACTIONS, 20.0)
+    for _ in range(50):
+        s.send_action(goal)
+        time.sleep(0.01)
+    s.end_episode()
+    table = drain(s)
+    last_action = table.column("action").to_pylist()[-1]
+    assert last_action == pytest.approx([20.0] * 7)
+    with pytest.raises(ConfigError, match="7 values"):
+        s.send_action([1.0, 2.0])
+
+
+def test_send_action_is_refused_while_teleoperating(make_session: Callable[..., Any]) -> None:
+    s = make_session(teleop=dict(STS_LEADER))
+    s.start()
+    with pytest.raises(ConfigError, match="replay"):
+        s.send_action([0.0] * 7)
+
+
+def test_waiting_for_batches_releases_the_gil(make_session: Callable[..., Any]) -> None:
+    s = make_session(teleop=dict(STS_LEADER), control_hz=100.0, record_fps=10.0)
+    s.start()
+    counter = 0
+    stop = threading.Event()
+
+    def spin() -> None:
+        nonlocal counter
+        while not stop.is_set():
+            counter += 1
+
+    t = threading.Thread(target=spin)
+    t.start()
+    before = counter
+    assert s.next_batch(0.3) is None  # no episode open: nothing comes, the wait is long
+    during = counter - before
+    stop.set()
+    t.join()
+    assert during > 1000, during
+
+
+def test_realtime_mode_is_reported(make_session: Callable[..., Any]) -> None:
+    s = make_session(teleop=dict(STS_LEADER), realtime="off")
+    s.start()
+    assert s.realtime.startswith("SCHED_OTHER")
+    auto = make_session(teleop=dict(STS_LEADER), realtime="auto")
+    auto.start()
+    assert auto.realtime.startswith(("SCHED_FIFO", "SCHED_OTHER"))
+    assert auto.telemetry()["realtime"] == auto.realtime
+
+
+def test_context_manager_stops_the_loop(make_session: Callable[..., Any]) -> None:
+    s = make_session(teleop=dict(STS_LEADER))
+    with s:
+        assert s.is_running
+    assert not s.is_running
+    with pytest.raises(OpenKError, match="not started"):
+        s.start_episode()
+
+
+def test_scripted_calibration_writes_a_lerobot_file(calib_dir: Path) -> None:
+    config = {"type": "one-motor-test_leader", "port": "sim", "id": "l1"}
+    config["calibration_dir"] = str(calib_dir)
+    cal = _core.Calibrator(config, "teleop")
+    try:
+        cal.set_homing()
+        for _ in range(40):
+            rows = cal.sample()
+            time.sleep(0.03)
+        assert rows[0][0] == "motor1"
+        path = cal.save()
+    finally:
+        cal.close()
+    assert path == _core.calibration_path(config, "teleop")
+    entry = json.loads(Path(path).read_text())["motor1"]
+    assert entry["id"] == 1 and entry["drive_mode"] == 0
+    assert entry["range_min"] < entry["range_max"]
+    assert "homing_offset" in entry
+
+
+def test_calibrating_without_moving_is_refused(calib_dir: Path) -> None:
+    config = {"type": "one-motor-test_follower", "port": "sim", "id": "still"}
+    config["calibration_dir"] = str(calib_dir)
+    cal = _core.Calibrator(config, "robot")
+    try:
+        cal.sample()
+        with pytest.raises(ConfigError, match="did not move"):
+            cal.save()
+    finally:
+        cal.close()
