@@ -30,7 +30,7 @@ from openk.config import (
     is_sim_port,
     to_dict,
 )
-from openk.errors import ConfigError, DatasetError, OpenKError, PortError
+from openk.errors import BusTimeoutError, ConfigError, DatasetError, OpenKError, PortError
 from openk.log import setup_logging
 from openk.terminal import EpisodeStatus, Key, KeyReader, StatusLine
 
@@ -415,11 +415,13 @@ def record(
         if writer is not None:
             result.total_episodes = writer.total_episodes
     log.info("saved %d episodes; dataset now has %d", result.episodes_saved, result.total_episodes)
-    ui.message(f"dataset: {root} ({result.total_episodes} episodes, {result.episodes_saved} new)")
+    ui.message(
+        f"dataset: {root.resolve()} ({result.total_episodes} episodes, {result.episodes_saved} new)"
+    )
     if ds.push_to_hub and result.episodes_saved > 0:
         _push(root, ds.repo_id, ds.private, ds.tags, ui)
         result.pushed = True
-    _print_next_steps(root, ds.repo_id, ui)
+    _print_next_steps(root.resolve(), ds.repo_id, ui)
     return result
 
 
@@ -1007,8 +1009,19 @@ def run_calibration(
             else f"sampling ranges for {sweep_s:g} s"
         )
 
+        misses = 0
+
         def show() -> None:
-            rows = calibrator.sample()
+            nonlocal misses
+            try:
+                rows = calibrator.sample()
+            except BusTimeoutError:
+                # One late answer does not spoil a sweep; a motor that stays silent does.
+                misses += 1
+                if misses >= 5:
+                    raise
+                return
+            misses = 0
             ui.update("  ".join(f"{name} {lo:.0f}..{hi:.0f}" for name, _value, lo, hi in rows[:7]))
 
         _wait_enter_or(sweep_s if scripted else None, show)

@@ -180,3 +180,36 @@ def test_keys_in_a_real_terminal_on_simulated_arms(tmux: Tmux, tmp_path: Path) -
     # Esc stopped during episode 3 and kept it.
     assert meta["total_episodes"] == 3
     assert meta["robot_type"] == "openk-1-alpha_follower"
+
+
+def test_scripted_calibration_on_a_simulated_leader(run_openk: RunOpenk, tmp_path: Path) -> None:
+    calib = tmp_path / "calibration"
+    proc = run_openk(
+        "calibrate",
+        "--teleop.type=one-motor-test_leader",
+        "--teleop.port=sim",
+        "--teleop.id=bringup",
+        f"--teleop.calibration_dir={calib}",
+        "--scripted=true",
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    saved = calib / "bringup.json"
+    assert f"calibration saved to {saved}" in proc.stdout
+    entry = json.loads(saved.read_text())["motor1"]
+    assert entry["range_min"] < entry["range_max"]
+
+
+def test_calibrating_a_device_that_did_not_move_says_what_to_do(
+    run_openk: RunOpenk, tmp_path: Path
+) -> None:
+    # Nobody moves the simulated follower's joints, as if the user skipped the sweep.
+    line = one_line_error(
+        run_openk(
+            "calibrate",
+            "--robot.type=one-motor-test_follower",
+            "--robot.port=sim",
+            f"--robot.calibration_dir={tmp_path / 'calibration'}",
+            "--scripted=true",
+        )
+    )
+    assert "did not move" in line and "sweep" in line
