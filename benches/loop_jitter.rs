@@ -84,9 +84,9 @@ fn print(label: &str, r: &TelemetryReport) {
     );
 }
 
-/// Sustained = within 1 % of the target rate with overruns under 0.1 % of ticks.
+/// Sustained = within 1 % of the target rate with overruns under 0.5 % of ticks.
 fn sustained(r: &TelemetryReport, hz: f64) -> bool {
-    r.achieved_hz >= 0.99 * hz && (r.overruns as f64) <= 0.001 * r.ticks as f64
+    r.achieved_hz >= 0.99 * hz && (r.overruns as f64) <= 0.005 * r.ticks as f64
 }
 
 fn python_peer(seconds: f64) -> Option<serde_json::Value> {
@@ -119,31 +119,49 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(5.0);
     println!("loop_jitter: {TELEOP} (sim) -> {ROBOT} (sim), {seconds} s per rate");
+    // Best free-running rate over both scheduling modes.
     let mut best = 0.0f64;
     for realtime in [RealtimeMode::Off, RealtimeMode::Auto] {
         println!("realtime={realtime:?}");
-        for hz in [100.0, 250.0, 500.0] {
-            if let Some(r) = run(hz, realtime, seconds) {
-                print(&format!("{hz:.0} Hz [{}]", r.realtime), &r);
-            }
-        }
-        // Highest sustainable rate: step up until the loop no longer keeps its deadlines.
+        // Highest sustainable rate: every rate tried in turn; the search stops after two
+        // rates in a row were not sustained.
         let mut highest = 0.0;
-        for hz in [750.0, 1000.0, 1250.0, 1500.0, 2000.0, 2500.0, 3000.0] {
-            let Some(r) = run(hz, realtime, seconds.min(3.0)) else {
-                break;
+        let mut misses = 0;
+        for hz in [100.0, 250.0, 400.0, 500.0, 600.0, 750.0, 1000.0] {
+            let Some(r) = run(hz, realtime, seconds) else {
+                misses += 1;
+                if misses == 2 {
+                    break;
+                }
+                continue;
             };
-            print(&format!("{hz:.0} Hz [{}]", r.realtime), &r);
-            if !sustained(&r, hz) {
-                break;
+            let ok = sustained(&r, hz);
+            print(
+                &format!(
+                    "{hz:.0} Hz [{}]{}",
+                    r.realtime,
+                    if ok { "" } else { " (not sustained)" }
+                ),
+                &r,
+            );
+            if ok {
+                highest = f64::max(highest, hz);
+                misses = 0;
+            } else {
+                misses += 1;
+                if misses == 2 {
+                    break;
+                }
             }
-            highest = hz;
-        }
-        if highest == 0.0 {
-            highest = 500.0;
         }
         println!("  highest sustainable rate ({realtime:?}): {highest:.0} Hz");
-        best = best.max(highest);
+        // Free-running: a target no bus can meet, so every tick starts as soon as the
+        // previous one ended (to the next 200 µs boundary): the loop's raw throughput, the
+        // same measure the Python peer gets.
+        if let Some(r) = run(5000.0, realtime, seconds) {
+            print("free-running", &r);
+            best = best.max(r.achieved_hz);
+        }
     }
     if std::env::var("OPENK_BENCH_SKIP_PEER").is_ok() {
         return;

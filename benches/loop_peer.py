@@ -54,7 +54,9 @@ def run(leader_port: str, damiao_port: str, sts_port: str, seconds: float) -> di
         sts_read.addParam(i)
     sts_write = scs.GroupSyncWrite(sts_port_h, packets, GOAL_POSITION, 2)
 
-    bus = pydamiao.SerialBus(damiao_port, baudrate=921600, timeout=0.01)
+    # pydamiao's receiver thread blocks in serial.read(64) for up to `timeout`; 1 ms (not its
+    # 0.1 s default) is the fastest setting, so the peer gets its best case.
+    bus = pydamiao.SerialBus(damiao_port, baudrate=921600, timeout=0.001)
     motors = []
     for name, model, esc, mst in DAMIAO_MOTORS:
         m = pydamiao.Motor(bus, pydamiao.MotorType[model], esc, mst, name=name, auto_disable=False)

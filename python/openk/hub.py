@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fnmatch
 import json
 import logging
 import re
 import shlex
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,13 @@ logger = logging.getLogger(__name__)
 UPLOAD_ALLOW_PATTERNS: tuple[str, ...] = ("meta/*", "data/*", "videos/*")
 
 # Never uploaded, wherever they sit (fnmatch; `*` also crosses `/`). Any file or folder whose
-# name starts with "." is private to the writer (e.g. `.journal/`, `.staging/`, `.lock`), as
-# are temp/partial/lock files and lerobot's `images/` PNG staging.
+# name starts with "." is private to the writer (e.g. openk's `.openk/` journal and commit log,
+# `.staging/`), as are temp/partial/lock files and lerobot's `images/` PNG staging.
 UPLOAD_EXCLUDE_PATTERNS: tuple[str, ...] = (
     ".*",
     "*/.*",
+    "*.openk-tmp",
+    "*-tmp",
     "*.tmp",
     "*.temp",
     "*.part",
@@ -44,8 +47,10 @@ UPLOAD_EXCLUDE_PATTERNS: tuple[str, ...] = (
     "*.journal",
     "*~",
     "images/*",
-    "*/images/*",
 )
+
+# The dataset writer's redo log: while it exists a commit is half-applied on disk.
+PENDING_COMMIT_LOG = ".openk/commit.json"
 
 DEFAULT_TAGS: tuple[str, ...] = ("LeRobot",)
 
@@ -72,6 +77,11 @@ class PushResult:
     tag: str
     private: bool
     files: tuple[str, ...]
+
+    @property
+    def url(self) -> str:
+        """The dataset's page on the Hub."""
+        return self.repo_url
 
 
 def validate_repo_id(repo_id: str) -> str:
@@ -116,8 +126,6 @@ def retry_command(root: Path | str, repo_id: str, *, private: bool = False) -> s
 
 def files_to_upload(root: Path) -> list[str]:
     """Dataset files (POSIX, relative to root) that a push uploads, sorted."""
-    import fnmatch
-
     chosen = []
     for path in sorted(Path(root).rglob("*")):
         if not path.is_file():
@@ -152,11 +160,11 @@ def dataset_card(
     info: dict[str, Any],
     repo_id: str,
     *,
-    tags: Sequence[str] = (),
+    tags: Iterable[str] | None = None,
     license: str = "apache-2.0",
 ) -> str:
     """A README.md dataset card: YAML front matter the Hub indexes, and a short summary."""
-    all_tags = list(dict.fromkeys([*DEFAULT_TAGS, *tags]))
+    all_tags = list(dict.fromkeys([*DEFAULT_TAGS, *(tags or ())]))
     front = {
         "license": license,
         "task_categories": ["robotics"],
@@ -238,7 +246,7 @@ class _Push:
         return error
 
     @contextlib.contextmanager
-    def step(self, what: str) -> Any:
+    def step(self, what: str) -> Iterator[None]:
         try:
             yield
         except HubError:
@@ -252,7 +260,7 @@ def push_dataset(
     repo_id: str,
     *,
     private: bool = False,
-    tags: Iterable[str] = (),
+    tags: Iterable[str] | None = None,
     license: str = "apache-2.0",
     branch: str | None = None,
     token: str | None = None,
@@ -265,8 +273,9 @@ def push_dataset(
     Creates the repo (private when ``private``; an existing repo keeps its visibility and a
     public one asked to be private raises a HubVisibilityWarning), uploads the files listed by
     ``files_to_upload`` (meta/, data/, videos/ minus ``UPLOAD_EXCLUDE_PATTERNS``), commits a
-    README.md dataset card, and moves the tag named by ``codebase_version`` (e.g. ``v3.0``)
-    to the new head so lerobot can load it by repo id.
+    README.md dataset card, checks that every file arrived with its size, and only then moves
+    the tag named by ``codebase_version`` (e.g. ``v3.0``) to the new head so lerobot can load
+    it by repo id.
 
     ``token`` defaults to ``HF_TOKEN`` or the huggingface_hub login; ``endpoint`` defaults to
     ``HF_ENDPOINT`` / huggingface.co. Re-running after a failure resumes: files already on the
@@ -281,6 +290,11 @@ def push_dataset(
             f"{root}/meta/info.json has codebase_version {version!r}, not like 'v3.0'; "
             f"run `openk verify {root}`"
         )
+    if (root / PENDING_COMMIT_LOG).exists():
+        raise DatasetError(
+            f"{root} has an unfinished episode commit ({PENDING_COMMIT_LOG}); run "
+            f"`openk recover {root}` to complete it, then push again"
+        )
     files = files_to_upload(root)
     if not any(f.startswith("data/") for f in files):
         raise DatasetError(f"{root} has no data/ parquet files to push; record an episode first")
@@ -288,8 +302,10 @@ def push_dataset(
     from huggingface_hub import HfApi, get_token
     from huggingface_hub.errors import RevisionNotFoundError
 
-    token = token or get_token()
     push = _Push(root, repo_id, private, token)
+    with push.step("reading the token"):
+        token = token or get_token()
+    push.token = token
     if not token:
         raise push.fail("no Hugging Face token: set HF_TOKEN or run `hf auth login`")
     api = HfApi(endpoint=endpoint, token=token)
@@ -331,7 +347,7 @@ def push_dataset(
             commit_message=commit_message or f"openk: upload {root.name}",
         )
     with push.step("writing the dataset card"):
-        card = dataset_card(info, repo_id, tags=list(tags), license=license)
+        card = dataset_card(info, repo_id, tags=list(tags or ()), license=license)
         commit = api.upload_file(
             path_or_fileobj=card.encode("utf-8"),
             path_in_repo="README.md",
@@ -340,6 +356,18 @@ def push_dataset(
             revision=revision,
             commit_message="openk: dataset card",
         )
+    with push.step("checking the upload"):
+        remote = {
+            entry.path: getattr(entry, "size", None)
+            for entry in api.list_repo_tree(
+                repo_id, recursive=True, revision=commit.oid, repo_type="dataset"
+            )
+        }
+    wrong = [rel for rel in files if remote.get(rel) != (root / rel).stat().st_size]
+    if wrong:
+        # The tag is only moved onto a complete upload; lerobot would load a broken copy.
+        shown = ", ".join(wrong[:5]) + (f" and {len(wrong) - 5} more" if len(wrong) > 5 else "")
+        raise push.fail(f"the Hub copy is missing or has the wrong size for {shown}")
     if tag_version:
         with push.step(f"tagging {version}"):
             # The tag marks a complete upload, so it moves only after everything else landed.
@@ -400,6 +428,7 @@ def pull_dataset(
 
 __all__ = [
     "DEFAULT_TAGS",
+    "PENDING_COMMIT_LOG",
     "UPLOAD_ALLOW_PATTERNS",
     "UPLOAD_EXCLUDE_PATTERNS",
     "HubVisibilityWarning",

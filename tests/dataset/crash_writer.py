@@ -9,8 +9,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import synth
-from synth import features, make_batch, record_episode
+import ds_synth as synth
+from ds_synth import features, make_batch, record_episode
 
 from openk.cameras import synthetic_frame
 from openk.dataset import DatasetWriter

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from synth import features, record_episode
+from ds_synth import features, record_episode
 
 from openk.dataset import DatasetWriter
 from openk.errors import DatasetError

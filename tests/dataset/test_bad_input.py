@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from synth import ACTION_NAMES, features, make_batch
+from ds_synth import ACTION_NAMES, features, make_batch
 
 from openk.dataset import DatasetWriter, default_root, open_dataset, recover, verify
 from openk.errors import DatasetError

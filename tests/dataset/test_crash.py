@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from synth import features, frame_numbers, record_episode
-from test_oracle_load import _check
+from ds_synth import check_lerobot_result, features, frame_numbers, record_episode
 
 from openk.dataset import DatasetWriter, open_dataset, pending_journal, recover, verify
 from openk.errors import DatasetError
@@ -50,7 +49,7 @@ def test_sigkill_mid_episode_keeps_earlier_episodes_and_recovers_the_journal(
     sent = _kill_mid_episode(root, saved=2, rows_before_kill=75)
 
     # lerobot still loads every earlier episode, untouched
-    _check(lerobot_load(root, backends=("pyav",)), [20, 20], ["pick", "pick"], CAMS)
+    check_lerobot_result(lerobot_load(root, backends=("pyav",)), [20, 20], ["pick", "pick"], CAMS)
     report = verify(root)
     assert not report.ok and "unsaved episode" in str(report)
 
@@ -67,7 +66,9 @@ def test_sigkill_mid_episode_keeps_earlier_episodes_and_recovers_the_journal(
     reader = open_dataset(root)
     assert frame_numbers(reader.camera_frames(2, "front")) == list(range(length))
     assert reader.states(2)[:, 0].tolist() == list(range(length))
-    _check(lerobot_load(root), [20, 20, length], ["pick", "pick", "interrupted task"], CAMS)
+    check_lerobot_result(
+        lerobot_load(root), [20, 20, length], ["pick", "pick", "interrupted task"], CAMS
+    )
 
 
 def test_journal_can_be_discarded_by_choice(tmp_path: Path) -> None:
@@ -126,3 +127,32 @@ def test_commit_interrupted_between_renames_is_finished_on_resume(
     reader = open_dataset(root)
     assert [e["length"] for e in reader.list_episodes()] == [12, 14]
     assert frame_numbers(reader.camera_frames(1, "front")) == list(range(14))
+
+
+def test_saved_episodes_are_committed_even_without_close(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    script = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(HERE)!r})\n"
+        "from ds_synth import features, record_episode\n"
+        "from openk.dataset import DatasetWriter\n"
+        "cams = {'front': (48, 64)}\n"
+        f"w = DatasetWriter.create('o/t', 30, features(cams), root={str(root)!r},\n"
+        "                          single_task='t')\n"
+        "for _ in range(3):\n"
+        "    record_episode(w, 30, 30, cams)\n"
+        "    w.save_episode()\n"
+        "# the program ends without close()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent.parent / "python")}
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert verify(root).ok, str(verify(root))
+    assert open_dataset(root).total_episodes == 3

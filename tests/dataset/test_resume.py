@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from synth import features, record_episode
-from test_oracle_load import _check
+from ds_synth import check_lerobot_result, features, record_episode
 
 from openk.dataset import DatasetWriter, open_dataset, verify
 from openk.errors import DatasetError
@@ -49,7 +48,7 @@ def test_lerobot_resume_appends_to_our_dataset_and_we_continue(
     report = verify(root)
     assert report.ok, str(report)
     lengths, tasks = [25, 20, 18, 22], ["pick", "pick", "lerobot task", "pick"]
-    _check(lerobot_load(root), lengths, tasks, CAMS)
+    check_lerobot_result(lerobot_load(root), lengths, tasks, CAMS)
     assert [e["length"] for e in open_dataset(root).list_episodes()] == lengths
 
 
@@ -64,7 +63,7 @@ def test_we_append_to_a_dataset_lerobot_wrote(tmp_path: Path, lerobot_record, le
     assert report.ok, str(report)
     lengths = [20, 15, 24, 12]
     tasks = ["lerobot task", "lerobot task", "openk task", "openk task"]
-    _check(lerobot_load(root), lengths, tasks, CAMS)
+    check_lerobot_result(lerobot_load(root), lengths, tasks, CAMS)
     # lerobot's files were never rewritten: ours went to new files
     assert (root / "data/chunk-000/file-001.parquet").exists()
     assert (root / "videos/observation.images.front/chunk-000/file-001.mp4").exists()

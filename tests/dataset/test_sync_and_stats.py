@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from synth import features, frame_numbers, make_batch, record_episode
+from ds_synth import features, frame_numbers, make_batch, record_episode
 
 from openk.cameras import (
     CaptureThread,
@@ -188,3 +188,97 @@ def test_opencv_camera_without_cv2_says_how_to_install(monkeypatch: pytest.Monke
     monkeypatch.setattr(builtins, "__import__", no_cv2)
     with pytest.raises(ConfigError, match=r"openk\[opencv\]"):
         OpenCVCamera("front", device=0).connect()
+
+
+def test_features_from_the_loop_schema_carry_joint_names() -> None:
+    from ds_synth import ACTION_NAMES, STATE_NAMES, batch_schema
+
+    from openk.dataset import features_from_arrow_schema
+
+    feats = features_from_arrow_schema(batch_schema(), cameras={"front": (480, 640)})
+    assert feats["observation.state"] == {
+        "dtype": "float32",
+        "shape": [len(STATE_NAMES)],
+        "names": STATE_NAMES,
+    }
+    assert feats["action"]["names"] == ACTION_NAMES
+    assert feats["capture_time_ns"] == {"dtype": "int64", "shape": [1], "names": None}
+    assert feats["observation.images.front"]["shape"] == [480, 640, 3]
+    assert "loop_lateness_ns" not in feats  # undeclared telemetry stays out of the dataset
+
+
+def test_open_dataset_by_repo_id_uses_the_local_lerobot_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_LEROBOT_HOME", str(tmp_path / "home"))
+    with DatasetWriter.create("alice/cubes", FPS, features({}), single_task="t") as w:
+        w.start_episode()
+        w.add_rows(make_batch(0, 8, 0, FPS))
+        w.save_episode()
+    reader = open_dataset("alice/cubes")
+    assert reader.root == tmp_path / "home" / "alice" / "cubes"
+    assert reader.actions(0).shape == (8, 7)
+    assert reader.list_episodes()[0]["duration_s"] == pytest.approx(8 / FPS)
+
+
+def test_verify_catches_a_dropped_video_frame(tmp_path: Path) -> None:
+    import av
+
+    root = tmp_path / "ds"
+    with DatasetWriter.create("o/t", FPS, features(CAMS), root=root, single_task="t") as w:
+        record_episode(w, 20, FPS, CAMS)
+        w.save_episode()
+    video = root / "videos/observation.images.front/chunk-000/file-000.mp4"
+    damaged = tmp_path / "damaged.mp4"
+    # what a dropping encoder queue produces: one frame missing, later frames shifted back
+    with av.open(str(video)) as src, av.open(str(damaged), "w", format="mp4") as out:
+        stream = src.streams.video[0]
+        out_stream = out.add_stream_from_template(stream, opaque=True)
+        kept = 0
+        for i, packet in enumerate(src.demux(stream)):
+            if not packet.size or i == 7:
+                continue
+            packet.stream = out_stream
+            packet.pts = packet.dts = kept * packet.duration
+            out.mux(packet)
+            kept += 1
+    damaged.replace(video)
+    problems = "\n".join(verify(root).problems)
+    assert "has 19 frames, episodes need 20" in problems
+
+
+def test_frames_queue_up_instead_of_being_dropped_when_the_encoder_lags(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    cams = {"front": (240, 320)}
+    with DatasetWriter.create("o/t", FPS, features(cams), root=root, single_task="t") as w:
+        w.start_episode()
+        t0 = time.monotonic_ns() + 10**10
+        # 150 frames handed over at once: far faster than AV1 encodes them
+        for k in range(150):
+            w.add_camera_frame("front", synthetic_frame(k, 240, 320), t0 + k * PERIOD - 1000)
+        w.add_rows(make_batch(0, 150, t0, FPS))
+        assert max(w.camera_backlog().values()) > 0
+        w.save_episode(wait=True)
+    assert frame_numbers(open_dataset(root).camera_frames(0, "front")) == list(range(150))
+    assert verify(root).ok
+
+
+def test_open_dataset_downloads_a_hub_repo_it_does_not_have(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_LEROBOT_HOME", str(tmp_path / "empty-home"))
+    calls = []
+
+    def fake_snapshot_download(repo_id: str, **kwargs: object) -> str:
+        calls.append((repo_id, kwargs))
+        target = tmp_path / "hub-cache" / repo_id
+        shutil.copytree(DATA / "lerobot_reference", target)
+        return str(target)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    reader = open_dataset("someone/reference", revision="v3.0")
+    assert calls and calls[0][0] == "someone/reference"
+    assert calls[0][1]["repo_type"] == "dataset" and calls[0][1]["revision"] == "v3.0"
+    assert reader.actions(0).shape == (60, 7)

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fakehub import WRITE_TOKEN, FakeHub
+from fakehub import FakeHub
 from hubdata import write_dataset_tree
 
 
@@ -41,14 +41,7 @@ def hub_env(fake_hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
     home = tmp_path / "hf_home"
     home.mkdir()
-    env = {
-        "HF_ENDPOINT": fake_hub.endpoint,
-        "HF_TOKEN": WRITE_TOKEN,
-        "HF_HOME": str(home),
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HF_HUB_DISABLE_UPDATE_CHECK": "1",
-        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-    }
+    env = fake_hub.client_env(home)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)

@@ -200,6 +200,10 @@ class FakeHub:
         self.write_token = write_token
         self.read_token = read_token
         self.user = user
+        # What whoami reports for the read token; "fineGrained" hides that it cannot write.
+        self.read_token_role = "read"
+        # Paths a commit silently loses (to test that clients check what arrived).
+        self.lose_on_commit: set[str] = set()
         self.lock = threading.RLock()
         self.repos: dict[tuple[str, str], Repo] = {}
         self.request_log: list[tuple[str, str, int]] = []
@@ -211,13 +215,13 @@ class FakeHub:
         self.endpoint = ""
 
     # ----- lifecycle -------------------------------------------------------------------
-    def start(self) -> str:
+    def start(self, port: int = 0) -> str:
         hub = self
 
         class Handler(_Handler):
             fake_hub = hub
 
-        server = _LoopbackServer(("127.0.0.1", 0), Handler)
+        server = _LoopbackServer(("127.0.0.1", port), Handler)
         self._server = server
         self.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
         self._thread = threading.Thread(
@@ -241,6 +245,20 @@ class FakeHub:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def client_env(self, hf_home: Path, token: str | None = None) -> dict[str, str]:
+        """Environment for a subprocess (openk CLI, lerobot) to use this Hub as huggingface.co.
+
+        huggingface_hub reads these at import time, so pass them to a fresh process.
+        """
+        return {
+            "HF_ENDPOINT": self.endpoint,
+            "HF_TOKEN": token or self.write_token,
+            "HF_HOME": str(hf_home),
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_DISABLE_UPDATE_CHECK": "1",
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        }
 
     # ----- test hooks ------------------------------------------------------------------
     def add_fault(
@@ -626,7 +644,12 @@ class _Handler(BaseHTTPRequestHandler):
                 "name": self.fake_hub.user,
                 "fullname": self.fake_hub.user,
                 "orgs": [],
-                "auth": {"type": "access_token", "accessToken": {"role": role}},
+                "auth": {
+                    "type": "access_token",
+                    "accessToken": {
+                        "role": self.fake_hub.read_token_role if role == "read" else role
+                    },
+                },
             }
         )
 
@@ -830,6 +853,8 @@ class _Handler(BaseHTTPRequestHandler):
                     del tree[path]
             else:
                 raise HubHTTPError(400, f"unknown commit operation {key!r}")
+        for path in hub.lose_on_commit & set(tree):
+            del tree[path]
         commit = Commit(secrets.token_hex(20), head.oid, summary, tree, time.time())
         repo.commits[commit.oid] = commit
         repo.branches[revision] = commit.oid
@@ -979,3 +1004,31 @@ class _Handler(BaseHTTPRequestHandler):
             data = data[start : end + 1]
             status = 206
         self._send(status, data, "application/octet-stream", headers)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the fake Hub in the foreground, e.g. to try `openk push` by hand without internet."""
+    import argparse
+    import signal
+    import tempfile
+
+    parser = argparse.ArgumentParser(description="A loopback fake Hugging Face Hub (for tests).")
+    parser.add_argument("--root", type=Path, default=None, help="storage folder (default: temp)")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: free)")
+    args = parser.parse_args(argv)
+    root = args.root or Path(tempfile.mkdtemp(prefix="fakehub-"))
+    hub = FakeHub(root)
+    endpoint = hub.start(args.port)
+    # Test-only tokens: printing them is how a user of this fixture learns them.
+    print(f"fake Hub at {endpoint} storing under {root}", flush=True)
+    print(f"export HF_ENDPOINT={endpoint} HF_TOKEN={hub.write_token}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait()
+    hub.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

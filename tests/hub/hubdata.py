@@ -51,6 +51,8 @@ def write_dataset_tree(root: Path, *, payload_bytes: int = 200_000, seed: int = 
     junk = {
         "images/observation.images.front/episode-000002/frame-000000.png": b"\x89PNG staging",
         "meta/.journal/episode-000002.arrow": b"journal",
+        ".openk/journal/ep-2/rows.arrows": b"openk journal",
+        "data/chunk-000/file-001.parquet.openk-tmp": b"openk temp",
         ".staging/data.parquet": b"staging",
         "data/chunk-000/file-001.parquet.tmp": b"partial",
         "meta/info.json.lock": b"lock",

@@ -11,7 +11,7 @@ import pytest
 from fakehub import FakeHub
 from hubdata import snapshot
 
-from openk.hub import push_dataset
+from openk.hub import pull_dataset, push_dataset
 
 pytestmark = pytest.mark.oracle
 
@@ -62,6 +62,22 @@ print(json.dumps({"root": str(ds.root), "revision": ds.revision, "episodes": ds.
 """
 
 
+# huggingface_hub 1.33's RepoCard.validate posts to https://huggingface.co/api/validate-yaml
+# whatever HF_ENDPOINT says, so lerobot's push cannot finish offline; skip only that call.
+LEROBOT_PUSH = """
+from huggingface_hub import RepoCard
+RepoCard.validate = lambda self, repo_type=None: None
+ds.push_to_hub(private=True)
+"""
+
+
+def create_code(root: Path, *, push: bool = False) -> str:
+    """The oracle snippet that writes the lerobot dataset at root (and pushes it if asked)."""
+    code = CREATE.replace("EPISODES", str(EPISODES)).replace("FRAMES", str(FRAMES))
+    code = code.replace("ROOT", repr(str(root)))
+    return code.replace("ds.finalize()", "ds.finalize()" + (LEROBOT_PUSH if push else ""))
+
+
 def test_lerobot_loads_a_pushed_dataset_by_repo_id(
     fake_hub: FakeHub,
     hub_env: dict[str, str],
@@ -69,8 +85,7 @@ def test_lerobot_loads_a_pushed_dataset_by_repo_id(
     tmp_path: Path,
 ) -> None:
     root = tmp_path / "lerobot_made"
-    code = CREATE.replace("EPISODES", str(EPISODES)).replace("FRAMES", str(FRAMES))
-    run_oracle(code.replace("ROOT", repr(str(root))), HF_HOME=str(tmp_path / "oracle_home"))
+    run_oracle(create_code(root), HF_HOME=str(tmp_path / "oracle_home"))
     local = snapshot(root)
     assert any(rel.endswith(".mp4") for rel in local)
 
@@ -98,3 +113,25 @@ def test_lerobot_loads_a_pushed_dataset_by_repo_id(
     assert all(row["image_shape"] == [3, 32, 48] for row in loaded["rows"])
     assert fake_hub.unknown_routes() == []
     assert fake_hub.requests("GET", "/resolve/") or fake_hub.requests("GET", "/xet-read-token/")
+
+
+def test_dataset_pushed_by_lerobot_pulls_with_openk(
+    fake_hub: FakeHub,
+    hub_env: dict[str, str],
+    run_oracle: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    """The fake Hub also serves lerobot's own push_to_hub (huggingface_hub 1.x in the oracle)."""
+    root = tmp_path / "lerobot_made"
+    env = {**hub_env, "HF_HOME": str(tmp_path / "oracle_home")}
+    run_oracle(create_code(root, push=True), **env)
+    repo = fake_hub.repo("tester/lerobot_made")
+    assert repo.private is True
+    assert repo.tags["v3.0"] == repo.branches["main"]
+
+    pulled = pull_dataset("tester/lerobot_made", tmp_path / "pulled", endpoint=fake_hub.endpoint)
+    local = snapshot(root)
+    for rel, data in local.items():
+        assert (pulled / rel).read_bytes() == data, rel
+    assert "LeRobot" in (pulled / "README.md").read_text()
+    assert fake_hub.unknown_routes() == []

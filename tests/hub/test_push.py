@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -12,7 +16,7 @@ from hubdata import DATASET_FILES, snapshot
 from huggingface_hub import HfApi
 from huggingface_hub.errors import RepositoryNotFoundError
 
-from openk.errors import ConfigError, HubError
+from openk.errors import ConfigError, DatasetError, HubError
 from openk.hub import (
     HubVisibilityWarning,
     RepoIdError,
@@ -41,6 +45,7 @@ def test_round_trip_is_byte_identical_and_tagged(
     assert result.repo_id == REPO
     assert result.tag == "v3.0"
     assert result.commit_url.endswith(result.commit_oid)
+    assert result.url == f"{fake_hub.endpoint}/datasets/{REPO}"
     repo = fake_hub.repo(REPO)
     assert repo.tags["v3.0"] == repo.branches["main"] == result.commit_oid
     remote = set(repo.commits[result.commit_oid].tree)
@@ -105,11 +110,19 @@ def test_existing_public_repo_is_not_silently_made_private(
     fake_hub: FakeHub, hub_env: dict[str, str], dataset_tree: Path
 ) -> None:
     fake_hub.create_repo_direct(REPO, private=False)
-    with pytest.warns(HubVisibilityWarning, match="PUBLIC"):
+    with pytest.warns(HubVisibilityWarning, match="PUBLIC") as caught:
         result = push_dataset(dataset_tree, REPO, endpoint=fake_hub.endpoint, private=True)
     assert result.private is False
     assert fake_hub.repo(REPO).private is False
     assert not fake_hub.requests("PUT", "/settings")
+
+    # The command the warning suggests really makes the repo private.
+    suggested = str(caught[0].message).split("`")[1]
+    assert suggested.startswith("hf repos settings")
+    hf = Path(sys.executable).with_name("hf")
+    env = {**os.environ, **hub_env}
+    subprocess.run([str(hf), *shlex.split(suggested)[1:]], env=env, check=True, timeout=120)
+    assert fake_hub.repo(REPO).private is True
 
 
 def test_public_push_to_new_repo_gives_no_warning(
@@ -117,8 +130,11 @@ def test_public_push_to_new_repo_gives_no_warning(
 ) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", HubVisibilityWarning)
-        result = push_dataset(dataset_tree, REPO, endpoint=fake_hub.endpoint)
+        # tags=None is what the CLI passes when no --tags were given.
+        result = push_dataset(dataset_tree, REPO, endpoint=fake_hub.endpoint, tags=None)
     assert result.private is False
+    card = fake_hub.file_bytes(REPO, "README.md", "v3.0").decode()
+    assert yaml.safe_load(card.split("---\n")[1])["tags"] == ["LeRobot"]
 
 
 def test_repush_moves_the_tag_and_resends_only_changed_files(
@@ -206,3 +222,73 @@ def test_read_only_token_is_refused_with_the_write_hint(
     assert f"openk push {dataset_tree} --repo-id {REPO}" in message
     assert snapshot(dataset_tree) == before
     assert (REPO not in {k[1] for k in fake_hub.repos}) and READ_TOKEN not in message
+
+
+def test_half_applied_commit_is_refused_with_the_recover_command(
+    fake_hub: FakeHub, hub_env: dict[str, str], dataset_tree: Path
+) -> None:
+    log = dataset_tree / ".openk" / "commit.json"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text('{"renames": []}')
+    with pytest.raises(DatasetError, match=f"openk recover {dataset_tree}"):
+        push_dataset(dataset_tree, REPO, endpoint=fake_hub.endpoint)
+    assert fake_hub.request_log == []
+
+
+def test_a_folder_without_info_json_is_not_a_dataset(
+    fake_hub: FakeHub, hub_env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "data").mkdir()
+    with pytest.raises(DatasetError, match="not a LeRobot dataset root"):
+        push_dataset(tmp_path, REPO, endpoint=fake_hub.endpoint)
+    assert fake_hub.request_log == []
+
+
+def test_pull_into_the_cache_when_no_root_is_given(
+    fake_hub: FakeHub, hub_env: dict[str, str], dataset_tree: Path
+) -> None:
+    push_dataset(dataset_tree, REPO, endpoint=fake_hub.endpoint)
+    pulled = pull_dataset(REPO, endpoint=fake_hub.endpoint)
+    assert pulled.is_relative_to(Path(hub_env["HF_HOME"]))
+    info = "meta/info.json"
+    assert (pulled / info).read_bytes() == (dataset_tree / info).read_bytes()
+
+
+def test_pull_of_a_private_repo_without_token_says_not_found(
+    fake_hub: FakeHub,
+    hub_env: dict[str, str],
+    dataset_tree: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    push_dataset(dataset_tree, REPO, endpoint=fake_hub.endpoint, private=True)
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(HubError, match="not found"):
+        pull_dataset(REPO, tmp_path / "pulled", endpoint=fake_hub.endpoint)
+    assert not any((tmp_path / "pulled").rglob("*.parquet"))
+
+
+@pytest.mark.parametrize("exists", [False, True], ids=["new-repo", "existing-repo"])
+def test_fine_grained_token_without_write_gets_the_403_hint(
+    fake_hub: FakeHub, hub_env: dict[str, str], dataset_tree: Path, exists: bool
+) -> None:
+    # whoami cannot tell a fine-grained token's rights: the server's 403 must still be explained.
+    fake_hub.read_token_role = "fineGrained"
+    if exists:
+        fake_hub.create_repo_direct(REPO, private=False)
+    before = snapshot(dataset_tree)
+    with pytest.raises(HubError) as caught:
+        push_dataset(dataset_tree, REPO, endpoint=fake_hub.endpoint, token=READ_TOKEN)
+    message = str(caught.value)
+    assert "403" in message and "write access" in message, message
+    assert message.endswith(f"Retry with: openk push {dataset_tree} --repo-id {REPO}")
+    assert snapshot(dataset_tree) == before
+
+
+def test_push_to_a_branch_tags_the_branch_and_leaves_main(
+    fake_hub: FakeHub, hub_env: dict[str, str], dataset_tree: Path
+) -> None:
+    result = push_dataset(dataset_tree, REPO, endpoint=fake_hub.endpoint, branch="openk-work")
+    repo = fake_hub.repo(REPO)
+    assert repo.branches["openk-work"] == result.commit_oid == repo.tags["v3.0"]
+    assert set(repo.commits[repo.branches["main"]].tree) == {".gitattributes"}

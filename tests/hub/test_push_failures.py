@@ -157,3 +157,40 @@ def test_token_never_appears_in_output_logs_or_files(
         for path in folder.rglob("*"):
             if path.is_file():
                 assert token not in path.read_bytes(), path
+
+
+def test_permanent_commit_500_with_xet_fails_after_client_retries(
+    fake_hub: FakeHub, hub_env: dict[str, str], dataset_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub.utils import _http
+
+    # The client backs off about 23 s in total; record the waits instead of sleeping them.
+    waits: list[float] = []
+    monkeypatch.setattr(_http.time, "sleep", waits.append)
+    before = snapshot(dataset_tree)
+    fake_hub.add_fault("POST", "/commit/main", 500, times=-1)
+    with pytest.raises(HubError) as caught:
+        push_dataset(dataset_tree, REPO, endpoint=fake_hub.endpoint)
+    assert "uploading the dataset files: the Hub had a server error (500)" in assert_reported(
+        caught.value, dataset_tree
+    )
+    assert fake_hub.faults[0].hits == 6
+    assert sum(waits) >= 20
+    assert snapshot(dataset_tree) == before
+
+
+def test_a_file_lost_by_the_hub_is_detected_and_the_tag_not_moved(
+    fake_hub: FakeHub, hub_env: dict[str, str], dataset_tree: Path
+) -> None:
+    lost = "videos/observation.images.front/chunk-000/file-000.mp4"
+    fake_hub.lose_on_commit.add(lost)
+    with pytest.raises(HubError) as caught:
+        push_dataset(dataset_tree, REPO, endpoint=fake_hub.endpoint)
+    message = assert_reported(caught.value, dataset_tree)
+    assert f"missing or has the wrong size for {lost}" in message
+    assert fake_hub.repo(REPO).tags == {}
+
+    fake_hub.lose_on_commit.clear()
+    result = push_dataset(dataset_tree, REPO, endpoint=fake_hub.endpoint)
+    assert fake_hub.repo(REPO).tags == {"v3.0": result.commit_oid}
+    assert fake_hub.file_bytes(REPO, lost, "v3.0") == (dataset_tree / lost).read_bytes()

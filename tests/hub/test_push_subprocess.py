@@ -84,3 +84,33 @@ def test_push_and_pull_configured_by_environment_only(
     assert ("file-000.mp4" in resolved) == (not (push_xet and pull_xet))
     assert fake_hub.unknown_routes() == []
     assert WRITE_TOKEN not in push_output + pull_output
+
+
+def test_standalone_fake_hub_takes_a_push_from_another_process(
+    dataset_tree: Path, tmp_path: Path
+) -> None:
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("fakehub.py")),
+            "--root",
+            str(tmp_path / "s"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        server.stdout.readline()
+        exports = server.stdout.readline().split()[1:]
+        env = dict(item.split("=", 1) for item in exports)
+        env["HF_HOME"] = str(tmp_path / "home")
+        assert env["HF_ENDPOINT"].startswith("http://127.0.0.1:")
+        pushed, _ = run(PUSH, env, str(dataset_tree), REPO)
+        assert pushed["tag"] == "v3.0"
+        pulled, _ = run(PULL, env, REPO, str(tmp_path / "pulled"))
+        info = "meta/info.json"
+        assert (Path(str(pulled["root"])) / info).read_bytes() == (dataset_tree / info).read_bytes()
+    finally:
+        server.terminate()
+        assert server.wait(timeout=30) == 0

@@ -1,4 +1,24 @@
-"""LeRobot v3.0 datasets: a crash-safe streaming writer, a torch-free reader, and `verify`."""
+"""LeRobot v3.0 datasets: a crash-safe streaming writer, a torch-free reader, and `verify`.
+
+Recording (the recorder calls these; cameras and rows may come from different threads)::
+
+    from openk.cameras import CaptureThread, OpenCVCamera
+    from openk.dataset import DatasetWriter, VideoConfig, features_from_arrow_schema
+
+    features = features_from_arrow_schema(batch.schema, cameras={"front": (480, 640)})
+    writer = DatasetWriter.create("alice/pick", 30, features, robot_type="openk-1-alpha_follower",
+                                  single_task="pick the cube", video=VideoConfig())
+    capture = CaptureThread(OpenCVCamera("front", 0), writer.add_camera_frame).start()
+    writer.start_episode()
+    writer.add_rows(batch)                  # pyarrow batches from the loop, any number
+    summary = writer.save_episode({"loop": telemetry})   # returns at once; commit runs behind
+    writer.close()
+
+Resuming: `DatasetWriter.resume(repo_id, root=..., fps=30, robot_type=..., features=...)`;
+an interrupted recording is offered back by `pending_journal(root)` and settled by
+`recover(repo_id, root, keep=True/False)` (or `resume(..., journal="recover"|"discard")`).
+Reading: `open_dataset(root_or_repo_id).actions(0, "arrow")`; checking: `print(verify(root))`.
+"""
 
 from __future__ import annotations
 

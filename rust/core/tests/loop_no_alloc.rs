@@ -92,3 +92,59 @@ fn ticks_do_not_allocate() {
     assert!(core.action().iter().any(|v| *v != 0.0));
     let _ = rx.pop();
 }
+
+#[test]
+fn ticks_over_the_simulated_buses_do_not_allocate() {
+    use openk_core::arm::config::DeviceConfig;
+    use openk_core::arm::device::open_arms;
+    use openk_core::arm::spec::DeviceKind;
+    let dir = std::env::temp_dir().join(format!("openk-noalloc-{}", std::process::id()));
+    let robot = DeviceConfig::from_json(
+        &serde_json::json!({"type": "openk-1-alpha_follower2", "port": "sim", "sts_port": "sim",
+                            "id": "f", "calibration_dir": dir}),
+        DeviceKind::Robot,
+    )
+    .unwrap();
+    let teleop = DeviceConfig::from_json(
+        &serde_json::json!({"type": "openk-1-sts_leader", "port": "sim", "id": "l",
+                            "calibration_dir": dir}),
+        DeviceKind::Teleoperator,
+    )
+    .unwrap();
+    let opened = open_arms(&robot, Some(&teleop)).unwrap();
+    let spec = LoopSpec {
+        control_hz: 500.0,
+        record_fps: 100.0,
+        realtime: RealtimeMode::Off,
+        ..LoopSpec::default()
+    };
+    let (tx, _rx) = row_ring(4096);
+    let (mut core, shared) = LoopCore::new(opened.arms, &spec, tx).unwrap();
+    for _ in 0..50 {
+        core.tick(now_ns(), 0);
+    }
+    // A bus error (a reply late on a loaded machine) builds an error message, which may
+    // allocate; only windows without errors count.
+    let errors = |s: &openk_core::control::LoopShared| s.telemetry_errors();
+    let mut clean_windows = 0;
+    for _ in 0..5 {
+        let before = errors(&shared);
+        ALLOCATIONS.store(0, Ordering::Relaxed);
+        WATCHED.with(|w| w.set(true));
+        for _ in 0..200 {
+            core.tick(now_ns(), 0);
+        }
+        WATCHED.with(|w| w.set(false));
+        if errors(&shared) == before {
+            assert_eq!(
+                ALLOCATIONS.load(Ordering::Relaxed),
+                0,
+                "allocations on the tick path over real buses"
+            );
+            clean_windows += 1;
+        }
+    }
+    assert!(clean_windows > 0, "every window had bus errors");
+    drop(core);
+    drop(opened.sims);
+}

@@ -18,6 +18,9 @@ use super::ArmError;
 
 /// STS TTL line rate on OpenK arms.
 pub const STS_BAUD: u32 = 1_000_000;
+/// Reply margin of a tick's sync read: a few ms at 1 Mbaud (spec F.16: never lerobot's
+/// 4 × 50 ms stall on a silent servo).
+const TICK_TIMEOUT: Duration = Duration::from_millis(5);
 /// lerobot's half-turn homing: the middle pose reads this after homing.
 const HALF_TURN: i64 = 2047;
 
@@ -90,9 +93,11 @@ fn open_bus(cfg: &DeviceConfig, port: &str, label: &str) -> Result<FeetechBus, A
             id: j.id,
         })
         .collect();
+    // Generous while configuring (a loaded machine delays replies); the loop's per-tick
+    // timeout is set tighter once the part is built.
     let config = BusConfig {
-        timeout: Duration::from_millis(5),
-        retries: 1,
+        timeout: Duration::from_millis(50),
+        retries: 2,
         ..BusConfig::default()
     };
     FeetechBus::open(port, STS_BAUD, motors, config).map_err(|e| err(label, &names, &e))
@@ -163,6 +168,12 @@ impl StsPart {
         leader: bool,
         norms: Vec<JointNorm>,
     ) -> Result<Self, ArmError> {
+        let mut bus = bus;
+        bus.set_config(BusConfig {
+            timeout: TICK_TIMEOUT,
+            retries: 1,
+            ..*bus.config()
+        });
         let motor_names: Vec<String> = bus.motors().iter().map(|m| m.name.clone()).collect();
         let ids = bus.ids().to_vec();
         let n = ids.len();

@@ -113,6 +113,11 @@ impl Telemetry {
         }
     }
 
+    /// Bus errors of every motor together.
+    pub fn total_errors(&self) -> u64 {
+        self.errors.iter().sum()
+    }
+
     pub fn lateness(&self) -> &Histogram<u64> {
         &self.lateness_ns
     }

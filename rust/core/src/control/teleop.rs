@@ -151,6 +151,13 @@ pub struct LoopShared {
     failure: Mutex<Option<LoopFailure>>,
 }
 
+impl LoopShared {
+    /// Bus errors counted so far in the run (all motors).
+    pub fn telemetry_errors(&self) -> u64 {
+        lock(&self.telemetry).run.total_errors()
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -1,4 +1,4 @@
-"""Synthetic loop batches and camera frames shared by the dataset tests and benchmarks."""
+"""Synthetic loop batches and camera frames, and checks shared by the dataset tests."""
 
 from __future__ import annotations
 
@@ -126,3 +126,31 @@ def frame_numbers(frames: Iterator[np.ndarray]) -> list[int]:
     from openk.cameras import read_synthetic_number
 
     return [read_synthetic_number(f) for f in frames]
+
+
+def expected_numbers(lengths: list[int]) -> list[int]:
+    out: list[int] = []
+    for n in lengths:
+        out += list(range(n))
+    return out
+
+
+def check_lerobot_result(
+    result: dict[str, Any], lengths: list[int], tasks: list[str], cams: dict[str, tuple[int, int]]
+) -> None:
+    total = sum(lengths)
+    expected_tasks = [t for n, t in zip(lengths, tasks, strict=True) for _ in range(n)]
+    for backend, r in result.items():
+        assert r["len"] == total == r["total_frames"], backend
+        assert r["total_episodes"] == len(lengths)
+        assert r["tasks"] == expected_tasks
+        # state[0] carries the row number within the episode: rows kept their order
+        assert r["state0"] == [float(x) for x in expected_numbers(lengths)]
+        for key in cams:
+            assert r["numbers"][f"observation.images.{key}"] == expected_numbers(lengths), backend
+            mid = r["window_mid"]
+            pos = expected_numbers(lengths)[mid]
+            want = [max(pos - 1, 0), pos]
+            assert r["window"][f"observation.images.{key}"] == want
+        assert r["action_window_shape"][0] == 2
+        assert set(r["stats_keys"]) >= {f"observation.images.{k}" for k in cams} | {"action"}
