@@ -122,3 +122,35 @@ def test_push_of_a_folder_needs_a_repo_id(tmp_path: Path) -> None:
         check=False,
     )
     assert "add --repo-id=" in one_line_error(proc)
+
+
+def test_record_pushes_at_the_end_when_asked(hub: FakeHub, tmp_path: Path) -> None:
+    recorded = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).resolve().parent / "scripted_record.py"),
+            f"--config_path={REPO_ROOT / 'config' / 'record_sim.yaml'}",
+            f"--dataset.repo_id={REPO}",
+            f"--dataset.root={tmp_path / 'ds'}",
+            "--dataset.num_episodes=1",
+            "--dataset.episode_time_s=1",
+            "--dataset.push_to_hub=true",
+            "--dataset.private=true",
+            "--dataset.tags=[openk, sim]",
+            "--robot.cameras={}",
+            f"--log_file={tmp_path / 'rec.log'}",
+        ],
+        capture_output=True,
+        text=True,
+        env=hub_env(hub, tmp_path),
+        cwd=tmp_path,
+        timeout=300,
+        check=False,
+    )
+    assert recorded.returncode == 0, recorded.stderr + recorded.stdout
+    assert "pushing" in recorded.stdout and "pushed:" in recorded.stdout
+    repo = hub.repo(REPO)
+    assert "v3.0" in repo.tags
+    assert repo.private is True
+    assert WRITE_TOKEN not in recorded.stdout + recorded.stderr
+    assert WRITE_TOKEN not in (tmp_path / "rec.log").read_text()
