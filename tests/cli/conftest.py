@@ -17,6 +17,11 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_ROOT / "config"
 
+# The Hub engineer's loopback fake Hub (tests/hub) serves the push tests here too.
+sys.path.insert(0, str(REPO_ROOT / "tests" / "hub"))
+
+from fakehub import WRITE_TOKEN, FakeHub  # noqa: E402
+
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
@@ -122,3 +127,28 @@ def tmux(tmp_path: Path) -> Iterator[Tmux]:
         yield session
     finally:
         session.close()
+
+
+@pytest.fixture
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHub]:
+    server = FakeHub(tmp_path_factory.mktemp("fakehub"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def hub_env(hub: FakeHub, tmp_path: Path, token: str | None = WRITE_TOKEN) -> dict[str, str]:
+    env = {k: v for k, v in _env().items() if not k.startswith(("HF_", "HUGGING"))}
+    env.update(
+        {
+            "HF_ENDPOINT": hub.endpoint,
+            "HF_HOME": str(tmp_path / "hf_home"),
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        }
+    )
+    if token is not None:
+        env["HF_TOKEN"] = token
+    return env

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .conftest import REPO_ROOT, RunOpenk, Tmux, one_line_error
+from .conftest import REPO_ROOT, FakeHub, RunOpenk, Tmux, hub_env, one_line_error
 from .test_tmux_keys import drive_record
 
 REPO = "tester/openk_e2e"
@@ -43,7 +43,7 @@ def info(tmp_path: Path) -> dict[str, Any]:
 
 
 def test_guide_commands_on_simulated_arms(
-    run_openk: RunOpenk, tmp_path: Path, run_oracle: Callable[..., Any]
+    run_openk: RunOpenk, tmp_path: Path, run_oracle: Callable[..., Any], hub: FakeHub
 ) -> None:
     # 1. Record two episodes (the guide's first command, ports set to sim).
     first = run_openk(
@@ -139,6 +139,19 @@ def test_guide_commands_on_simulated_arms(
         "task": "Describe your task",
         "keys": ["observation.images.front", "observation.images.wrist"],
     }
+
+    # 7. Push it later (the guide's tip) to the test Hub; lerobot loads it by repo id alone.
+    env = hub_env(hub, tmp_path)
+    pushed = run_openk("push", str(tmp_path / "ds"), f"--repo-id={REPO}", env=env)
+    assert pushed.returncode == 0, pushed.stderr
+    by_id = run_oracle(
+        "import json\n"
+        "from lerobot.datasets.lerobot_dataset import LeRobotDataset\n"
+        f"ds = LeRobotDataset({REPO!r})\n"
+        "print(json.dumps({'len': len(ds), 'episodes': ds.num_episodes}))\n",
+        **{**env, "HF_LEROBOT_HOME": str(tmp_path / "lerobot_home")},
+    )
+    assert by_id == {"len": frames, "episodes": 4}
 
 
 def test_teleoperate_on_simulated_arms(run_openk: RunOpenk, tmp_path: Path) -> None:

@@ -5,49 +5,17 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 import openk.record as rec
 from openk.config import RecordConfig, parse_config
 from openk.terminal import Key, StatusLine
 
-from .conftest import REPO_ROOT, _env, one_line_error
+from .conftest import REPO_ROOT, WRITE_TOKEN, FakeHub, _env, hub_env, one_line_error
 from .fakes import ScriptedSession
 
-sys.path.insert(0, str(REPO_ROOT / "tests" / "hub"))
-
-from fakehub import WRITE_TOKEN, FakeHub
-
 REPO = "tester/openk_cli_push"
-
-
-@pytest.fixture
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHub]:
-    server = FakeHub(tmp_path_factory.mktemp("fakehub"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def hub_env(hub: FakeHub, tmp_path: Path, token: str | None = WRITE_TOKEN) -> dict[str, str]:
-    env = {k: v for k, v in _env().items() if not k.startswith(("HF_", "HUGGING"))}
-    env.update(
-        {
-            "HF_ENDPOINT": hub.endpoint,
-            "HF_HOME": str(tmp_path / "hf_home"),
-            "HF_HUB_DISABLE_TELEMETRY": "1",
-            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-        }
-    )
-    if token is not None:
-        env["HF_TOKEN"] = token
-    return env
 
 
 def run(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
