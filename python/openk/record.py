@@ -311,7 +311,30 @@ def _dataset_features(cfg: RecordConfig, schema: Any) -> dict[str, Any]:
     )
 
 
-def _open_writer(cfg: RecordConfig, root: Path, schema: Any, robot_type: str) -> Any:
+def _journal_choice(root: Path, ui: StatusLine) -> str:
+    """An episode an interrupted recording left behind is offered back: asked on a terminal,
+    kept otherwise (keeping loses nothing; `openk recover --discard` can drop it later)."""
+    import sys
+
+    from openk.dataset import pending_journal
+
+    pending = pending_journal(root)
+    if not pending:
+        return "recover"
+    described = "; ".join(p.describe() for p in pending)
+    if sys.stdin.isatty():
+        ui.message(f"{root} holds an episode from an interrupted recording: {described}")
+        answer = input("Keep it as an episode? [Y/n] ").strip().lower()
+        if answer in ("n", "no"):
+            ui.message("dropping the interrupted episode")
+            return "discard"
+    ui.message(f"keeping the interrupted episode: {described}")
+    return "recover"
+
+
+def _open_writer(
+    cfg: RecordConfig, root: Path, schema: Any, robot_type: str, ui: StatusLine | None = None
+) -> Any:
     from openk.dataset.video import VideoConfig
     from openk.dataset.writer import DatasetWriter
 
@@ -322,6 +345,7 @@ def _open_writer(cfg: RecordConfig, root: Path, schema: Any, robot_type: str) ->
     if cfg.resume:
         return DatasetWriter.resume(
             ds.repo_id,
+            journal=_journal_choice(root, ui or StatusLine()),
             root=root,
             fps=ds.fps,
             robot_type=robot_type,
@@ -329,7 +353,6 @@ def _open_writer(cfg: RecordConfig, root: Path, schema: Any, robot_type: str) ->
             use_videos=ds.video,
             rename_map=ds.rename_map,
             single_task=ds.single_task,
-            journal="recover",
         )
     if (root / "meta" / "info.json").exists():
         raise DatasetError(
@@ -385,7 +408,7 @@ def record(
     result = RecordResult(root=root, repo_id=ds.repo_id, episodes_saved=0, total_episodes=0)
     keys = KeyReader(events.on_key)
     try:
-        writer = _open_writer(cfg, root, session.schema, str(cfg.robot.type))
+        writer = _open_writer(cfg, root, session.schema, str(cfg.robot.type), ui)
         ui.message(
             f"{'resuming' if cfg.resume else 'recording'} {ds.repo_id} at {root} "
             f"({writer.total_episodes} episodes so far)"

@@ -64,3 +64,62 @@ def test_signal_mid_episode_keeps_finished_episodes(tmp_path: Path, sig: signal.
         check=False,
     )
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def _scripted(tmp_path: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        str(HERE / "scripted_record.py"),
+        f"--config_path={REPO_ROOT / 'config' / 'record_sim.yaml'}",
+        f"--dataset.root={tmp_path / 'ds'}",
+        "--dataset.episode_time_s=1.5",
+        "--dataset.reset_time_s=0.2",
+        "--robot.cameras={front: {type: synthetic, width: 160, height: 120}}",
+        "--vcodec=h264",
+        f"--log_file={tmp_path / 'rec.log'}",
+        *extra,
+    ]
+
+
+def test_kill_9_mid_episode_then_resume_offers_the_episode_back(tmp_path: Path) -> None:
+    log = tmp_path / "rec.log"
+    proc = subprocess.Popen(
+        _scripted(tmp_path, "--dataset.num_episodes=5", "--dataset.episode_time_s=30"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=_env(),
+        cwd=tmp_path,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if log.exists() and "started (dataset episode" in log.read_text():
+            break
+        time.sleep(0.05)
+    time.sleep(2.5)  # more than the journal's one-second sync
+    proc.kill()  # SIGKILL: no cleanup at all
+    proc.wait(timeout=60)
+
+    resumed = subprocess.run(
+        _scripted(tmp_path, "--dataset.num_episodes=1", "--resume=true"),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+        timeout=300,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+    assert "keeping the interrupted episode" in resumed.stdout
+    meta = json.loads((tmp_path / "ds" / "meta" / "info.json").read_text())
+    assert meta["total_episodes"] == 2  # the recovered one, then the new one
+    verified = subprocess.run(
+        [sys.executable, "-m", "openk.cli", "verify", str(tmp_path / "ds")],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+        check=False,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
