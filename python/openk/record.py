@@ -821,26 +821,51 @@ def teleoperate(
         start = time.monotonic()
         limit = cfg.teleop_time_s
         last = 0.0
+        latest: Any = None
+        last_line = ""
+        if cfg.display_cli:
+            # Rows are only produced inside an episode; they are shown, never stored.
+            session.start_episode()
         with _sigterm_as_interrupt():
             while not events.stop.is_set():
                 elapsed = time.monotonic() - start
                 if limit is not None and elapsed >= limit:
                     break
-                session.read_batch(BATCH_WAIT_S)
+                batch = session.read_batch(BATCH_WAIT_S)
+                if batch is not None and batch.num_rows:
+                    latest = batch
                 if time.monotonic() - last >= STATUS_PERIOD_S:
                     last = time.monotonic()
                     tele = session.telemetry()
-                    ui.update(
+                    line = (
                         f"teleop {elapsed:6.1f}s | {float(tele.get('achieved_hz', 0)):6.1f} Hz, "
                         f"late p99 {float(tele.get('lateness_p99_ns', 0)) / 1e6:.2f} ms | "
                         f"bus errors {int(tele.get('bus_errors', 0))}"
                     )
+                    if latest is not None:
+                        line += " | " + _action_text(latest)
+                    ui.update(line)
+                    last_line = line
+        if cfg.display_cli:
+            _end_quietly(session)
+        if last_line:
+            ui.finish(last_line)
     except KeyboardInterrupt:
         ui.message("stopped (Ctrl-C)")
     finally:
         keys.stop()
         session.close()
     ui.message("teleoperation ended")
+
+
+def _action_text(batch: Any) -> str:
+    """`shoulder_pan.pos=12.3 ...` of the newest row (the reference's display_cli)."""
+    idx = batch.schema.get_field_index("action")
+    if idx < 0:
+        return ""
+    values = batch.column(idx)[batch.num_rows - 1].as_py() or []
+    names = _names(batch.schema.field(idx)) or [str(i) for i in range(len(values))]
+    return " ".join(f"{n}={v:.1f}" for n, v in zip(names, values, strict=False))
 
 
 class ReplaySession(Protocol):

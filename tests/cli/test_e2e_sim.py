@@ -159,13 +159,16 @@ def test_teleoperate_on_simulated_arms(run_openk: RunOpenk, tmp_path: Path) -> N
         "teleoperate",
         f"--config_path={REPO_ROOT / 'config' / 'teleop_example_sim.yaml'}",
         "--teleop_time_s=2",
+        "--display_cli=true",
         f"--robot.calibration_dir={tmp_path / 'calibration'}",
         f"--teleop.calibration_dir={tmp_path / 'calibration'}",
         "--realtime=off",
     )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert "teleoperation ended" in proc.stdout
-    assert "Hz" in proc.stdout
+    assert re.search(r"[0-9.]+ Hz", proc.stdout)
+    # display_cli shows the leader's action as the follower receives it.
+    assert re.search(r"shoulder_pan\.pos=-?[0-9.]+", proc.stdout), proc.stdout
 
 
 def test_keys_in_a_real_terminal_on_simulated_arms(tmux: Tmux, tmp_path: Path) -> None:
