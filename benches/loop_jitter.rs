@@ -2,7 +2,7 @@
 //! sim follower (5 DAMIAO behind the USB-CAN adapter + 2 STS3215), at 100/250/500 Hz and the
 //! highest sustainable rate, with realtime scheduling off and auto; then the Python peer loop
 //! (feetech-servo-sdk + pydamiao, built like the reference) on the same simulators, and the
-//! ratio of sustainable rates in this one run.
+//! ratio of free-running rates in this one run.
 //!
 //! Run: `cargo bench -p openk-core --bench loop_jitter`
 //! Env: OPENK_BENCH_SECONDS (per rate, default 5), OPENK_BENCH_PYTHON (default: python3 of
@@ -178,7 +178,7 @@ fn main() {
             );
             if rate > 0.0 {
                 println!(
-                    "ratio openk / python peer (sustainable rate): {:.1}x",
+                    "ratio openk / python peer (free-running rate, same simulators): {:.1}x",
                     best / rate
                 );
             }

@@ -8,7 +8,8 @@ set -euo pipefail
 LEROBOT_VERSION="0.6.1"
 venv="${OPENK_ORACLE_VENV:-$HOME/.cache/openk/oracle/lerobot-${LEROBOT_VERSION}-py312}"
 marker="$venv/.openk-oracle-ok"
-want="lerobot[dataset]==${LEROBOT_VERSION} feetech-servo-sdk pydamiao pyserial"
+# deepdiff: lerobot's motor bus imports it but lerobot[dataset] does not install it.
+want="lerobot[dataset]==${LEROBOT_VERSION} feetech-servo-sdk pydamiao pyserial deepdiff"
 
 if [[ -f "$marker" && "$(cat "$marker")" == "$want" && -x "$venv/bin/python" ]]; then
   echo "$venv/bin/python"
@@ -26,6 +27,15 @@ done
 if [[ -z "$py312" ]]; then
   echo "oracle-venv: no Python 3.12 found (install one, e.g. 'pyenv install 3.12')" >&2
   exit 1
+fi
+
+# A finished venv with the right lerobot only needs the extras topped up, not a rebuild.
+if [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('lerobot') != '${LEROBOT_VERSION}')" 2>/dev/null; then
+  # shellcheck disable=SC2086
+  "$venv/bin/python" -m pip install --quiet $want >&2
+  echo "$want" > "$marker"
+  echo "$venv/bin/python"
+  exit 0
 fi
 
 echo "oracle-venv: building $venv with $py312 (about 4 minutes, 2.2 GB of downloads)" >&2

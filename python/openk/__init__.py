@@ -6,6 +6,7 @@ the teleop session) load from `openk._core` on first use so `import openk` stays
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from openk.errors import (
@@ -35,8 +36,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    from openk import _core
-
+    # importlib, not `from openk import _core`: that form asks this very __getattr__ for
+    # `_core` first and would recurse.
+    _core = importlib.import_module("openk._core")
     try:
         return getattr(_core, name)
     except AttributeError:

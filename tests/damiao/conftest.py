@@ -25,6 +25,7 @@ def sim() -> Iterator[_core.DamiaoSim]:
 
 @pytest.fixture
 def bus(sim: _core.DamiaoSim) -> Iterator[_core.DamiaoBus]:
-    with _core.DamiaoBus(sim.port, ARM) as b:
+    # A per-attempt timeout that tolerates an overloaded test machine.
+    with _core.DamiaoBus(sim.port, ARM, timeout_s=0.1) as b:
         b.connect()
         yield b

@@ -20,6 +20,7 @@ def test_connect_reads_limits_and_mode(bus: _core.DamiaoBus) -> None:
     assert bus.limits("shoulder_pan") == (12.5, 45.0, 20.0)
     assert bus.limits("wrist_roll") == (12.5, 30.0, 10.0)
     assert bus.control_mode("elbow_flex") == "MIT"
+    assert bus.angle_offset("elbow_flex") == 0.0
 
 
 def test_enable_and_mit_tracks_target(sim: _core.DamiaoSim, bus: _core.DamiaoBus) -> None:

@@ -4,7 +4,8 @@ adapter simulator over its pty: if it works, the simulator speaks the real proto
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from pydamiao import ControlMode, MotorManager, MotorReg, MotorType, SerialBus
@@ -86,3 +87,34 @@ def test_pydamiao_sees_device_fault(sim: _core.DamiaoSim, peer: MotorManager) ->
     time.sleep(0.01)
     lift.refresh_state().unwrap()
     assert lift.fault == MotorFault.NONE
+
+
+ORACLE_SNIPPET = """
+import json, os, time
+import numpy
+from pydamiao import ControlMode, Motor, MotorReg, MotorType, SerialBus
+bus = SerialBus(os.environ["DM_PORT"], baudrate=921600, timeout=0.01)
+m = Motor(bus, MotorType.DM4310, 0x04, 0x14, name="elbow_flex", auto_disable=False)
+out = {"numpy": numpy.__version__, "pmax": m.read_param(MotorReg.PMAX).unwrap()}
+out["mode_ok"] = m.set_mode(ControlMode.POS_VEL).is_ok
+m.enable()
+for _ in range(2000):
+    m.set_pos_vel(-0.4, 4.0)
+    time.sleep(0.001)
+    if abs(m.refresh_state().unwrap().pos + 0.4) < 0.01:
+        break
+out["pos"] = m.get_position()
+bus.close()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.oracle
+def test_pydamiao_in_the_oracle_venv(sim: _core.DamiaoSim, run_oracle: Callable[..., Any]) -> None:
+    """The same peer under Python 3.12 / numpy 2 (the reference's environment)."""
+    result = run_oracle(ORACLE_SNIPPET, timeout=120, DM_PORT=sim.port)
+    assert result["numpy"].startswith("2.")
+    assert result["pmax"] == pytest.approx(12.5)
+    assert result["mode_ok"]
+    assert abs(result["pos"] + 0.4) < 0.01
+    assert abs(sim.motor_state("elbow_flex")["q"] + 0.4) < 0.01

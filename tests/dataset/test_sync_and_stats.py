@@ -51,7 +51,11 @@ def test_each_row_gets_the_latest_frame_at_or_before_it_and_repeats_are_counted(
     assert got == want
     assert len(got) == 30  # exactly one video frame per row
     extras = (root / "meta/openk/episodes.jsonl").read_text().splitlines()
-    assert json.loads(extras[0])["repeated_frames"] == {"observation.images.front": 5}
+    extra = json.loads(extras[0])
+    assert extra["repeated_frames"] == {"observation.images.front": 5}
+    # 26 frames over rows 0..29 minus the stall: the measured camera rate is below 30 fps
+    camera = extra["cameras"]["observation.images.front"]
+    assert camera["frames_received"] == 26 and camera["measured_fps"] < FPS
 
 
 def test_frames_arriving_after_their_rows_are_still_matched(tmp_path: Path) -> None:

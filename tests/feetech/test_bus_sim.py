@@ -136,3 +136,24 @@ def test_closed_bus_and_stopped_sim_refuse_calls(sim: _core.FeetechSim) -> None:
     sim.stop()
     with pytest.raises(OpenKError, match="stopped"):
         _ = sim.port
+
+
+def test_slow_replies_raise_timeout_then_recover(
+    sim: _core.FeetechSim, bus: _core.FeetechBus
+) -> None:
+    sim.set_extra_latency(0.15)
+    with pytest.raises(BusTimeoutError, match="did not answer"):
+        bus.read("Present_Position", "grip")
+    sim.clear_faults()
+    time.sleep(0.4)  # the late replies land and are flushed by the next transaction
+    assert bus.read("Present_Position", "grip") == 2048
+
+
+def test_mode_switch_from_follower_to_hand(sim: _core.FeetechSim, bus: _core.FeetechBus) -> None:
+    assert bus.sync_read("Present_Position")["grip"] == 2048
+    time.sleep(0.05)
+    assert bus.sync_read("Present_Position")["grip"] == 2048  # a follower at rest stays put
+    sim.set_mode("hand", hand_amplitude=500, hand_period_s=1.0)
+    assert wait_until(lambda: bus.sync_read("Present_Position")["grip"] != 2048)
+    with pytest.raises(ConfigError, match="unknown simulator mode"):
+        sim.set_mode("teleport")

@@ -10,21 +10,8 @@ import pytest
 
 import openk._core as _core
 
-# The oracle venv is built with lerobot[dataset] only, which lacks `deepdiff` (a dependency of
-# lerobot's motor bus, used only to compare control tables of different servo models). Until
-# scripts/oracle-venv.sh installs it, an equality-based stand-in is provided; with one servo
-# model on the bus the answer is the same ("tables identical").
 LEROBOT_SESSION = """
-import importlib.machinery, importlib.util, json, os, sys, time, types
-if importlib.util.find_spec("deepdiff") is None:
-    shim = types.ModuleType("deepdiff")
-    shim.__spec__ = importlib.machinery.ModuleSpec("deepdiff", None)
-    shim.DeepDiff = lambda a, b: {} if a == b else {"values_changed": True}
-    sys.modules["deepdiff"] = shim
-    from lerobot.utils import import_utils
-    import_utils._require_package_cache["deepdiff"] = True
-    import lerobot.motors.motors_bus as motors_bus
-    motors_bus.DeepDiff = shim.DeepDiff
+import json, os, time
 from lerobot.motors import Motor, MotorNormMode
 from lerobot.motors.feetech import FeetechMotorsBus
 
@@ -34,6 +21,7 @@ bus = FeetechMotorsBus(
     motors={n: Motor(i, "sts3215", MotorNormMode.RANGE_M100_100) for n, i in names.items()},
 )
 bus.connect()  # handshake: ping every motor, compare firmware versions
+found = bus.broadcast_ping()  # PING to 0xFE, then model numbers one by one
 before = bus.sync_read("Present_Position", normalize=False)
 grip = bus.read("Present_Position", "grip", normalize=False)
 bus.enable_torque()
@@ -48,7 +36,7 @@ while time.monotonic() < deadline:
     time.sleep(0.02)
 load = bus.read("Present_Load", "grip", normalize=False)
 bus.disconnect(disable_torque=False)
-print(json.dumps({"before": before, "grip": grip, "after": after, "load": load}))
+print(json.dumps({"found": found, "before": before, "grip": grip, "after": after, "load": load}))
 """
 
 
@@ -61,6 +49,7 @@ def test_lerobot_connects_reads_and_moves_our_sim(
     result = run_oracle(
         LEROBOT_SESSION, timeout=300, PORT=sim.port, MOTORS=json.dumps(leader_motors)
     )
+    assert result["found"] == {str(i): 777 for i in leader_motors.values()}
     assert result["before"] == dict.fromkeys(leader_motors, 2048)
     assert result["grip"] == 2048
     assert result["after"]["grip"] == 3000

@@ -141,6 +141,17 @@ def test_teleop_rows_carry_the_schema_and_clock(make_session: Callable[..., Any]
     table, telemetry = record(s, 1.0)
     after = time.monotonic_ns()
 
+    # The same rows stream through pyarrow's C stream reader too.
+    s.start_episode()
+    time.sleep(0.2)
+    s.end_episode()
+    b = s.next_batch(0.0)
+    assert b is not None
+    reader = pa.RecordBatchReader.from_stream(b)
+    assert reader.schema.names[:3] == ["capture_time_ns", "observation.state", "action"]
+    assert sum(batch.num_rows for batch in reader) == b.num_rows
+    drain(s)
+
     state = table.schema.field("observation.state")
     action = table.schema.field("action")
     assert state.type == pa.list_(pa.float32(), 17)

@@ -63,7 +63,7 @@ def _child_main(shm_name: str, slots: int, width: int, height: int, fps: int) ->
         op = cmd["op"]
         if op == "open":
             cfg = VideoConfig(**cmd["config"])
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, AttributeError):  # no os.nice on Windows
                 os.nice(max(0, cfg.nice - os.nice(0)))
             count, error, stats = 0, None, ImageStatsAccumulator()
             try:

@@ -116,8 +116,21 @@ class _CameraSync:
         self.repeats = 0
         self.newest_t: int | None = None
         self._cap = max(4, 5 * fps)
+        # frames delivered during the episode, and their first/last stamps (measured fps)
+        self.received = 0
+        self.first_t: int | None = None
+
+    def measured(self) -> dict[str, Any]:
+        fps = None
+        if self.received > 1 and self.first_t is not None and self.newest_t is not None:
+            span = self.newest_t - self.first_t
+            fps = round((self.received - 1) * 1e9 / span, 3) if span > 0 else None
+        return {"frames_received": self.received, "measured_fps": fps, "repeated": self.repeats}
 
     def add(self, frame: np.ndarray, t_ns: int) -> None:
+        self.received += 1
+        if self.first_t is None:
+            self.first_t = t_ns
         self.frames.append((t_ns, self._next_id, frame))
         self._next_id += 1
         self.newest_t = t_ns if self.newest_t is None else max(self.newest_t, t_ns)
@@ -133,6 +146,8 @@ class _CameraSync:
             self.frames = deque([self.last])
             self.last = None
         self.repeats = 0
+        self.received = 0
+        self.first_t = None
 
     def ready(self, t_row: int) -> bool:
         return self.newest_t is not None and self.newest_t > t_row
@@ -233,6 +248,7 @@ class _ReadyEpisode:
     metadata: dict[str, Any]
     repeated: dict[str, int]
     recovered: bool
+    cameras: dict[str, dict[str, Any]] = field(default_factory=dict)
     done: threading.Event = field(default_factory=threading.Event)
     summary: EpisodeSummary | None = None
 
@@ -616,6 +632,7 @@ class DatasetWriter:
             metadata=dict(metadata or {}),
             repeated=repeated,
             recovered=False,
+            cameras={k: s.measured() for k, s in ep.syncs.items()},
         )
         summary = self._enqueue(ready)
         if wait:
@@ -1082,6 +1099,7 @@ class DatasetWriter:
                 "episode_index": episode_index,
                 "length": length,
                 "repeated_frames": ready.repeated,
+                "cameras": ready.cameras,
                 "recovered": ready.recovered,
                 "metadata": ready.metadata,
             }

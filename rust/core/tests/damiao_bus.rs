@@ -10,39 +10,28 @@ use openk_core::sim::damiao::{DamiaoSim, DamiaoSimConfig, HandTrajectory};
 use openk_core::sim::pty::Corruption;
 
 fn arm_specs(cfg: &DamiaoSimConfig) -> Vec<DamiaoMotorSpec> {
-    cfg.motors
-        .iter()
-        .map(|m| DamiaoMotorSpec {
-            name: m.name.clone(),
-            model: m.model,
-            esc_id: m.esc_id,
-            mst_id: m.mst_id,
-        })
-        .collect()
+    cfg.bus_specs()
+}
+
+/// Default options with a timeout that tolerates an overloaded test machine; tests of the
+/// timeout behaviour set their own.
+fn opts() -> DamiaoBusOptions {
+    DamiaoBusOptions {
+        timeout: Duration::from_millis(100),
+        ..DamiaoBusOptions::default()
+    }
 }
 
 fn start() -> (DamiaoSim, DamiaoBus) {
     let cfg = DamiaoSimConfig::openk_arm();
     let sim = DamiaoSim::start(cfg.clone()).unwrap();
-    let mut bus =
-        DamiaoBus::open(sim.port(), arm_specs(&cfg), DamiaoBusOptions::default()).unwrap();
+    let mut bus = DamiaoBus::open(sim.port(), arm_specs(&cfg), opts()).unwrap();
     bus.connect().unwrap();
     (sim, bus)
 }
 
 fn zero_feedback(n: usize) -> Vec<Feedback> {
-    vec![
-        Feedback {
-            id_nibble: 0,
-            state: MotorState::Disabled,
-            q: 0.0,
-            dq: 0.0,
-            tau: 0.0,
-            t_mos: 0,
-            t_rotor: 0
-        };
-        n
-    ]
+    vec![Feedback::default(); n]
 }
 
 #[test]
@@ -54,6 +43,24 @@ fn connect_reads_limits_and_mode_from_registers() {
     assert_eq!(bus.limits(pan).unwrap().vmax, 45.0);
     assert_eq!(bus.limits(roll).unwrap().vmax, 30.0);
     assert_eq!(bus.control_mode(pan), Some(ControlMode::Mit));
+    assert_eq!(bus.angle_offset(pan), Some(0.0));
+}
+
+#[test]
+fn set_zero_moves_the_angle_offset_seen_at_connect() {
+    let cfg = DamiaoSimConfig::openk_arm();
+    let sim = DamiaoSim::start(cfg.clone()).unwrap();
+    sim.with_adapter(|a| a.motor_mut("elbow_flex").unwrap().set_position(0.75));
+    let mut bus = DamiaoBus::open(sim.port(), cfg.bus_specs(), opts()).unwrap();
+    bus.connect().unwrap();
+    let elbow = bus.index_of("elbow_flex").unwrap();
+    assert_eq!(bus.angle_offset(elbow), Some(0.0));
+    let fb = bus.set_zero(elbow).unwrap();
+    assert!(fb.q.abs() < 1e-3, "{fb:?}");
+    drop(bus);
+    let mut bus = DamiaoBus::open(sim.port(), cfg.bus_specs(), opts()).unwrap();
+    bus.connect().unwrap();
+    assert!((bus.angle_offset(elbow).unwrap() - 0.75).abs() < 1e-6);
 }
 
 #[test]
@@ -61,14 +68,12 @@ fn limits_from_registers_override_the_model_table() {
     let cfg = DamiaoSimConfig::openk_arm();
     let sim = DamiaoSim::start(cfg.clone()).unwrap();
     // Someone re-mapped elbow_flex to PMAX 6.0 with the vendor tool.
-    let mut setup =
-        DamiaoBus::open(sim.port(), arm_specs(&cfg), DamiaoBusOptions::default()).unwrap();
+    let mut setup = DamiaoBus::open(sim.port(), arm_specs(&cfg), opts()).unwrap();
     setup.connect().unwrap();
     let elbow = setup.index_of("elbow_flex").unwrap();
     setup.write_register(elbow, rid::PMAX, 6.0).unwrap();
     drop(setup);
-    let mut bus =
-        DamiaoBus::open(sim.port(), arm_specs(&cfg), DamiaoBusOptions::default()).unwrap();
+    let mut bus = DamiaoBus::open(sim.port(), arm_specs(&cfg), opts()).unwrap();
     bus.connect().unwrap();
     assert_eq!(bus.limits(elbow).unwrap().pmax, 6.0);
     // A 5.0 rad target then reaches the motor as 5.0 rad, not 5.0 on a ±12.5 scale.
@@ -342,9 +347,7 @@ fn ambiguous_ids_are_refused_at_open() {
             mst_id: 0x15,
         },
     ];
-    let err = DamiaoBus::open(sim.port(), specs, DamiaoBusOptions::default())
-        .err()
-        .unwrap();
+    let err = DamiaoBus::open(sim.port(), specs, opts()).err().unwrap();
     assert!(err.to_string().contains("cannot be told apart"), "{err}");
 }
 
@@ -356,8 +359,7 @@ fn shared_master_id_routes_each_reply_to_its_motor() {
         m.mst_id = 0x15;
     }
     let sim = DamiaoSim::start(cfg.clone()).unwrap();
-    let mut bus =
-        DamiaoBus::open(sim.port(), arm_specs(&cfg), DamiaoBusOptions::default()).unwrap();
+    let mut bus = DamiaoBus::open(sim.port(), arm_specs(&cfg), opts()).unwrap();
     bus.connect().unwrap();
     for (i, q) in [0.1, 0.2, 0.3, 0.4, 0.5].iter().enumerate() {
         let name = bus.spec(i).unwrap().name.clone();
@@ -384,7 +386,7 @@ fn compliant_leader_follows_the_hand() {
     let hand = HandTrajectory {
         offset: 0.3,
         amplitude: 0.5,
-        frequency_hz: 0.5,
+        frequency_hz: 1.0,
         phase: 0.0,
     };
     for name in ["shoulder_pan", "elbow_flex"] {
@@ -441,4 +443,40 @@ fn sts_can_bridge_servos_move_and_read_back() {
     assert_eq!(bus.read_position(1).unwrap(), 4095);
     let err = bus.read_position(7).unwrap_err();
     assert!(err.to_string().contains("STS servo 7"), "{err}");
+}
+
+#[test]
+fn split_round_lets_the_caller_work_while_the_can_bus_is_busy() {
+    let (sim, mut bus) = start();
+    bus.enable_all().unwrap();
+    let cmds = [MitCommand {
+        q: 0.2,
+        dq: 0.0,
+        kp: 30.0,
+        kd: 1.0,
+        tau: 0.0,
+    }; 5];
+    let mut fb = zero_feedback(5);
+    assert!(matches!(
+        bus.finish_round(&mut fb),
+        Err(DamiaoBusError::Config { .. })
+    ));
+    for _ in 0..200 {
+        bus.start_mit_all(&cmds).unwrap();
+        assert!(bus.round_in_flight());
+        // Misuse is refused instead of corrupting the round in flight.
+        assert!(bus.start_mit_all(&cmds).is_err());
+        assert!(bus.read_register(0, rid::ESC_ID).is_err());
+        std::thread::sleep(Duration::from_micros(300)); // e.g. an STS sync read meanwhile
+        bus.finish_round(&mut fb).unwrap();
+        assert!(!bus.round_in_flight());
+    }
+    for (i, f) in fb.iter().enumerate() {
+        assert!((f.q - 0.2).abs() < 0.05, "{i}: {f:?}");
+    }
+    assert!((sim.with_adapter(|a| a.motor("wrist_roll").unwrap().position()) - 0.2).abs() < 0.05);
+    assert_eq!(
+        bus.read_register(0, rid::ESC_ID).unwrap(),
+        RegisterValue::U32(1)
+    );
 }

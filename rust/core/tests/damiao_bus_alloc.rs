@@ -5,7 +5,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use openk_core::bus::damiao::{DamiaoBus, DamiaoBusOptions, DamiaoMotorSpec};
+use openk_core::bus::damiao::{DamiaoBus, DamiaoBusOptions};
 use openk_core::protocol::damiao::{ControlMode, Feedback, MitCommand, MotorState};
 use openk_core::sim::damiao::{DamiaoSim, DamiaoSimConfig};
 
@@ -40,29 +40,18 @@ fn allocs() -> u64 {
 fn command_rounds_do_not_allocate() {
     let cfg = DamiaoSimConfig::openk_arm();
     let sim = DamiaoSim::start(cfg.clone()).unwrap();
-    let specs = cfg
-        .motors
-        .iter()
-        .map(|m| DamiaoMotorSpec {
-            name: m.name.clone(),
-            model: m.model,
-            esc_id: m.esc_id,
-            mst_id: m.mst_id,
-        })
-        .collect();
-    let mut bus = DamiaoBus::open(sim.port(), specs, DamiaoBusOptions::default()).unwrap();
+    let mut bus = DamiaoBus::open(
+        sim.port(),
+        cfg.bus_specs(),
+        DamiaoBusOptions {
+            timeout: std::time::Duration::from_millis(100),
+            ..DamiaoBusOptions::default()
+        },
+    )
+    .unwrap();
     bus.connect().unwrap();
     bus.enable_all().unwrap();
-    let empty = Feedback {
-        id_nibble: 0,
-        state: MotorState::Disabled,
-        q: 0.0,
-        dq: 0.0,
-        tau: 0.0,
-        t_mos: 0,
-        t_rotor: 0,
-    };
-    let mut fb = [empty; 5];
+    let mut fb = [Feedback::default(); 5];
     let cmds = [MitCommand {
         q: 0.1,
         dq: 0.0,

@@ -153,6 +153,7 @@ fn corrupted_and_garbled_replies_are_recovered_or_reported() {
     sim.faults().corrupt_replies(2, Corruption::LastByte);
     let err = bus.read("Present_Position", "shoulder_pan").unwrap_err();
     assert!(matches!(err, BusError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("bad checksum"), "{err}");
 }
 
 #[test]
@@ -196,4 +197,18 @@ fn broadcast_write_reaches_every_servo() {
     }
     assert_eq!(sim.register(1, "Goal_Position"), Some(2100));
     assert_eq!(sim.register(2, "Goal_Position"), Some(2100));
+}
+
+#[test]
+fn late_replies_time_out_and_do_not_poison_the_next_read() {
+    let (sim, mut bus) = setup(2);
+    sim.faults().set_extra_latency(Duration::from_millis(150));
+    let err = bus.read("Present_Position", "shoulder_pan").unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert!(matches!(err, BusError::Timeout { tries: 2, .. }), "{err}");
+    sim.faults().set_extra_latency(Duration::ZERO);
+    // Let the late replies land; the next transaction flushes them before sending.
+    std::thread::sleep(Duration::from_millis(400));
+    bus.write("Goal_Position", "shoulder_pan", 1234).unwrap();
+    assert_eq!(bus.read("Goal_Position", "shoulder_pan").unwrap(), 1234);
 }

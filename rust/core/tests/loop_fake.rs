@@ -218,3 +218,34 @@ fn bad_rates_are_config_errors() {
         .unwrap();
     assert!(err.to_string().contains("record_fps"), "{err}");
 }
+
+#[test]
+fn decimation_keeps_the_average_fps_when_rates_do_not_divide() {
+    use openk_core::clock::now_ns;
+    use openk_core::control::LoopCore;
+    use openk_core::record::builder::row_ring;
+    let (follower, _) = FakeFollower::new("f", &JOINTS, &[0.0, 0.0], false);
+    let leader = FakeLeader::new(&JOINTS, constant_leader);
+    let (tx, mut rx) = row_ring(4096);
+    let (mut core, _shared) = LoopCore::new(
+        arms(vec![Box::new(leader)], follower),
+        &spec(500.0, 30.0),
+        tx,
+    )
+    .unwrap();
+    core.start_episode(0);
+    for _ in 0..5000 {
+        core.tick(now_ns(), 0);
+    }
+    let mut ticks = vec![];
+    while let Ok(row) = rx.pop() {
+        ticks.push(row.tick_index);
+    }
+    // 10 s of control at 500 Hz -> 300 rows at 30 fps (first tick included), spaced 16 or 17
+    // ticks apart.
+    assert_eq!(ticks.len(), 300);
+    assert!(
+        ticks.windows(2).all(|w| matches!(w[1] - w[0], 16 | 17)),
+        "{ticks:?}"
+    );
+}

@@ -53,9 +53,9 @@ fn bus_err(e: DamiaoBusError) -> PyErr {
         DamiaoBusError::Transport(t) => transport_err(t),
         DamiaoBusError::Protocol { .. } => ProtocolError::new_err(msg),
         DamiaoBusError::Timeout { .. } => BusTimeoutError::new_err(msg),
-        DamiaoBusError::MotorFault { .. } | DamiaoBusError::VerifyFailed { .. } => {
-            MotorError::new_err(msg)
-        }
+        DamiaoBusError::MotorFault { .. }
+        | DamiaoBusError::VerifyFailed { .. }
+        | DamiaoBusError::UnexpectedState { .. } => MotorError::new_err(msg),
         DamiaoBusError::WrongMode { .. } | DamiaoBusError::Config { .. } => {
             ConfigError::new_err(msg)
         }
@@ -160,16 +160,6 @@ fn register_py(py: Python<'_>, v: proto::RegisterValue) -> PyResult<Py<PyAny>> {
         proto::RegisterValue::F32(f) => f64::from(f).into_pyobject(py)?.into_any().unbind(),
     })
 }
-
-const EMPTY_FEEDBACK: Feedback = Feedback {
-    id_nibble: 0,
-    state: MotorState::Disabled,
-    q: 0.0,
-    dq: 0.0,
-    tau: 0.0,
-    t_mos: 0,
-    t_rotor: 0,
-};
 
 // ---------------------------------------------------------------------------------------------
 // Codec functions
@@ -442,7 +432,7 @@ impl PyDamiaoBus {
             .map(|&(q, dq, kp, kd, tau)| MitCommand { q, dq, kp, kd, tau })
             .collect();
         let fb = self.with_bus(py, |b| {
-            let mut fb = vec![EMPTY_FEEDBACK; b.len()];
+            let mut fb = vec![Feedback::default(); b.len()];
             b.mit_all(&cmds, &mut fb).map(|_| fb)
         })?;
         Self::feedback_list(py, &fb)
@@ -455,7 +445,7 @@ impl PyDamiaoBus {
         targets: Vec<(f64, f64)>,
     ) -> PyResult<Vec<Bound<'py, PyDict>>> {
         let fb = self.with_bus(py, |b| {
-            let mut fb = vec![EMPTY_FEEDBACK; b.len()];
+            let mut fb = vec![Feedback::default(); b.len()];
             b.pos_vel_all(&targets, &mut fb).map(|_| fb)
         })?;
         Self::feedback_list(py, &fb)
@@ -464,7 +454,7 @@ impl PyDamiaoBus {
     /// One VEL command (rad/s) per motor; returns each motor's feedback.
     fn vel<'py>(&self, py: Python<'py>, velocities: Vec<f64>) -> PyResult<Vec<Bound<'py, PyDict>>> {
         let fb = self.with_bus(py, |b| {
-            let mut fb = vec![EMPTY_FEEDBACK; b.len()];
+            let mut fb = vec![Feedback::default(); b.len()];
             b.vel_all(&velocities, &mut fb).map(|_| fb)
         })?;
         Self::feedback_list(py, &fb)
@@ -473,10 +463,16 @@ impl PyDamiaoBus {
     /// Asks every motor for its state without commanding it.
     fn refresh<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
         let fb = self.with_bus(py, |b| {
-            let mut fb = vec![EMPTY_FEEDBACK; b.len()];
+            let mut fb = vec![Feedback::default(); b.len()];
             b.refresh_all(&mut fb).map(|_| fb)
         })?;
         Self::feedback_list(py, &fb)
+    }
+
+    /// The motor's m_off register (RID 54) as read at connect, or None.
+    fn angle_offset(&self, py: Python<'_>, name: &str) -> PyResult<Option<f64>> {
+        let i = self.index(name)?;
+        self.with_bus(py, |b| Ok(b.angle_offset(i)))
     }
 
     /// Last feedback received from a motor (also after a MotorError), or None.

@@ -550,6 +550,35 @@ impl PyFeetechBus {
 // ---------------------------------------------------------------------------------------------
 // Simulator
 
+fn sim_mode(
+    mode: &str,
+    trajectory: Option<String>,
+    hand_amplitude: f64,
+    hand_period_s: f64,
+) -> PyResult<SimMode> {
+    Ok(match (mode, trajectory) {
+        ("follower", None) => SimMode::Follower,
+        ("hand", Some(path)) => {
+            SimMode::HumanHand(HandScript::from_file(Path::new(&path)).map_err(sim_err)?)
+        }
+        ("hand", None) => SimMode::HumanHand(HandScript::Sinusoid {
+            amplitude: hand_amplitude,
+            period: duration_s(hand_period_s, "hand_period_s")?,
+            phase_step: 0.7,
+        }),
+        ("follower", Some(_)) => {
+            return Err(ConfigError::new_err(
+                "a trajectory drives a passive arm: use mode=\"hand\"",
+            ))
+        }
+        (other, _) => {
+            return Err(ConfigError::new_err(format!(
+                "unknown simulator mode {other:?}: use \"follower\" or \"hand\""
+            )))
+        }
+    })
+}
+
 /// A simulated STS3215 bus on a pseudo-terminal; open `.port` with any serial client.
 #[pyclass(module = "openk._core", name = "FeetechSim")]
 struct PyFeetechSim {
@@ -594,27 +623,7 @@ impl PyFeetechSim {
                 ids.len()
             )));
         }
-        let mode = match (mode, trajectory) {
-            ("follower", None) => SimMode::Follower,
-            ("hand", Some(path)) => {
-                SimMode::HumanHand(HandScript::from_file(Path::new(&path)).map_err(sim_err)?)
-            }
-            ("hand", None) => SimMode::HumanHand(HandScript::Sinusoid {
-                amplitude: hand_amplitude,
-                period: duration_s(hand_period_s, "hand_period_s")?,
-                phase_step: 0.7,
-            }),
-            ("follower", Some(_)) => {
-                return Err(ConfigError::new_err(
-                    "a trajectory drives a passive arm: use mode=\"hand\"",
-                ))
-            }
-            (other, _) => {
-                return Err(ConfigError::new_err(format!(
-                    "unknown simulator mode {other:?}: use \"follower\" or \"hand\""
-                )))
-            }
-        };
+        let mode = sim_mode(mode, trajectory, hand_amplitude, hand_period_s)?;
         let config = FeetechSimConfig {
             servos: ids
                 .iter()
@@ -742,6 +751,21 @@ impl PyFeetechSim {
         self.sim()?
             .position(id)
             .ok_or_else(|| ConfigError::new_err(format!("no servo with id {id} on this simulator")))
+    }
+
+    /// Switches the motion model at run time (same arguments as the constructor); a hand
+    /// script starts from the servos' current positions.
+    #[pyo3(signature = (mode, hand_amplitude=300.0, hand_period_s=4.0, trajectory=None))]
+    fn set_mode(
+        &self,
+        mode: &str,
+        hand_amplitude: f64,
+        hand_period_s: f64,
+        trajectory: Option<String>,
+    ) -> PyResult<()> {
+        let mode = sim_mode(mode, trajectory, hand_amplitude, hand_period_s)?;
+        self.sim()?.set_mode(mode);
+        Ok(())
     }
 
     /// Traffic counters of the simulated link.

@@ -67,6 +67,18 @@ pub enum DamiaoBusError {
     },
 
     #[error(
+        "{port}: motor {motor} still reports {got} after {attempts} {what} commands; check that \
+         its ESC_ID/MST_ID match the configuration and that no other program drives the bus"
+    )]
+    UnexpectedState {
+        port: String,
+        motor: String,
+        what: &'static str,
+        got: MotorState,
+        attempts: u32,
+    },
+
+    #[error(
         "{port}: motor {motor}: register {rid} holds {got} after writing {wanted}; the motor \
          refused the value (read-only register, or out of range)"
     )]
@@ -151,6 +163,7 @@ struct Slot {
     spec: DamiaoMotorSpec,
     limits: Limits,
     mode: Option<ControlMode>,
+    angle_offset: Option<f64>,
     last: Option<Feedback>,
 }
 
@@ -178,7 +191,18 @@ pub struct DamiaoBus {
     tx: Vec<u8>,
     rx: [u8; 512],
     register_reply: Option<RegisterValue>,
+    flight: Option<Flight>,
     stats: DamiaoBusStats,
+}
+
+/// A command round sent and not yet collected.
+#[derive(Clone, Copy)]
+struct Flight {
+    frames: [(u32, [u8; 8]); MAX_MOTORS],
+    pending: u32,
+    attempts: u32,
+    deadline: Instant,
+    what: &'static str,
 }
 
 impl DamiaoBus {
@@ -226,6 +250,7 @@ impl DamiaoBus {
                 limits: spec.model.default_limits(),
                 spec,
                 mode: None,
+                angle_offset: None,
                 last: None,
             })
             .collect::<Vec<_>>();
@@ -239,12 +264,14 @@ impl DamiaoBus {
             decoder: AdapterStreamDecoder::new(),
             rx: [0; 512],
             register_reply: None,
+            flight: None,
             stats: DamiaoBusStats::default(),
         })
     }
 
-    /// Reads each motor's mapping limits (RIDs 21–23) and control mode (RID 10), if the
-    /// options ask for it. Limits read from a motor replace the model's table values.
+    /// Reads each motor's mapping limits (RIDs 21–23), control mode (RID 10) and angle offset
+    /// (RID 54, m_off), if the options ask for it. Limits read from a motor replace the
+    /// model's table values; a changed m_off tells that someone re-zeroed the motor.
     pub fn connect(&mut self) -> Result<()> {
         if !self.options.read_registers_at_connect {
             return Ok(());
@@ -259,7 +286,9 @@ impl DamiaoBus {
                 RegisterValue::U32(v) => ControlMode::from_register(v).ok(),
                 RegisterValue::F32(_) => None,
             };
+            let angle_offset = self.read_register(i, rid::M_OFF)?.as_f64();
             if let Some(slot) = self.motors.get_mut(i) {
+                slot.angle_offset = Some(angle_offset);
                 if slot.limits != limits {
                     log::info!(
                         "{}: motor {} maps with PMAX/VMAX/TMAX {}/{}/{} from its registers (table: {}/{}/{})",
@@ -322,6 +351,11 @@ impl DamiaoBus {
         self.motors.get(index).and_then(|m| m.mode)
     }
 
+    /// The motor's m_off register (RID 54) as read at connect.
+    pub fn angle_offset(&self, index: usize) -> Option<f64> {
+        self.motors.get(index).and_then(|m| m.angle_offset)
+    }
+
     /// Last feedback received from a motor.
     pub fn last_feedback(&self, index: usize) -> Option<Feedback> {
         self.motors.get(index).and_then(|m| m.last)
@@ -345,6 +379,52 @@ impl DamiaoBus {
     /// One MIT command per motor (in bus order); fills `feedback` with each motor's reply.
     pub fn mit_all(&mut self, commands: &[MitCommand], feedback: &mut [Feedback]) -> Result<()> {
         self.check_lengths(commands.len(), feedback.len())?;
+        self.start_mit_all(commands)?;
+        self.finish_round(feedback)
+    }
+
+    /// One POS_VEL command (position rad, speed limit rad/s) per motor.
+    pub fn pos_vel_all(&mut self, targets: &[(f64, f64)], feedback: &mut [Feedback]) -> Result<()> {
+        self.check_lengths(targets.len(), feedback.len())?;
+        self.start_pos_vel_all(targets)?;
+        self.finish_round(feedback)
+    }
+
+    /// One VEL command (rad/s) per motor.
+    pub fn vel_all(&mut self, velocities: &[f64], feedback: &mut [Feedback]) -> Result<()> {
+        self.check_lengths(velocities.len(), feedback.len())?;
+        self.start_vel_all(velocities)?;
+        self.finish_round(feedback)
+    }
+
+    /// One POS_FORCE command (position rad, speed ×100, current per-unit ×10000) per motor.
+    pub fn pos_force_all(
+        &mut self,
+        targets: &[(f64, i64, i64)],
+        feedback: &mut [Feedback],
+    ) -> Result<()> {
+        self.check_lengths(targets.len(), feedback.len())?;
+        self.start_pos_force_all(targets)?;
+        self.finish_round(feedback)
+    }
+
+    /// Asks every motor for its state (0x7FF refresh). Only needed when no command is sent.
+    pub fn refresh_all(&mut self, feedback: &mut [Feedback]) -> Result<()> {
+        self.check_lengths(self.motors.len(), feedback.len())?;
+        let mut frames = [(0u32, [0u8; 8]); MAX_MOTORS];
+        for (f, slot) in frames.iter_mut().zip(&self.motors) {
+            *f = (REGISTER_CAN_ID, encode_refresh(slot.spec.esc_id));
+        }
+        self.start_round(frames, self.all_motors(), "a refresh request")?;
+        self.finish_round(feedback)
+    }
+
+    // Split rounds: send now, collect later, so a loop can serve other buses while the CAN
+    // bus carries this one (the three buses of the arm then run in parallel).
+
+    /// Sends one MIT command per motor without waiting; collect with [`Self::finish_round`].
+    pub fn start_mit_all(&mut self, commands: &[MitCommand]) -> Result<()> {
+        self.check_lengths(commands.len(), self.motors.len())?;
         let mut frames = [(0u32, [0u8; 8]); MAX_MOTORS];
         for (i, (cmd, slot)) in commands.iter().zip(&self.motors).enumerate() {
             self.check_mode(i, ControlMode::Mit)?;
@@ -353,12 +433,12 @@ impl DamiaoBus {
                 *f = (ControlMode::Mit.command_can_id(slot.spec.esc_id), payload);
             }
         }
-        self.command_round(&frames, feedback, "an MIT command")
+        self.start_round(frames, self.all_motors(), "an MIT command")
     }
 
-    /// One POS_VEL command (position rad, speed limit rad/s) per motor.
-    pub fn pos_vel_all(&mut self, targets: &[(f64, f64)], feedback: &mut [Feedback]) -> Result<()> {
-        self.check_lengths(targets.len(), feedback.len())?;
+    /// Sends one POS_VEL command per motor without waiting.
+    pub fn start_pos_vel_all(&mut self, targets: &[(f64, f64)]) -> Result<()> {
+        self.check_lengths(targets.len(), self.motors.len())?;
         let mut frames = [(0u32, [0u8; 8]); MAX_MOTORS];
         for (i, (&(p, v), slot)) in targets.iter().zip(&self.motors).enumerate() {
             self.check_mode(i, ControlMode::PosVel)?;
@@ -370,12 +450,12 @@ impl DamiaoBus {
                 );
             }
         }
-        self.command_round(&frames, feedback, "a POS_VEL command")
+        self.start_round(frames, self.all_motors(), "a POS_VEL command")
     }
 
-    /// One VEL command (rad/s) per motor.
-    pub fn vel_all(&mut self, velocities: &[f64], feedback: &mut [Feedback]) -> Result<()> {
-        self.check_lengths(velocities.len(), feedback.len())?;
+    /// Sends one VEL command per motor without waiting.
+    pub fn start_vel_all(&mut self, velocities: &[f64]) -> Result<()> {
+        self.check_lengths(velocities.len(), self.motors.len())?;
         let mut frames = [(0u32, [0u8; 8]); MAX_MOTORS];
         for (i, (&v, slot)) in velocities.iter().zip(&self.motors).enumerate() {
             self.check_mode(i, ControlMode::Vel)?;
@@ -384,16 +464,12 @@ impl DamiaoBus {
                 *f = (ControlMode::Vel.command_can_id(slot.spec.esc_id), payload);
             }
         }
-        self.command_round(&frames, feedback, "a VEL command")
+        self.start_round(frames, self.all_motors(), "a VEL command")
     }
 
-    /// One POS_FORCE command (position rad, speed ×100, current per-unit ×10000) per motor.
-    pub fn pos_force_all(
-        &mut self,
-        targets: &[(f64, i64, i64)],
-        feedback: &mut [Feedback],
-    ) -> Result<()> {
-        self.check_lengths(targets.len(), feedback.len())?;
+    /// Sends one POS_FORCE command per motor without waiting.
+    pub fn start_pos_force_all(&mut self, targets: &[(f64, i64, i64)]) -> Result<()> {
+        self.check_lengths(targets.len(), self.motors.len())?;
         let mut frames = [(0u32, [0u8; 8]); MAX_MOTORS];
         for (i, (&(p, v, c), slot)) in targets.iter().zip(&self.motors).enumerate() {
             self.check_mode(i, ControlMode::PosForce)?;
@@ -405,17 +481,33 @@ impl DamiaoBus {
                 );
             }
         }
-        self.command_round(&frames, feedback, "a POS_FORCE command")
+        self.start_round(frames, self.all_motors(), "a POS_FORCE command")
     }
 
-    /// Asks every motor for its state (0x7FF refresh). Only needed when no command is sent.
-    pub fn refresh_all(&mut self, feedback: &mut [Feedback]) -> Result<()> {
+    /// Collects the replies of the round started last (resending to silent motors up to
+    /// `retries` times) and fills `feedback`. A motor in a fault state makes it an error
+    /// after every motor's feedback has been stored.
+    pub fn finish_round(&mut self, feedback: &mut [Feedback]) -> Result<()> {
         self.check_lengths(self.motors.len(), feedback.len())?;
-        let mut frames = [(0u32, [0u8; 8]); MAX_MOTORS];
-        for (f, slot) in frames.iter_mut().zip(&self.motors) {
-            *f = (REGISTER_CAN_ID, encode_refresh(slot.spec.esc_id));
+        self.finish_flight()?;
+        let mut first_fault = None;
+        for (i, (out, slot)) in feedback.iter_mut().zip(&self.motors).enumerate() {
+            if let Some(fb) = slot.last {
+                *out = fb;
+                if fb.state.is_fault() && first_fault.is_none() {
+                    first_fault = Some((i, fb.state));
+                }
+            }
         }
-        self.command_round(&frames, feedback, "a refresh request")
+        match first_fault {
+            Some((i, state)) => Err(self.fault_error(i, state)),
+            None => Ok(()),
+        }
+    }
+
+    /// True between a `start_*` call and its [`Self::finish_round`].
+    pub fn round_in_flight(&self) -> bool {
+        self.flight.is_some()
     }
 
     // -----------------------------------------------------------------------------------------
@@ -454,8 +546,17 @@ impl DamiaoBus {
             if fb.state == wanted {
                 return Ok(fb);
             }
-            if fb.state.is_fault() || attempts > self.options.retries {
+            if fb.state.is_fault() {
                 return Err(self.fault_error(index, fb.state));
+            }
+            if attempts > self.options.retries {
+                return Err(DamiaoBusError::UnexpectedState {
+                    port: self.port.clone(),
+                    motor: self.name(index),
+                    what,
+                    got: fb.state,
+                    attempts,
+                });
             }
         }
     }
@@ -490,7 +591,7 @@ impl DamiaoBus {
             *f = (u32::from(esc), cmd.payload());
         }
         let mask = 1u32 << index;
-        self.round(&frames, mask, what)?;
+        self.round(frames, mask, what)?;
         self.slot(index)?
             .last
             .ok_or_else(|| self.timeout_error(index, what, 1))
@@ -601,62 +702,84 @@ impl DamiaoBus {
     // Transactions
     // -----------------------------------------------------------------------------------------
 
-    fn command_round(
-        &mut self,
-        frames: &[(u32, [u8; 8]); MAX_MOTORS],
-        feedback: &mut [Feedback],
-        what: &'static str,
-    ) -> Result<()> {
+    fn all_motors(&self) -> u32 {
         let n = self.motors.len();
-        let mask = if n >= 32 { u32::MAX } else { (1u32 << n) - 1 };
-        self.round(frames, mask, what)?;
-        let mut first_fault = None;
-        for (i, (out, slot)) in feedback.iter_mut().zip(&self.motors).enumerate() {
-            if let Some(fb) = slot.last {
-                *out = fb;
-                if fb.state.is_fault() && first_fault.is_none() {
-                    first_fault = Some((i, fb.state));
-                }
-            }
-        }
-        match first_fault {
-            Some((i, state)) => Err(self.fault_error(i, state)),
-            None => Ok(()),
+        if n >= 32 {
+            u32::MAX
+        } else {
+            (1u32 << n) - 1
         }
     }
 
-    /// Sends the frames of the motors in `mask` and waits for one state frame from each,
-    /// resending to the silent ones up to `retries` times.
+    /// Sends the frames of the motors in `mask` and waits for one state frame from each.
     fn round(
         &mut self,
-        frames: &[(u32, [u8; 8]); MAX_MOTORS],
+        frames: [(u32, [u8; 8]); MAX_MOTORS],
         mask: u32,
         what: &'static str,
     ) -> Result<()> {
-        self.drain_stale()?;
-        let mut pending = mask;
-        let mut attempts = 0;
-        while pending != 0 {
-            if attempts > self.options.retries {
-                let missing = pending.trailing_zeros() as usize;
-                return Err(self.timeout_error(missing, what, attempts));
-            }
-            if attempts > 0 {
-                self.stats.retries += u64::from(pending.count_ones());
-            }
-            attempts += 1;
-            self.tx.clear();
-            for (i, (can_id, payload)) in frames.iter().enumerate().take(self.motors.len()) {
-                if pending & (1 << i) != 0 {
-                    self.tx
-                        .extend_from_slice(&encode_host_frame(*can_id, payload));
-                }
-            }
-            self.transport.write_all(&self.tx)?;
-            self.stats.frames_sent += u64::from(pending.count_ones());
-            let deadline = Instant::now() + self.options.timeout;
-            pending = self.collect(Expect::States(pending), deadline)?;
+        self.start_round(frames, mask, what)?;
+        self.finish_flight()
+    }
+
+    fn start_round(
+        &mut self,
+        frames: [(u32, [u8; 8]); MAX_MOTORS],
+        mask: u32,
+        what: &'static str,
+    ) -> Result<()> {
+        if self.flight.is_some() {
+            return Err(DamiaoBusError::Config {
+                port: self.port.clone(),
+                message: "a command round is still in flight; call finish_round first".into(),
+            });
         }
+        self.drain_stale()?;
+        self.send_pending(&frames, mask)?;
+        self.flight = Some(Flight {
+            frames,
+            pending: mask,
+            attempts: 1,
+            deadline: Instant::now() + self.options.timeout,
+            what,
+        });
+        Ok(())
+    }
+
+    /// Waits for the round in flight, resending to silent motors up to `retries` times.
+    fn finish_flight(&mut self) -> Result<()> {
+        let Some(mut flight) = self.flight.take() else {
+            return Err(DamiaoBusError::Config {
+                port: self.port.clone(),
+                message: "no command round in flight; start one first".into(),
+            });
+        };
+        loop {
+            flight.pending = self.collect(Expect::States(flight.pending), flight.deadline)?;
+            if flight.pending == 0 {
+                return Ok(());
+            }
+            if flight.attempts > self.options.retries {
+                let missing = flight.pending.trailing_zeros() as usize;
+                return Err(self.timeout_error(missing, flight.what, flight.attempts));
+            }
+            self.stats.retries += u64::from(flight.pending.count_ones());
+            flight.attempts += 1;
+            self.send_pending(&flight.frames, flight.pending)?;
+            flight.deadline = Instant::now() + self.options.timeout;
+        }
+    }
+
+    fn send_pending(&mut self, frames: &[(u32, [u8; 8]); MAX_MOTORS], pending: u32) -> Result<()> {
+        self.tx.clear();
+        for (i, (can_id, payload)) in frames.iter().enumerate().take(self.motors.len()) {
+            if pending & (1 << i) != 0 {
+                self.tx
+                    .extend_from_slice(&encode_host_frame(*can_id, payload));
+            }
+        }
+        self.transport.write_all(&self.tx)?;
+        self.stats.frames_sent += u64::from(pending.count_ones());
         Ok(())
     }
 
@@ -668,6 +791,15 @@ impl DamiaoBus {
         register: u8,
         what: &'static str,
     ) -> Result<RegisterValue> {
+        if self.flight.is_some() {
+            // Its state frames would be consumed here and the round would then time out.
+            return Err(DamiaoBusError::Config {
+                port: self.port.clone(),
+                message:
+                    "a command round is still in flight; call finish_round before register access"
+                        .into(),
+            });
+        }
         self.drain_stale()?;
         let mut attempts = 0;
         loop {

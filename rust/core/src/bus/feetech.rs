@@ -209,6 +209,8 @@ pub struct FeetechBus {
     corrupt: [bool; 256],
     status: [u8; 256],
     all_ids: Vec<u8>,
+    /// The last framing error seen, to explain a `Corrupt` failure.
+    last_protocol_error: Option<ProtocolError>,
 }
 
 impl fmt::Debug for FeetechBus {
@@ -266,6 +268,7 @@ impl FeetechBus {
             corrupt: [false; 256],
             status: [0; 256],
             all_ids,
+            last_protocol_error: None,
         })
     }
 
@@ -356,12 +359,21 @@ impl FeetechBus {
                         let value = self.config.byte_order.get(pkt.params());
                         return Ok(Some((pkt.error(), value)));
                     }
-                    Ok(pkt) if pkt.id == id => self.corrupt[usize::from(id)] = true,
-                    Ok(_) => {} // another servo's late reply
-                    Err(ProtocolError::BadChecksum { id: bad, .. }) => {
-                        self.corrupt[usize::from(bad)] = true;
+                    Ok(pkt) if pkt.id == id => {
+                        self.corrupt[usize::from(id)] = true;
+                        self.last_protocol_error = Some(ProtocolError::WrongLength {
+                            id,
+                            got: pkt.params().len(),
+                            expected: data_len,
+                        });
                     }
-                    Err(_) => {}
+                    Ok(_) => {} // another servo's late reply
+                    Err(e) => {
+                        if let ProtocolError::BadChecksum { id: bad, .. } = e {
+                            self.corrupt[usize::from(bad)] = true;
+                        }
+                        self.last_protocol_error = Some(e);
+                    }
                 }
             }
             let n = self.transport.read_some(&mut self.rx[..], deadline)?;
@@ -380,6 +392,7 @@ impl FeetechBus {
         what: &'static str,
     ) -> Result<(StatusFlags, u32), BusError> {
         self.corrupt[usize::from(id)] = false;
+        self.last_protocol_error = None;
         let tries = self.config.retries + 1;
         for _ in 0..tries {
             self.send()?;
@@ -390,15 +403,19 @@ impl FeetechBus {
         }
         let motor = self.describe(id);
         if self.corrupt[usize::from(id)] {
+            let source = self
+                .last_protocol_error
+                .take()
+                .unwrap_or(ProtocolError::WrongLength {
+                    id,
+                    got: 0,
+                    expected: data_len,
+                });
             return Err(BusError::Corrupt {
                 port: self.port().to_owned(),
                 motor,
                 what,
-                source: ProtocolError::WrongLength {
-                    id,
-                    got: 0,
-                    expected: data_len,
-                },
+                source,
             });
         }
         Err(BusError::Timeout {
@@ -576,10 +593,12 @@ impl FeetechBus {
                         }
                         self.pending.swap_remove(p);
                     }
-                    Err(ProtocolError::BadChecksum { id, .. }) => {
-                        self.corrupt[usize::from(id)] = true;
+                    Err(e) => {
+                        if let ProtocolError::BadChecksum { id, .. } = e {
+                            self.corrupt[usize::from(id)] = true;
+                        }
+                        self.last_protocol_error = Some(e);
                     }
-                    Err(_) => {}
                 }
             }
             if self.pending.is_empty() {

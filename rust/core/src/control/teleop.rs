@@ -472,13 +472,7 @@ impl LoopCore {
         while let Ok(cmd) = self.commands.pop() {
             let seq = match cmd {
                 Command::StartEpisode { seq, episode } => {
-                    if self.recording {
-                        self.close_episode();
-                    }
-                    self.recording = true;
-                    self.episode = episode;
-                    self.episode_tick = 0;
-                    lock(&self.shared.telemetry).episode.reset();
+                    self.start_episode(episode);
                     seq
                 }
                 Command::EndEpisode { seq, episode } => {
@@ -504,6 +498,18 @@ impl LoopCore {
             };
             self.shared.acked.store(seq, Ordering::Release);
         }
+    }
+
+    /// Opens episode `episode` directly (the thread-driven loop does this through
+    /// [`TeleopLoop::start_episode`]); for driving the core by hand.
+    pub fn start_episode(&mut self, episode: i64) {
+        if self.recording {
+            self.close_episode();
+        }
+        self.recording = true;
+        self.episode = episode;
+        self.episode_tick = 0;
+        lock(&self.shared.telemetry).episode.reset();
     }
 
     fn close_episode(&mut self) {

@@ -981,6 +981,21 @@ pub struct Feedback {
     pub t_rotor: u8,
 }
 
+impl Default for Feedback {
+    /// A disabled motor at rest: the value a feedback buffer starts with.
+    fn default() -> Self {
+        Self {
+            id_nibble: 0,
+            state: MotorState::Disabled,
+            q: 0.0,
+            dq: 0.0,
+            tau: 0.0,
+            t_mos: 0,
+            t_rotor: 0,
+        }
+    }
+}
+
 /// Raw integer fields of a feedback frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FeedbackUints {

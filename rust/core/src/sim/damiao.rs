@@ -14,6 +14,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::bus::damiao::DamiaoMotorSpec;
 use crate::protocol::damiao::{
     decode_host_frame, decode_mit, decode_pos_force, decode_pos_vel, decode_register_frame,
     decode_vel, encode_feedback, encode_register_reply, register_is_u32, rid, AdapterCmd,
@@ -102,6 +103,21 @@ impl DamiaoSimConfig {
             motors,
             ..Self::default()
         }
+    }
+
+    /// Bus-side descriptions of the simulated motors, for a [`DamiaoBus`] on this simulator.
+    ///
+    /// [`DamiaoBus`]: crate::bus::damiao::DamiaoBus
+    pub fn bus_specs(&self) -> Vec<DamiaoMotorSpec> {
+        self.motors
+            .iter()
+            .map(|m| DamiaoMotorSpec {
+                name: m.name.clone(),
+                model: m.model,
+                esc_id: m.esc_id,
+                mst_id: m.mst_id,
+            })
+            .collect()
     }
 
     /// The legacy follower's STS bridge alone (a second adapter carrying only the bridge).

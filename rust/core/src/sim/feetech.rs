@@ -70,8 +70,8 @@ impl ServoSpec {
 /// A scripted hand moving a passive arm.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HandScript {
-    /// Servo `i` follows `center + amplitude·sin(2π t / period + i·phase_step)`, where center
-    /// is its initial position.
+    /// Servo `i` follows `home + amplitude·(sin(2π t / period + φᵢ) − sin φᵢ)` with
+    /// φᵢ = i·phase_step, where home is its position when the script started.
     Sinusoid {
         amplitude: f64,
         period: Duration,
@@ -143,7 +143,10 @@ impl HandScript {
                 phase_step,
             } => {
                 let w = std::f64::consts::TAU / period.as_secs_f64().max(1e-3);
-                center + amplitude * (w * t + servo_index as f64 * phase_step).sin()
+                let phase = servo_index as f64 * phase_step;
+                // Offset so that t = 0 is the current position: the hand picks the arm up
+                // where it lies instead of snapping it.
+                center + amplitude * ((w * t + phase).sin() - phase.sin())
             }
             HandScript::Trajectory { times, positions } => {
                 let value = |k: usize| {
@@ -484,6 +487,7 @@ impl SimServo {
     /// Applies a write as the servo would: read-only bytes and locked EEPROM are left alone.
     fn write(&mut self, at: u8, data: &[u8], order: ByteOrder, goal_enables_torque: bool) {
         let locked = self.u8_of("Lock") != 0;
+        let old_id = self.id();
         for (i, b) in data.iter().enumerate() {
             let a = usize::from(at) + i;
             let Some(reg) = ft::STS3215_CONTROL_TABLE
@@ -507,6 +511,10 @@ impl SimServo {
                 a < end && usize::from(at) < a + usize::from(r.size)
             })
         };
+        // A servo cannot take the broadcast id (or beyond): such a write is refused.
+        if self.id() > MAX_ID {
+            self.set_u8("ID", old_id);
+        }
         if touches("Torque_Enable") && !self.torque_on() {
             self.velocity = 0.0;
         }
