@@ -182,8 +182,10 @@ class _Display:
                 continue
             values = batch.column(idx)[batch.num_rows - 1].as_py() or []
             names = _names(schema.field(idx)) or [str(i) for i in range(len(values))]
+            # rerun ≥ 0.23 names the archetype Scalars; older releases Scalar.
+            scalar = getattr(self.rr, "Scalars", None) or self.rr.Scalar
             for name, value in zip(names, values, strict=False):
-                self.rr.log(f"{column}/{name}", self.rr.Scalars(value))
+                self.rr.log(f"{column}/{name}", scalar(value))
 
 
 def _names(field_: Any) -> list[str] | None:
