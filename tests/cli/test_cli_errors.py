@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import CONFIG_DIR, REPO_ROOT, RunOpenk, _env, one_line_error
+from .conftest import CONFIG_DIR, RunOpenk, _env, one_line_error
 
 COMMANDS = [
     "record",
@@ -209,11 +208,6 @@ def test_info_reports_versions_and_realtime(run_openk: RunOpenk) -> None:
 def test_verify_of_a_missing_folder(run_openk: RunOpenk) -> None:
     line = one_line_error(run_openk("verify", "no/such/dir/at/all"))
     assert "neither an existing dataset folder nor a repo id" in line
-
-
-def test_repo_root_has_the_cli_module() -> None:
-    assert (REPO_ROOT / "python" / "openk" / "cli.py").is_file()
-    assert os.access(REPO_ROOT / "scripts" / "demo.sh", os.X_OK)
 
 
 def test_find_cameras_always_offers_the_synthetic_camera(run_openk: RunOpenk) -> None:
