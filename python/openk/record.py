@@ -479,6 +479,7 @@ def _episodes(
             session.end_episode()
             recorder.drain(recording=True)
             tele = dict(session.telemetry())
+            log.info("episode %d loop telemetry: %s", episode, tele)
             ui.finish(
                 recorder._status(
                     episode, recorder.elapsed_s, ds.episode_time_s, recorder.rows, "recorded"
