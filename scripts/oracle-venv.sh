@@ -7,7 +7,7 @@ set -euo pipefail
 
 LEROBOT_VERSION="0.6.1"
 venv="${OPENK_ORACLE_VENV:-$HOME/.cache/openk/oracle/lerobot-${LEROBOT_VERSION}-py312}"
-marker="$venv/.openk-oracle-ok"
+marker="$venv/.openk-oracle-ready"
 # deepdiff: lerobot's motor bus imports it but lerobot[dataset] does not install it.
 want="lerobot[dataset]==${LEROBOT_VERSION} feetech-servo-sdk pydamiao pyserial deepdiff"
 

@@ -39,6 +39,10 @@ class HubError(OpenKError):
     """A Hugging Face Hub operation failed; the local dataset is intact."""
 
 
+class RepoIdError(ConfigError, DatasetError, HubError):
+    """A dataset repo id is malformed; raised before any path or request is made from it."""
+
+
 __all__ = [
     "BusTimeoutError",
     "CalibrationError",
@@ -49,4 +53,5 @@ __all__ = [
     "OpenKError",
     "PortError",
     "ProtocolError",
+    "RepoIdError",
 ]

@@ -24,7 +24,8 @@ from typing import Any
 
 import yaml
 
-from openk.errors import ConfigError, DatasetError, HubError
+from openk.errors import DatasetError, HubError, RepoIdError
+from openk.repo_id import validate_repo_id
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +55,7 @@ PENDING_COMMIT_LOG = ".openk/commit.json"
 
 DEFAULT_TAGS: tuple[str, ...] = ("LeRobot",)
 
-_REPO_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,94}[A-Za-z0-9]|[A-Za-z0-9]")
 _VERSION_TAG = re.compile(r"v\d+\.\d+")
-
-
-class RepoIdError(ConfigError, HubError):
-    """A Hub repo id is malformed (a ConfigError, and a HubError for push callers)."""
 
 
 class HubVisibilityWarning(UserWarning):
@@ -82,31 +78,6 @@ class PushResult:
     def url(self) -> str:
         """The dataset's page on the Hub."""
         return self.repo_url
-
-
-def validate_repo_id(repo_id: str) -> str:
-    """Check a dataset repo id is ``namespace/name`` as the Hub accepts it; return it.
-
-    Call this before building any local path from the id: it rejects path traversal
-    (``..``), absolute paths, backslashes, whitespace and anything the Hub would refuse.
-    """
-    fix = "use the form namespace/name, e.g. my-user/openk_pick_place (letters, digits, - _ .)"
-    if not isinstance(repo_id, str):
-        raise RepoIdError(f"repo id must be a string, got {type(repo_id).__name__}; {fix}")
-    parts = repo_id.split("/")
-    if len(parts) != 2:
-        raise RepoIdError(f"repo id {repo_id!r} must have exactly one '/'; {fix}")
-    for part in parts:
-        if not _REPO_PART.fullmatch(part):
-            raise RepoIdError(
-                f"repo id {repo_id!r}: {part!r} must be 1-96 of letters, digits, '-', '_', '.'"
-                f" and start and end with a letter or digit; {fix}"
-            )
-        if "--" in part or ".." in part:
-            raise RepoIdError(f"repo id {repo_id!r} must not contain '--' or '..'; {fix}")
-    if repo_id.endswith(".git"):
-        raise RepoIdError(f"repo id {repo_id!r} must not end in '.git'; {fix}")
-    return repo_id
 
 
 def local_root_for(home: Path, repo_id: str) -> Path:

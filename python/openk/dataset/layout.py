@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from openk.errors import DatasetError
+from openk.repo_id import validate_repo_id
 
 CODEBASE_VERSION = "v3.0"
 DEFAULT_CHUNKS_SIZE = 1000
@@ -24,30 +23,6 @@ TASKS_PATH = "meta/tasks.parquet"
 # Our private state (journal, commit log). push must skip it, like lerobot skips images/.
 OPENK_DIR = ".openk"
 TEMP_SUFFIX = ".openk-tmp"
-
-_REPO_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
-
-
-def validate_repo_id(repo_id: str) -> str:
-    """Return `repo_id` if it is a safe Hub id (`name` or `owner/name`), else raise.
-
-    Checked before any path is built from it so that `../x` or `/abs` can never escape
-    the dataset home.
-    """
-    if not isinstance(repo_id, str) or not repo_id:
-        raise DatasetError("repo id is empty; use the form 'owner/name', e.g. 'alice/pick_cube'")
-    parts = repo_id.split("/")
-    bad = (
-        repo_id.startswith("/")
-        or len(parts) > 2
-        or any(p in ("", ".", "..") or not _REPO_PART.match(p) or ".." in p for p in parts)
-    )
-    if bad:
-        raise DatasetError(
-            f"repo id {repo_id!r} is not valid: use 'owner/name' with letters, digits, '-', '_'"
-            " or '.', no '..', no leading '/', at most 96 characters per part"
-        )
-    return repo_id
 
 
 def lerobot_home() -> Path:
