@@ -630,12 +630,12 @@ def _check_device(
 
 
 def validate_repo_id(repo_id: str, flag: str = "--dataset.repo_id") -> str:
-    """Refuse ids that could escape the dataset root (the dataset layout's rule), naming the
-    flag to fix."""
-    from openk.dataset.layout import validate_repo_id as layout_validate
+    """Refuse ids that could escape the dataset root or that the Hub would refuse (the
+    project's one rule, `openk.repo_id`), naming the flag to fix."""
+    from openk.repo_id import validate_repo_id as project_rule
 
     try:
-        return layout_validate(repo_id)
+        return project_rule(repo_id)
     except OpenKError:
         raise ConfigError(
             f"{flag}={repo_id!r} is not a valid dataset repo id; use {flag}=<hf_user>/"
