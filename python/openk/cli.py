@@ -1,0 +1,382 @@
+"""The `openk` command line (click), with lerobot-style dotted flags.
+
+`openk record --robot.type=... --dataset.repo_id=...` works like the reference project's
+`openk-record`: click only routes to the subcommand; `config.py` parses the dotted flags and the
+`--config_path` YAML so the messages name the exact key and its fix.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from openk.config import (
+    CalibrateConfig,
+    ConfigError,
+    RecordConfig,
+    ReplayConfig,
+    TeleoperateConfig,
+    config_fields,
+    parse_config,
+)
+from openk.errors import OpenKError
+
+DOTTED = {
+    "ignore_unknown_options": True,
+    "allow_extra_args": True,
+    "help_option_names": ["-h", "--help"],
+}
+
+
+def _debug_enabled(debug: bool = False) -> bool:
+    return debug or os.environ.get("OPENK_DEBUG", "").lower() in ("1", "true", "yes")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """One line on stderr naming the fix, then exit with `code`."""
+    click.echo(f"openk: error: {message}", err=True)
+    sys.exit(code)
+
+
+def run_guarded(fn: Callable[[], Any], debug: bool) -> Any:
+    """Turn openk errors into one line + exit code; tracebacks only with --debug/OPENK_DEBUG."""
+    try:
+        return fn()
+    except ConfigError as err:
+        if _debug_enabled(debug):
+            traceback.print_exc()
+        fail(str(err), 2)
+    except OpenKError as err:
+        if _debug_enabled(debug):
+            traceback.print_exc()
+        fail(str(err), 1)
+    except KeyboardInterrupt:
+        click.echo("openk: interrupted", err=True)
+        sys.exit(130)
+    except (SystemExit, click.exceptions.Exit, click.ClickException):
+        raise
+    except Exception as err:
+        if _debug_enabled(debug):
+            traceback.print_exc()
+        fail(
+            f"unexpected {type(err).__name__}: {err} (rerun with --debug for the traceback)",
+            1,
+        )
+
+
+def _pop_debug(args: list[str]) -> tuple[list[str], bool]:
+    rest = [a for a in args if a not in ("--debug", "--debug=true")]
+    return rest, len(rest) != len(args)
+
+
+def _options_epilog(cls: type, examples: Sequence[str]) -> str:
+    lines = ["\b", "Examples:"]
+    lines.extend(f"  {ex}" for ex in examples)
+    lines += ["", "\b", "Options (dotted, as lerobot spells them; --key=value):"]
+    for name, tp, text in config_fields(cls):
+        if text:
+            lines.append(f"  --{name:<34} {text} [{tp}]")
+    lines += [
+        "",
+        "\b",
+        "Also: --config_path=FILE.yaml (file values, overridden by flags), --debug.",
+        "Values are YAML: true/false, numbers, [a, b], {key: value}.",
+    ]
+    return "\n".join(lines)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="openk", message="openk %(version)s")
+def main() -> None:
+    """openk: drive OpenK robot arms and record LeRobot v3.0 datasets.
+
+    Every command runs on simulated motors with --robot.port=sim / --teleop.port=sim.
+    """
+
+
+RECORD_EXAMPLES = [
+    "openk record --config_path=config/record_sim.yaml",
+    "openk record --robot.type=openk-1-alpha_follower --robot.port=/dev/ttyACM1 \\",
+    "    --robot.sts_port=/dev/ttyUSB0 --robot.id=follower \\",
+    "    --teleop.type=openk_leader --teleop.port=/dev/ttyACM0 --teleop.id=leader \\",
+    "    --dataset.repo_id=<user>/<dataset> --dataset.num_episodes=2 \\",
+    '    --dataset.single_task="Describe task" --log_file=logs/openk_record.log',
+    "openk record --config_path=config/record_example.yaml \\",
+    "    --dataset.repo_id=<user>/<dataset> --resume=true",
+]
+
+
+def _record_impl(args: Sequence[str]) -> None:
+    argv, debug = _pop_debug(list(args))
+
+    def go() -> None:
+        cfg = parse_config(RecordConfig, argv)
+        from openk.record import record
+
+        record(cfg, debug=_debug_enabled(debug))
+
+    run_guarded(go, debug)
+
+
+@main.command(
+    "record",
+    context_settings=DOTTED,
+    epilog=_options_epilog(RecordConfig, RECORD_EXAMPLES),
+)
+@click.pass_context
+def record_cmd(ctx: click.Context) -> None:
+    """Record teleoperated episodes into a LeRobot v3.0 dataset.
+
+    While recording: → ends the episode early, ← re-records it, Esc stops; Ctrl-C stops and
+    keeps every finished episode.
+    """
+    _record_impl(ctx.args)
+
+
+@main.command(
+    "teleoperate",
+    context_settings=DOTTED,
+    epilog=_options_epilog(
+        TeleoperateConfig,
+        [
+            "openk teleoperate --config_path=config/teleop_example.yaml",
+            "openk teleoperate --teleop.type=openk-1-sts_leader --teleop.port=sim \\",
+            "    --robot.type=openk-1-alpha_follower --robot.port=sim --teleop_time_s=10",
+        ],
+    ),
+)
+@click.pass_context
+def teleoperate_cmd(ctx: click.Context) -> None:
+    """Drive the follower from the leader without recording (Ctrl-C or Esc stops)."""
+    argv, debug = _pop_debug(list(ctx.args))
+
+    def go() -> None:
+        cfg = parse_config(TeleoperateConfig, argv)
+        from openk.record import teleoperate
+
+        teleoperate(cfg, debug=_debug_enabled(debug))
+
+    run_guarded(go, debug)
+
+
+@main.command(
+    "replay",
+    context_settings=DOTTED,
+    epilog=_options_epilog(
+        ReplayConfig,
+        [
+            "openk replay --robot.type=openk-1-alpha_follower --robot.port=sim \\",
+            "    --dataset.repo_id=<user>/<dataset> --dataset.root=outputs/datasets/x \\",
+            "    --dataset.episode=0",
+        ],
+    ),
+)
+@click.pass_context
+def replay_cmd(ctx: click.Context) -> None:
+    """Send an episode's recorded actions to the follower at the dataset's fps."""
+    argv, debug = _pop_debug(list(ctx.args))
+
+    def go() -> None:
+        cfg = parse_config(ReplayConfig, argv)
+        from openk.record import replay
+
+        replay(cfg, debug=_debug_enabled(debug))
+
+    run_guarded(go, debug)
+
+
+@main.command(
+    "calibrate",
+    context_settings=DOTTED,
+    epilog=_options_epilog(
+        CalibrateConfig,
+        [
+            "openk calibrate --robot.type=openk-1-alpha_follower --robot.port=/dev/ttyACM1 \\",
+            "    --robot.sts_port=/dev/ttyUSB0 --robot.id=follower",
+            "openk calibrate --teleop.type=openk-1-sts_leader --teleop.port=sim --scripted=true",
+        ],
+    ),
+)
+@click.pass_context
+def calibrate_cmd(ctx: click.Context) -> None:
+    """Calibrate one robot or teleoperator: move to the middle, sweep every joint, Enter."""
+    argv, debug = _pop_debug(list(ctx.args))
+
+    def go() -> None:
+        cfg = parse_config(CalibrateConfig, argv)
+        from openk.record import calibrate
+
+        calibrate(cfg, debug=_debug_enabled(debug))
+
+    run_guarded(go, debug)
+
+
+@main.command("find-port")
+@click.option("--list", "list_only", is_flag=True, help="Only list the serial ports.")
+@click.option(
+    "--glob",
+    "patterns",
+    multiple=True,
+    hidden=True,
+    help="Port path patterns (default: the serial devices of this OS).",
+)
+def find_port_cmd(list_only: bool, patterns: tuple[str, ...]) -> None:
+    """Find the port of a motor adapter: list ports, unplug it, press Enter, see which vanished.
+
+    \b
+    Examples:
+      openk find-port           # the unplug-and-replug flow
+      openk find-port --list    # just list the serial ports
+    """
+    import openk.tools as tools
+
+    run_guarded(lambda: tools.find_port(list_only=list_only, patterns=patterns or None), False)
+
+
+@main.command("find-cameras")
+@click.option("--max-index", default=10, show_default=True, help="OpenCV indices to probe.")
+def find_cameras_cmd(max_index: int) -> None:
+    """List cameras openk can open (V4L2 devices, OpenCV indices) and the synthetic camera.
+
+    \b
+    Example:
+      openk find-cameras
+    """
+    import openk.tools as tools
+
+    run_guarded(lambda: tools.find_cameras(max_index=max_index), False)
+
+
+@main.command("info")
+def info_cmd() -> None:
+    """Print versions, platform and realtime capability (for bug reports and tuning).
+
+    \b
+    Example:
+      openk info
+    """
+    import openk.tools as tools
+
+    run_guarded(tools.info, False)
+
+
+def _dataset_location(target: str, root: str | None) -> tuple[str | None, Path]:
+    """(repo id if known, local folder) of a `ROOT_OR_REPO` argument."""
+    from openk.config import dataset_root, validate_repo_id
+
+    if root:
+        return validate_repo_id(target, "ROOT_OR_REPO"), Path(root)
+    path = Path(target)
+    if path.exists():
+        return None, path
+    try:
+        validate_repo_id(target, "ROOT_OR_REPO")
+    except ConfigError:
+        raise ConfigError(
+            f"{target!r} is neither an existing dataset folder nor a repo id <hf_user>/<name>; "
+            "pass the folder that holds meta/info.json"
+        ) from None
+    return target, dataset_root(target, None)
+
+
+@main.command("verify")
+@click.argument("root_or_repo")
+@click.option("--root", default=None, help="Local folder when the argument is a repo id.")
+@click.option("--debug", is_flag=True, hidden=True)
+def verify_cmd(root_or_repo: str, root: str | None, debug: bool) -> None:
+    """Check a dataset's consistency and print what is wrong, in plain words.
+
+    \b
+    Examples:
+      openk verify outputs/datasets/openk_sim
+      openk verify <user>/<dataset>       # under $HF_LEROBOT_HOME
+    """
+
+    def go() -> None:
+        import openk.tools as tools
+
+        _, path = _dataset_location(root_or_repo, root)
+        tools.verify(path)
+
+    run_guarded(go, debug)
+
+
+@main.command("push")
+@click.argument("root_or_repo")
+@click.option("--repo-id", "--repo_id", "repo_id", default=None, help="Hub repo id to push to.")
+@click.option("--root", default=None, help="Local folder when the argument is a repo id.")
+@click.option("--private", is_flag=True, help="Create the Hub repo as private.")
+@click.option("--tags", multiple=True, help="Tags for the dataset card (repeatable).")
+@click.option("--debug", is_flag=True, hidden=True)
+def push_cmd(
+    root_or_repo: str,
+    repo_id: str | None,
+    root: str | None,
+    private: bool,
+    tags: tuple[str, ...],
+    debug: bool,
+) -> None:
+    """Push a local dataset to the Hugging Face Hub (token from HF_TOKEN or `hf auth login`).
+
+    \b
+    Examples:
+      openk push <user>/<dataset>
+      openk push outputs/datasets/openk_sim --repo-id=<user>/openk_sim --private
+    """
+
+    def go() -> None:
+        import openk.tools as tools
+
+        found_repo, path = _dataset_location(root_or_repo, root)
+        target = repo_id or found_repo
+        if target is None:
+            raise ConfigError(
+                f"{root_or_repo} is a folder; add --repo-id=<hf_user>/<dataset_name> to push it"
+            )
+        tools.push(path, target, private=private, tags=list(tags) or None)
+
+    run_guarded(go, debug)
+
+
+@main.command("recover")
+@click.argument("root_or_repo")
+@click.option("--root", default=None, help="Local folder when the argument is a repo id.")
+@click.option("--discard", is_flag=True, help="Drop the interrupted episode instead of keeping it.")
+@click.option("--debug", is_flag=True, hidden=True)
+def recover_cmd(root_or_repo: str, root: str | None, discard: bool, debug: bool) -> None:
+    """Turn an episode interrupted by a crash (its journal) into a saved episode, or drop it.
+
+    \b
+    Examples:
+      openk recover outputs/datasets/openk_sim
+      openk recover <user>/<dataset> --discard
+    """
+
+    def go() -> None:
+        import openk.tools as tools
+
+        repo_id, path = _dataset_location(root_or_repo, root)
+        tools.recover(path, repo_id=repo_id, discard=discard)
+
+    run_guarded(go, debug)
+
+
+def record_alias() -> None:
+    """`openk-record ...`: the reference project's script name for `openk record ...`."""
+    ctx_args = sys.argv[1:]
+    if any(a in ("-h", "--help") for a in ctx_args):
+        with click.Context(record_cmd, info_name="openk-record") as ctx:
+            click.echo(record_cmd.get_help(ctx))
+        return
+    _record_impl(ctx_args)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""The orchestrator's episode decisions (→ / ← / Esc / Ctrl-C) with a scripted session."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import openk.record as rec
+from openk.config import RecordConfig, parse_config
+from openk.terminal import Key, StatusLine
+
+from .fakes import RecordingWriter, ScriptedSession
+
+
+def _cfg(tmp_path: Path, *extra: str) -> RecordConfig:
+    return parse_config(
+        RecordConfig,
+        [
+            "--robot.type=openk-1-alpha_follower",
+            "--robot.port=sim",
+            "--teleop.type=openk-1-sts_leader",
+            "--teleop.port=sim",
+            "--dataset.repo_id=me/ds",
+            "--dataset.single_task=t",
+            f"--dataset.root={tmp_path / 'ds'}",
+            "--dataset.push_to_hub=false",
+            "--dataset.episode_time_s=3600",  # episodes end by key, never by the clock
+            "--dataset.reset_time_s=0",
+            f"--log_file={tmp_path / 'rec.log'}",
+            *extra,
+        ],
+    )
+
+
+def _run(
+    tmp_path: Path, keys: dict[tuple[int, int], Any], *extra: str
+) -> tuple[rec.RecordResult, ScriptedSession, RecordingWriter, str]:
+    cfg = _cfg(tmp_path, *extra)
+    events = rec.Events()
+    session = ScriptedSession(on_key=events.on_key, keys=keys)
+    writer = RecordingWriter()
+    out = io.StringIO()
+
+    def open_writer(*args: Any) -> RecordingWriter:
+        return writer
+
+    original = rec._open_writer
+    rec._open_writer = open_writer  # type: ignore[assignment]
+    try:
+        result = rec.record(
+            cfg,
+            session_factory=lambda c: session,
+            ui=StatusLine(out, tty=False, plain_interval_s=0),
+            events=events,
+        )
+    finally:
+        rec._open_writer = original  # type: ignore[assignment]
+    return result, session, writer, out.getvalue()
+
+
+def test_right_arrow_ends_each_episode_and_all_are_saved(tmp_path: Path) -> None:
+    keys: dict[tuple[int, int], Any] = {(1, 9): Key.RIGHT, (2, 6): Key.RIGHT}
+    result, session, writer, out = _run(tmp_path, keys, "--dataset.num_episodes=2")
+    assert result.episodes_saved == 2
+    assert [len(ep) for ep in writer.saved] == [9, 6]
+    assert writer.saved[0][:3] == [0.0, 1.0, 2.0]  # rows in order, none lost
+    assert session.closed and writer.closed
+    assert "saved episode 0" in out and "saved episode 1" in out
+    assert "open it with lerobot" in out
+
+
+def test_left_arrow_discards_and_rerecords(tmp_path: Path) -> None:
+    keys: dict[tuple[int, int], Any] = {
+        (1, 6): Key.LEFT,  # first take thrown away
+        (2, 9): Key.RIGHT,
+    }
+    result, _, writer, out = _run(tmp_path, keys, "--dataset.num_episodes=1")
+    assert writer.discarded == 1
+    assert [len(ep) for ep in writer.saved] == [9]
+    assert result.episodes_saved == 1
+    assert "re-recording episode 1" in out
+
+
+def test_esc_stops_and_keeps_the_episode_just_recorded(tmp_path: Path) -> None:
+    keys: dict[tuple[int, int], Any] = {(1, 6): Key.RIGHT, (2, 3): Key.ESC}
+    result, session, writer, out = _run(tmp_path, keys, "--dataset.num_episodes=5")
+    assert [len(ep) for ep in writer.saved] == [6, 3]
+    assert result.episodes_saved == 2
+    assert session.episode == 2
+    assert "stopped (Esc)" in out
+
+
+def test_ctrl_c_mid_episode_keeps_finished_and_partial_rows(tmp_path: Path) -> None:
+    keys: dict[tuple[int, int], Any] = {(1, 6): Key.RIGHT, (2, 12): KeyboardInterrupt}
+    result, session, writer, out = _run(tmp_path, keys, "--dataset.num_episodes=5")
+    assert [len(ep) for ep in writer.saved] == [6, 12]
+    assert result.episodes_saved == 2 and session.closed and writer.closed
+    assert "interrupted: kept episode 1" in out
+
+
+def test_status_lines_show_the_loop_figures(tmp_path: Path) -> None:
+    keys: dict[tuple[int, int], Any] = {(1, 30): Key.RIGHT}
+    _, _, _, out = _run(tmp_path, keys, "--dataset.num_episodes=1")
+    status = [line for line in out.splitlines() if line.startswith("recording episode 1/1")]
+    assert status, out
+    assert "500.0 Hz" in status[-1] and "late p99 0.02 ms" in status[-1]
+
+
+def test_resume_without_a_dataset_says_so(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, "--resume=true")
+    with pytest.raises(rec.DatasetError, match="no dataset at"):
+        rec.record(cfg, session_factory=lambda c: ScriptedSession())
+
+
+def test_now_in_root_makes_a_fresh_folder_and_refuses_resume() -> None:
+    root = rec.resolve_root(Path("out/ds_{now}"), False, 0.0)
+    assert root is not None and "{now}" not in str(root) and str(root).startswith("out/ds_")
+    with pytest.raises(rec.ConfigError, match="resume"):
+        rec.resolve_root(Path("out/ds_{now}"), True, 0.0)
+
+
+def test_display_data_without_rerun_says_how_to_get_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "rerun", None)  # as if rerun-sdk were not installed
+    keys: dict[tuple[int, int], Any] = {(1, 3): Key.RIGHT}
+    result, _, _, out = _run(tmp_path, keys, "--dataset.num_episodes=1", "--display_data=true")
+    assert result.episodes_saved == 1
+    assert "needs rerun-sdk (pip install 'openk[rerun]')" in out
