@@ -247,10 +247,8 @@ class _Recorder:
         with contextlib.suppress(Exception):
             backlog = sum(self.writer.camera_backlog().values())
         repeats: int | None = None
-        live_repeats = getattr(self.writer, "camera_repeats", None)
-        if callable(live_repeats):  # newer writers count repeats while recording
-            with contextlib.suppress(Exception):
-                repeats = sum(live_repeats().values())
+        with contextlib.suppress(Exception):
+            repeats = sum(self.writer.camera_repeats().values())
         return EpisodeStatus(
             episode=episode,
             num_episodes=self.cfg.dataset.num_episodes,

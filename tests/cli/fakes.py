@@ -144,6 +144,9 @@ class RecordingWriter:
     def camera_backlog(self) -> dict[str, int]:
         return {}
 
+    def camera_repeats(self) -> dict[str, int]:
+        return {}
+
     def save_episode(self, metadata: Mapping[str, Any] | None = None) -> Summary:
         assert self.current is not None
         self.saved.append(self.current)

@@ -43,7 +43,13 @@ def test_each_row_gets_the_latest_frame_at_or_before_it_and_repeats_are_counted(
             if k == 20:
                 w.add_camera_frame("front", synthetic_frame(99, 48, 64), t0 + k * PERIOD - 500)
         w.add_rows(make_batch(0, 30, t0, FPS))
+        # The live count (the status line's) reaches the final one while still recording.
+        deadline = time.monotonic() + 30
+        while w.camera_repeats() != {"observation.images.front": 5}:
+            assert time.monotonic() < deadline, w.camera_repeats()
+            time.sleep(0.01)
         summary = w.save_episode(wait=True)
+        assert w.camera_repeats() == {}  # no episode in progress
     assert summary.repeated_frames == {"observation.images.front": 5}
     got = frame_numbers(open_dataset(root).camera_frames(0, "front"))
     want = [k if not 10 <= k < 15 else 9 for k in range(30)]

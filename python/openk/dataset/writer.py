@@ -503,6 +503,14 @@ class DatasetWriter:
             return {}
         return {k: s.backlog for k, s in ep.sinks.items() if isinstance(s, _VIDEO_SINKS)}
 
+    def camera_repeats(self) -> dict[str, int]:
+        """Rows so far that reused a camera's previous frame, per camera, for the episode in
+        progress (the live figure; `save_episode` returns the final one)."""
+        ep = self._episode
+        if ep is None:
+            return {}
+        return {k: s.repeats for k, s in ep.syncs.items()}
+
     # ------------------------------------------------------------------ episode API
     def start_episode(self, task: str | None = None) -> None:
         """Begin an episode. `task` defaults to the writer's `single_task`."""
