@@ -249,3 +249,30 @@ fn decimation_keeps_the_average_fps_when_rates_do_not_divide() {
         "{ticks:?}"
     );
 }
+
+#[test]
+fn bus_errors_are_counted_against_the_motor_that_failed() {
+    // Two leader parts, one joint each: the second part's failure must be booked to its own
+    // motor, not shifted onto another part's.
+    let (follower, _log) = FakeFollower::new("follower fake", &JOINTS, &[0.0, 0.0], false);
+    let first = FakeLeader::new(&JOINTS[..1], constant_leader);
+    let mut second = FakeLeader::new(&JOINTS[1..], constant_leader);
+    second.label_as("second leader");
+    let fail_after = second.fail_after.clone();
+    let mut s = spec(500.0, 50.0);
+    s.max_consecutive_errors = 3;
+    let lp = TeleopLoop::start(arms(vec![Box::new(first), Box::new(second)], follower), s).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    fail_after.store(0, Ordering::Relaxed);
+    let t0 = std::time::Instant::now();
+    while lp.is_running() && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let report = lp.telemetry();
+    let errors: Vec<(&str, u64)> = report
+        .bus_errors
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    assert_eq!(errors, vec![("second leader.b", 3)], "{errors:?}");
+}

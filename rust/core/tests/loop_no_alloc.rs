@@ -126,8 +126,12 @@ fn ticks_over_the_simulated_buses_do_not_allocate() {
     // A bus error (a reply late on a loaded machine) builds an error message, which may
     // allocate; only windows without errors count.
     let errors = |s: &openk_core::control::LoopShared| s.telemetry_errors();
+    // On a loaded machine many windows see a late reply; keep going until three are clean.
     let mut clean_windows = 0;
-    for _ in 0..5 {
+    for _ in 0..40 {
+        if clean_windows == 3 {
+            break;
+        }
         let before = errors(&shared);
         ALLOCATIONS.store(0, Ordering::Relaxed);
         WATCHED.with(|w| w.set(true));
@@ -135,6 +139,11 @@ fn ticks_over_the_simulated_buses_do_not_allocate() {
             core.tick(now_ns(), 0);
         }
         WATCHED.with(|w| w.set(false));
+        // A failed exchange can be counted a tick later (pipelined parts report on the next
+        // tick), so let a few more ticks settle the count before judging the window clean.
+        for _ in 0..5 {
+            core.tick(now_ns(), 0);
+        }
         if errors(&shared) == before {
             assert_eq!(
                 ALLOCATIONS.load(Ordering::Relaxed),

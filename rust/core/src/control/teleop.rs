@@ -231,6 +231,8 @@ pub struct LoopCore {
 }
 
 /// Labels of every motor counter slot: `<part label>.<motor>`.
+/// One telemetry slot per motor plus one per unit for failures no single motor owns (a port
+/// error, a whole-bus timeout): the same layout as `Unit::motor_slot_base`.
 fn motor_labels(units: &[Unit]) -> Vec<String> {
     units
         .iter()
@@ -238,6 +240,7 @@ fn motor_labels(units: &[Unit]) -> Vec<String> {
             u.motor_names
                 .iter()
                 .map(move |m| format!("{}.{m}", u.label))
+                .chain(std::iter::once(format!("{}.bus", u.label)))
         })
         .collect()
 }

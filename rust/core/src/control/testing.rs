@@ -37,6 +37,11 @@ impl FakeLeader {
             fail_after: Arc::new(AtomicU32::new(u32::MAX)),
         }
     }
+
+    /// Renames the part (tests with several leader parts tell them apart by label).
+    pub fn label_as(&mut self, label: &str) {
+        label.clone_into(&mut self.label);
+    }
 }
 
 impl Part for FakeLeader {
