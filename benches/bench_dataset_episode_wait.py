@@ -47,6 +47,21 @@ def frame_pool(seed: int) -> list[np.ndarray]:
     return frames
 
 
+def dataset_features() -> dict[str, Any]:
+    """State, action and one video feature per camera: what both writers are asked to store."""
+    features: dict[str, Any] = {
+        "observation.state": {"dtype": "float32", "shape": [N_STATE], "names": None},
+        "action": {"dtype": "float32", "shape": [N_ACTION], "names": None},
+    }
+    for cam in CAMERAS:
+        features[f"observation.images.{cam}"] = {
+            "dtype": "video",
+            "shape": [HEIGHT, WIDTH, 3],
+            "names": ["height", "width", "channels"],
+        }
+    return features
+
+
 def percentiles(samples: list[float]) -> dict[str, float]:
     arr = np.asarray(samples) * 1e3
     return {
@@ -64,17 +79,8 @@ def run_openk(seconds: float, root: Path, vcodec: str) -> dict[str, Any]:
     from openk.dataset import DatasetWriter, VideoConfig
 
     pools = [frame_pool(i) for i in range(len(CAMERAS))]
-    features: dict[str, Any] = {
-        "observation.state": {"dtype": "float32", "shape": [N_STATE], "names": None},
-        "action": {"dtype": "float32", "shape": [N_ACTION], "names": None},
-        "capture_time_ns": {"dtype": "int64", "shape": [1], "names": None},
-    }
-    for cam in CAMERAS:
-        features[f"observation.images.{cam}"] = {
-            "dtype": "video",
-            "shape": [HEIGHT, WIDTH, 3],
-            "names": ["height", "width", "channels"],
-        }
+    features = dataset_features()
+    features["capture_time_ns"] = {"dtype": "int64", "shape": [1], "names": None}
     writer = DatasetWriter.create(
         "bench/openk",
         FPS,
@@ -145,16 +151,7 @@ def run_lerobot(seconds: float, root: Path, streaming: bool) -> dict[str, Any]:
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     pools = [frame_pool(i) for i in range(len(CAMERAS))]
-    features: dict[str, Any] = {
-        "observation.state": {"dtype": "float32", "shape": [N_STATE], "names": None},
-        "action": {"dtype": "float32", "shape": [N_ACTION], "names": None},
-    }
-    for cam in CAMERAS:
-        features[f"observation.images.{cam}"] = {
-            "dtype": "video",
-            "shape": [HEIGHT, WIDTH, 3],
-            "names": ["height", "width", "channels"],
-        }
+    features = dataset_features()
     # lerobot-record's defaults: 4 image-writer threads per camera (non-streaming mode)
     ds = LeRobotDataset.create(
         "bench/lerobot",

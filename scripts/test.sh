@@ -1,20 +1,42 @@
 #!/usr/bin/env bash
-# Installs everything the tests need and runs them all: formatting and lints, Rust tests,
-# Python tests (simulators over ptys, peer clients, the lerobot 0.6.1 oracle, CLI, Hub).
+# Installs everything the tests need and runs them all: formatting and lints, the stub check,
+# Rust tests, Python tests (simulators over ptys, peer clients, the lerobot 0.6.1 oracle, CLI,
+# Hub). Each stage prints its duration so the CI time budget can be watched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+suite_start=$SECONDS
+stage_name=""
+stage_start=$SECONDS
+# Closes the running stage (printing its duration) and opens the next one, if named.
+stage() {
+  if [[ -n $stage_name ]]; then
+    echo "== $stage_name: $((SECONDS - stage_start)) s"
+  fi
+  stage_name="${1:-}"
+  stage_start=$SECONDS
+  [[ -n $stage_name ]] && echo "== $stage_name"
+  return 0
+}
+# On failure too, so the log shows how long the failing stage ran.
+trap 'stage; echo "== total: $((SECONDS - suite_start)) s"' EXIT
+
+stage "bootstrap"
 scripts/bootstrap.sh --test
+stage "oracle venv"
 OPENK_ORACLE_PYTHON="$(scripts/oracle-venv.sh | tail -n 1)"
 export OPENK_ORACLE_PYTHON
 
-echo "== rustfmt, clippy"
+stage "rustfmt, clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-echo "== ruff"
+stage "ruff"
 .venv/bin/ruff check python tests benches
 .venv/bin/ruff format --check python tests benches
-echo "== cargo test"
+stage "stubtest"
+# The stub must match what the native module really exports.
+.venv/bin/python -m mypy.stubtest openk._core
+stage "cargo test"
 cargo test -p openk-core
-echo "== pytest"
+stage "pytest"
 .venv/bin/python -m pytest tests

@@ -1,4 +1,50 @@
-"""Type stubs for the native module `openk._core` (rust/py)."""
+"""Type stubs for the native module `openk._core` (rust/py). Checked against the built module
+by `python -m mypy.stubtest openk._core` (scripts/test.sh)."""
+
+from typing import TypeAlias, final
+
+# pyo3 lists every export in the module's __all__; stubtest checks this copy against it.
+__all__ = [
+    "FEETECH_BROADCAST_ID",
+    "Calibrator",
+    "DamiaoBus",
+    "DamiaoSim",
+    "DamiaoStreamDecoder",
+    "FeetechBus",
+    "FeetechSim",
+    "FeetechStatus",
+    "FrameBatch",
+    "SimRig",
+    "StsCanBus",
+    "TeleopSession",
+    "__version__",
+    "calibration_path",
+    "damiao_decode_feedback",
+    "damiao_encode_mit",
+    "damiao_encode_pos_vel",
+    "damiao_host_frame",
+    "damiao_model_limits",
+    "device_features",
+    "device_types",
+    "feetech_baud_from_code",
+    "feetech_checksum",
+    "feetech_code_from_baud",
+    "feetech_control_table",
+    "feetech_decode_status",
+    "feetech_decode_value",
+    "feetech_encode_action",
+    "feetech_encode_ping",
+    "feetech_encode_read",
+    "feetech_encode_reg_write",
+    "feetech_encode_reset",
+    "feetech_encode_status",
+    "feetech_encode_sync_read",
+    "feetech_encode_sync_write",
+    "feetech_encode_value",
+    "feetech_encode_write",
+    "feetech_error_names",
+    "now_ns",
+]
 
 __version__: str
 
@@ -25,6 +71,7 @@ def feetech_encode_sync_write(address: int, length: int, items: list[tuple[int, 
 def feetech_encode_status(id: int, error: int = 0, params: bytes | list[int] = ...) -> bytes:
     """A status packet as a servo sends it."""
 
+@final
 class FeetechStatus:
     """A decoded status packet."""
 
@@ -54,6 +101,7 @@ def feetech_baud_from_code(code: int) -> int | None:
 
 def feetech_code_from_baud(baud: int) -> int | None: ...
 
+@final
 class FeetechBus:
     """An STS3215 bus on a serial port. Blocking calls release the GIL.
 
@@ -62,8 +110,8 @@ class FeetechBus:
     ConfigError (unknown motor/register), ValueError (value does not fit the register).
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         port: str,
         motors: dict[str, int] | list[tuple[str, int]],
         baudrate: int = 1_000_000,
@@ -72,7 +120,7 @@ class FeetechBus:
         fail_on_status_error: bool = True,
         write_ack: bool = True,
         scs: bool = False,
-    ) -> None: ...
+    ) -> FeetechBus: ...
     @property
     def port(self) -> str: ...
     @property
@@ -91,11 +139,12 @@ class FeetechBus:
     def __enter__(self) -> FeetechBus: ...
     def __exit__(self, *args: object) -> bool: ...
 
+@final
 class FeetechSim:
     """Simulated STS3215 bus on a pty; open `.port` with any serial client."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         ids: list[int] = ...,
         baudrate: int = 1_000_000,
         mode: str = "follower",
@@ -107,7 +156,7 @@ class FeetechSim:
         trajectory: str | None = None,
         goal_write_enables_torque: bool = True,
         scs: bool = False,
-    ) -> None: ...
+    ) -> FeetechSim: ...
     @property
     def port(self) -> str: ...
     def drop_replies(self, n: int) -> None: ...
@@ -138,7 +187,7 @@ class FeetechSim:
 
 # --- damiao (DAMIAO USB-CAN codec, bus, simulator) ---
 
-DamiaoFeedback = dict[str, float | int | str]
+_DamiaoFeedback: TypeAlias = dict[str, float | int | str]
 """q (rad), dq (rad/s), tau (N·m), state (e.g. "enabled", "overload"), t_mos, t_rotor (°C),
 id_nibble."""
 
@@ -161,21 +210,23 @@ def damiao_encode_pos_vel(position: float, velocity: float) -> bytes:
 
 def damiao_decode_feedback(
     payload: bytes, model: str = "DM4310", limits: tuple[float, float, float] | None = None
-) -> DamiaoFeedback:
+) -> _DamiaoFeedback:
     """Decodes an 8-byte feedback payload, state nibble and temperatures included."""
 
 def damiao_model_limits(model_name: str) -> tuple[float, float, float]:
     """Default (PMAX, VMAX, TMAX) of a model such as "DM4310" or "DM6006"."""
 
+@final
 class DamiaoStreamDecoder:
     """Resynchronising decoder of the adapter → host byte stream."""
 
-    def __init__(self) -> None: ...
+    def __new__(cls) -> DamiaoStreamDecoder: ...
     def push(self, data: bytes) -> list[tuple[int, int, bytes]]:
         """Feeds bytes; returns complete frames as (cmd, can_id, payload)."""
     @property
     def skipped_bytes(self) -> int: ...
 
+@final
 class DamiaoBus:
     """DAMIAO motors behind one USB-CAN adapter. Blocking calls release the GIL.
 
@@ -183,8 +234,8 @@ class DamiaoBus:
     MotorError (motor name + decoded state), ProtocolError, ConfigError.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         port: str,
         motors: list[tuple[str, str, int, int]],
         baud: int = 921600,
@@ -192,7 +243,7 @@ class DamiaoBus:
         retries: int = 2,
         register_timeout_s: float = 0.05,
         read_registers: bool = True,
-    ) -> None: ...
+    ) -> DamiaoBus: ...
     @property
     def port(self) -> str: ...
     @property
@@ -204,14 +255,16 @@ class DamiaoBus:
     def set_control_mode(self, mode: str, name: str | None = None) -> None:
         """ "MIT", "POS_VEL", "VEL" or "POS_FORCE"; verified by reading RID 10 back."""
     def control_mode(self, name: str) -> str | None: ...
-    def mit(self, commands: list[tuple[float, float, float, float, float]]) -> list[DamiaoFeedback]:
+    def mit(
+        self, commands: list[tuple[float, float, float, float, float]]
+    ) -> list[_DamiaoFeedback]:
         """One (q, dq, kp, kd, tau) per motor, in bus order; returns each motor's feedback."""
-    def pos_vel(self, targets: list[tuple[float, float]]) -> list[DamiaoFeedback]: ...
-    def vel(self, velocities: list[float]) -> list[DamiaoFeedback]: ...
-    def refresh(self) -> list[DamiaoFeedback]: ...
+    def pos_vel(self, targets: list[tuple[float, float]]) -> list[_DamiaoFeedback]: ...
+    def vel(self, velocities: list[float]) -> list[_DamiaoFeedback]: ...
+    def refresh(self) -> list[_DamiaoFeedback]: ...
     def angle_offset(self, name: str) -> float | None:
         """The m_off register (RID 54) read at connect: changes when a motor is re-zeroed."""
-    def last_feedback(self, name: str) -> DamiaoFeedback | None: ...
+    def last_feedback(self, name: str) -> _DamiaoFeedback | None: ...
     def read_register(self, name: str, rid: int) -> int | float: ...
     def write_register(self, name: str, rid: int, value: float) -> int | float: ...
     def save_registers(self, name: str) -> None: ...
@@ -221,37 +274,39 @@ class DamiaoBus:
     def stats(self) -> dict[str, int]: ...
     def close(self) -> None: ...
     def __enter__(self) -> DamiaoBus: ...
-    def __exit__(self, *exc: object) -> bool: ...
+    def __exit__(self, _t: object, _v: object, _tb: object) -> bool: ...
 
+@final
 class StsCanBus:
     """STS servos behind OpenK's STS-over-CAN bridge (legacy follower)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         port: str,
         controller_id: int = 0xFF00,
         baud: int = 921600,
         timeout_s: float = 0.1,
         retries: int = 2,
-    ) -> None: ...
+    ) -> StsCanBus: ...
     def write_position(self, servo_id: int, position: int) -> None: ...
     def read_position(self, servo_id: int) -> int: ...
 
+@final
 class DamiaoSim:
     """DAMIAO USB-CAN adapter simulator on a pty (CAN wire time, USB latency, dynamics).
 
     `motors` lists (name, model, esc_id, mst_id); None = the OpenK arm (ESC 1–5, MST 0x11–0x15).
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         motors: list[tuple[str, str, int, int]] | None = None,
         can_bitrate: int = 1_000_000,
         usb_latency_s: float = 250e-6,
         sts_bridge: bool = False,
         bridge_servo_ids: list[int] = ...,
         bridge_controller_id: int = 0xFF00,
-    ) -> None: ...
+    ) -> DamiaoSim: ...
     @property
     def port(self) -> str: ...
     def inject_fault(self, motor: str, state: str) -> None: ...
@@ -275,10 +330,11 @@ class DamiaoSim:
     def stats(self) -> dict[str, int]: ...
     def stop(self) -> None: ...
     def __enter__(self) -> DamiaoSim: ...
-    def __exit__(self, *exc: object) -> bool: ...
+    def __exit__(self, _t: object, _v: object, _tb: object) -> bool: ...
 
 # --- control (arms, teleop loop, recording batches) ---
 
+@final
 class FrameBatch:
     """Rows of a recording. Zero-copy Arrow: `pa.table(batch)` or
     `pa.RecordBatchReader.from_stream(batch)`.
@@ -294,6 +350,7 @@ class FrameBatch:
     def __len__(self) -> int: ...
     def __arrow_c_stream__(self, requested_schema: object | None = None) -> object: ...
 
+@final
 class TeleopSession:
     """Leader -> follower teleoperation (or replay without a teleop) on a dedicated Rust thread.
 
@@ -303,8 +360,8 @@ class TeleopSession:
     `port: "sim"` starts the matching simulator. Every blocking call releases the GIL.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         robot: dict[str, object],
         teleop: dict[str, object] | None = None,
         *,
@@ -315,7 +372,7 @@ class TeleopSession:
         batch_rows: int = 256,
         max_consecutive_errors: int | None = None,
         parallel: bool = True,
-    ) -> None: ...
+    ) -> TeleopSession: ...
     def connect(self) -> None: ...
     def start(self) -> None: ...
     @property
@@ -341,10 +398,11 @@ class TeleopSession:
     def __enter__(self) -> TeleopSession: ...
     def __exit__(self, *args: object) -> bool: ...
 
+@final
 class Calibrator:
     """Scripted calibration of one device (the CLI adds the prompts)."""
 
-    def __init__(self, config: dict[str, object], kind: str = "robot") -> None: ...
+    def __new__(cls, config: dict[str, object], kind: str = "robot") -> Calibrator: ...
     def read_raw(self) -> list[tuple[str, float]]: ...
     def set_homing(self, zero_damiao: bool = True) -> None: ...
     def sample(self) -> list[tuple[str, float, float, float]]: ...
@@ -353,13 +411,14 @@ class Calibrator:
     def path(self) -> str: ...
     def close(self) -> None: ...
 
+@final
 class SimRig:
     """Simulators for a robot type (and optionally a teleop type), for benchmarks and peers.
 
     `ports` maps "robot.port", "robot.sts_port", "teleop.port" to pty paths.
     """
 
-    def __init__(self, robot_type: str, teleop_type: str | None = None) -> None: ...
+    def __new__(cls, robot_type: str, teleop_type: str | None = None) -> SimRig: ...
     @property
     def ports(self) -> dict[str, str]: ...
     def close(self) -> None: ...

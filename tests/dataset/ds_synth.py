@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +32,24 @@ STATE_NAMES = [
     for j in ("shoulder_pan", "shoulder_lift", "shoulder_roll", "elbow_flex", "wrist_roll")
 ]
 ACTION_NAMES = STATE_NAMES[:7]
+
+HERE = Path(__file__).resolve().parent
+
+
+def run_python(*args: str) -> subprocess.CompletedProcess[str]:
+    """Runs a child Python (a writer script, or `-c` code) with the repo's openk importable,
+    as a separate process so it can be killed or fill a disk; fails the test if it fails."""
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent.parent / "python")}
+    proc = subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
 
 
 def features(cameras: dict[str, tuple[int, int]], video: bool = True) -> dict[str, Any]:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
-from ds_synth import ACTION_NAMES, features, make_batch
+from ds_synth import ACTION_NAMES, features, make_batch, run_python
 
 from openk.dataset import DatasetWriter, default_root, open_dataset, recover, verify
 from openk.errors import DatasetError
@@ -55,16 +52,7 @@ def test_unwritable_root_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_disk_full_keeps_saved_episodes_and_the_journal(tmp_path: Path) -> None:
     root = tmp_path / "ds"
-    env = {**os.environ, "PYTHONPATH": str(HERE.parent.parent / "python")}
-    proc = subprocess.run(
-        [sys.executable, str(HERE / "disk_full_writer.py"), str(root)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_python(str(HERE / "disk_full_writer.py"), str(root))
     outcome = json.loads(proc.stdout.strip().splitlines()[-1])
     assert outcome["type"] == "DatasetError", outcome
     assert "File too large" in outcome["error"] or "size limit" in outcome["error"], outcome

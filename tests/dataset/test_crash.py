@@ -9,7 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from ds_synth import check_lerobot_result, features, frame_numbers, record_episode
+from ds_synth import (
+    check_lerobot_result,
+    features,
+    frame_numbers,
+    record_episode,
+    run_python,
+)
 
 from openk.dataset import DatasetWriter, open_dataset, pending_journal, recover, verify
 from openk.errors import DatasetError
@@ -144,15 +150,6 @@ def test_saved_episodes_are_committed_even_without_close(tmp_path: Path) -> None
         "    w.save_episode()\n"
         "# the program ends without close()\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(HERE.parent.parent / "python")}
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_python("-c", script)
     assert verify(root).ok, str(verify(root))
     assert open_dataset(root).total_episodes == 3

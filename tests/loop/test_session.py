@@ -76,52 +76,41 @@ def test_bad_direction_map_is_a_config_error() -> None:
         )
 
 
-def test_missing_calibration_says_how_to_calibrate(calib_dir: Path) -> None:
-    s = _core.TeleopSession(
-        {
-            "type": "one-motor-test_follower",
-            "port": "/dev/ttyOPENK_NOPE",
-            "id": "arm7",
-            "calibration_dir": str(calib_dir),
-        },
-        realtime="off",
+def one_motor_arm(port: str = "sim") -> dict[str, Any]:
+    """The one-motor test follower with id arm7 (calibration file arm7.json)."""
+    return {"type": "one-motor-test_follower", "port": port, "id": "arm7"}
+
+
+def write_arm7_calibration(calib_dir: Path, motor_id: int) -> None:
+    (calib_dir / "arm7.json").write_text(
+        json.dumps(
+            {"motor1": {"id": motor_id, "motor_offset": 0.0, "range_min": -1, "range_max": 1}}
+        )
     )
+
+
+def test_missing_calibration_says_how_to_calibrate(make_session: Callable[..., Any]) -> None:
+    s = make_session(one_motor_arm("/dev/ttyOPENK_NOPE"))
     with pytest.raises(
         CalibrationError, match=r"openk calibrate --robot\.type=one-motor-test_follower"
     ):
         s.start()
 
 
-def test_mismatched_calibration_names_the_motor(calib_dir: Path) -> None:
-    (calib_dir / "arm7.json").write_text(
-        json.dumps({"motor1": {"id": 9, "motor_offset": 0.0, "range_min": -1, "range_max": 1}})
-    )
-    s = _core.TeleopSession(
-        {
-            "type": "one-motor-test_follower",
-            "port": "sim",
-            "id": "arm7",
-            "calibration_dir": str(calib_dir),
-        },
-        realtime="off",
-    )
+def test_mismatched_calibration_names_the_motor(
+    calib_dir: Path, make_session: Callable[..., Any]
+) -> None:
+    write_arm7_calibration(calib_dir, motor_id=9)
+    s = make_session(one_motor_arm())
     with pytest.raises(CalibrationError, match="motor1"):
         s.start()
 
 
-def test_port_that_does_not_exist_is_a_port_error(calib_dir: Path) -> None:
-    (calib_dir / "arm7.json").write_text(
-        json.dumps({"motor1": {"id": 1, "motor_offset": 0.0, "range_min": -1, "range_max": 1}})
-    )
-    s = _core.TeleopSession(
-        {
-            "type": "one-motor-test_follower",
-            "port": "/dev/ttyOPENK_NOPE",
-            "id": "arm7",
-            "calibration_dir": str(calib_dir),
-        },
-        realtime="off",
-    )
+def test_port_that_does_not_exist_is_a_port_error(
+    calib_dir: Path, make_session: Callable[..., Any]
+) -> None:
+    write_arm7_calibration(calib_dir, motor_id=1)
+    s = make_session(one_motor_arm("/dev/ttyOPENK_NOPE"))
     with pytest.raises(PortError, match="/dev/ttyOPENK_NOPE"):
         s.start()
 

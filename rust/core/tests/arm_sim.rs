@@ -22,6 +22,14 @@ fn cfg(v: Value, kind: DeviceKind) -> DeviceConfig {
     DeviceConfig::from_json(&v, kind).unwrap()
 }
 
+/// The one-motor test follower on `port`, calibrated (or not) under `dir` as `id`.
+fn one_motor_follower(port: &str, id: &str, dir: &std::path::Path) -> DeviceConfig {
+    cfg(
+        json!({"type": "one-motor-test_follower", "port": port, "id": id, "calibration_dir": dir}),
+        DeviceKind::Robot,
+    )
+}
+
 fn spec(hz: f64) -> LoopSpec {
     LoopSpec {
         control_hz: hz,
@@ -104,11 +112,7 @@ fn damiao_leader_drives_the_legacy_follower() {
 #[test]
 fn a_motor_that_does_not_answer_is_named() {
     let dir = tmp_dir("missing");
-    let robot = cfg(
-        json!({"type": "one-motor-test_follower", "port": "sim://?missing=motor1", "id": "f",
-               "calibration_dir": dir}),
-        DeviceKind::Robot,
-    );
+    let robot = one_motor_follower("sim://?missing=motor1", "f", &dir);
     let err = open_arms(&robot, None).err().unwrap();
     match &err {
         ArmError::Bus { kind, .. } => assert_eq!(*kind, FaultKind::Timeout, "{err}"),
@@ -120,11 +124,7 @@ fn a_motor_that_does_not_answer_is_named() {
 #[test]
 fn missing_calibration_on_a_real_port_comes_before_the_port() {
     let dir = tmp_dir("nocal");
-    let robot = cfg(
-        json!({"type": "one-motor-test_follower", "port": "/dev/ttyOPENK_NONE", "id": "x",
-               "calibration_dir": dir}),
-        DeviceKind::Robot,
-    );
+    let robot = one_motor_follower("/dev/ttyOPENK_NONE", "x", &dir);
     let err = open_arms(&robot, None).err().unwrap();
     assert!(matches!(err, ArmError::CalibrationMissing { .. }), "{err}");
     assert!(err
@@ -140,11 +140,7 @@ fn a_port_that_does_not_exist_is_a_port_error() {
         r#"{"motor1": {"id": 1, "motor_offset": 0.0, "range_min": -1.0, "range_max": 1.0}}"#,
     )
     .unwrap();
-    let robot = cfg(
-        json!({"type": "one-motor-test_follower", "port": "/dev/ttyOPENK_NONE", "id": "x",
-               "calibration_dir": dir}),
-        DeviceKind::Robot,
-    );
+    let robot = one_motor_follower("/dev/ttyOPENK_NONE", "x", &dir);
     let err = open_arms(&robot, None).err().unwrap();
     match &err {
         ArmError::Bus { kind, .. } => assert_eq!(*kind, FaultKind::Port, "{err}"),
@@ -190,10 +186,7 @@ fn scripted_calibration_then_rezero_detection() {
 #[test]
 fn unplugged_follower_stops_the_loop_and_keeps_rows() {
     let dir = tmp_dir("unplug");
-    let robot = cfg(
-        json!({"type": "one-motor-test_follower", "port": "sim", "id": "f", "calibration_dir": dir}),
-        DeviceKind::Robot,
-    );
+    let robot = one_motor_follower("sim", "f", &dir);
     let opened = open_arms(&robot, None).unwrap();
     let sims = opened.sims;
     let mut s = spec(200.0);

@@ -6,25 +6,10 @@ use std::time::{Duration, Instant};
 use openk_core::protocol::damiao::{AdapterStreamDecoder, MotorModel};
 use openk_core::sim::damiao::{DamiaoSim, DamiaoSimConfig, SimMotorConfig};
 use openk_core::transport::SerialTransport;
-use serde_json::Value;
 
-fn vectors(file: &str) -> Vec<Value> {
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/data/vectors")
-        .join(file);
-    serde_json::from_str::<Value>(&std::fs::read_to_string(path).unwrap())
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
-}
+mod common;
 
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
+use common::vectors::{hex, load as vectors};
 
 /// Writes `request` and returns the first complete adapter frame that comes back.
 fn exchange(port: &mut SerialTransport, request: &[u8]) -> Vec<u8> {

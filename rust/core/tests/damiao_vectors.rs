@@ -5,19 +5,10 @@
 use openk_core::protocol::damiao::*;
 use openk_core::protocol::sts_can;
 use serde_json::Value;
-use std::path::PathBuf;
 
-fn vectors(file: &str) -> Vec<Value> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/data/vectors")
-        .join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str::<Value>(&text)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
-}
+mod common;
+
+use common::vectors::{hex, load as vectors};
 
 fn damiao() -> Vec<Value> {
     vectors("damiao_vectors.json")
@@ -27,13 +18,6 @@ fn by_kind(kind: &str) -> Vec<Value> {
     let v: Vec<Value> = damiao().into_iter().filter(|v| v["kind"] == kind).collect();
     assert!(!v.is_empty(), "no vectors of kind {kind}");
     v
-}
-
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
 }
 
 fn to_hex(b: &[u8]) -> String {

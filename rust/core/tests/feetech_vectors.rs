@@ -2,25 +2,18 @@
 //! Vectors that record a reference bug (QUIRK) are checked against the correct behaviour.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use openk_core::protocol::feetech::*;
 use serde_json::Value;
 
-fn vectors() -> BTreeMap<String, Value> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/data/vectors/feetech_vectors.json");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let list: Vec<Value> = serde_json::from_str(&text).unwrap();
-    list.into_iter()
-        .map(|v| (v["id"].as_str().unwrap().to_owned(), v))
-        .collect()
-}
+mod common;
 
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+use common::vectors::hex;
+
+fn vectors() -> BTreeMap<String, Value> {
+    common::vectors::load("feetech_vectors.json")
+        .into_iter()
+        .map(|v| (v["id"].as_str().unwrap().to_owned(), v))
         .collect()
 }
 

@@ -1,44 +1,18 @@
 //! The tick path allocates nothing: a counting global allocator watches this thread while
 //! `LoopCore::tick` runs hundreds of ticks, recording rows, with leader and follower parts.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use openk_core::arm::part::Part;
 use openk_core::clock::now_ns;
 use openk_core::control::testing::{FakeFollower, FakeLeader};
 use openk_core::control::{LoopCore, LoopSpec, RealtimeMode, TeleopArms, TickOutcome};
 use openk_core::record::builder::row_ring;
 
-struct Counting;
+mod common;
 
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static WATCHED: Cell<bool> = const { Cell::new(false) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if WATCHED.with(|w| w.get()) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if WATCHED.with(|w| w.get()) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use common::counting_alloc::{allocations_on_this_thread, CountingAlloc};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 #[test]
 fn ticks_do_not_allocate() {
@@ -78,16 +52,12 @@ fn ticks_do_not_allocate() {
     for _ in 0..10 {
         assert_eq!(core.tick(now_ns(), 0), TickOutcome::Continue);
     }
-    WATCHED.with(|w| w.set(true));
+    let before = allocations_on_this_thread();
     for i in 0..2000u64 {
         assert_eq!(core.tick(now_ns(), i % 7), TickOutcome::Continue);
     }
-    WATCHED.with(|w| w.set(false));
-    assert_eq!(
-        ALLOCATIONS.load(Ordering::Relaxed),
-        0,
-        "allocations on the tick path"
-    );
+    let allocations = allocations_on_this_thread() - before;
+    assert_eq!(allocations, 0, "allocations on the tick path");
     // Sanity: the ticks did real work (goals followed the leader, clamped).
     assert!(core.action().iter().any(|v| *v != 0.0));
     let _ = rx.pop();
@@ -132,22 +102,20 @@ fn ticks_over_the_simulated_buses_do_not_allocate() {
         if clean_windows == 3 {
             break;
         }
-        let before = errors(&shared);
-        ALLOCATIONS.store(0, Ordering::Relaxed);
-        WATCHED.with(|w| w.set(true));
+        let errors_before = errors(&shared);
+        let allocations_before = allocations_on_this_thread();
         for _ in 0..200 {
             core.tick(now_ns(), 0);
         }
-        WATCHED.with(|w| w.set(false));
+        let allocations = allocations_on_this_thread() - allocations_before;
         // A failed exchange can be counted a tick later (pipelined parts report on the next
         // tick), so let a few more ticks settle the count before judging the window clean.
         for _ in 0..5 {
             core.tick(now_ns(), 0);
         }
-        if errors(&shared) == before {
+        if errors(&shared) == errors_before {
             assert_eq!(
-                ALLOCATIONS.load(Ordering::Relaxed),
-                0,
+                allocations, 0,
                 "allocations on the tick path over real buses"
             );
             clean_windows += 1;

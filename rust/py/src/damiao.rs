@@ -2,7 +2,6 @@
 //! adapter simulator `DamiaoSim`. Blocking I/O runs with the GIL released.
 
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -20,9 +19,9 @@ use openk_core::sim::damiao::{
     DamiaoSim as CoreSim, DamiaoSimConfig, HandTrajectory, SimMotorConfig, StsBridgeConfig,
 };
 use openk_core::sim::pty::Corruption;
-use openk_core::sim::SimError;
 use openk_core::transport::TransportError;
 
+use crate::convert::{seconds, sim_err};
 use crate::errors::{
     BusTimeoutError, ConfigError, MotorError, OpenKError, PortError, ProtocolError,
 };
@@ -62,16 +61,13 @@ fn bus_err(e: DamiaoBusError) -> PyErr {
     }
 }
 
-fn sim_err(e: SimError) -> PyErr {
-    match e {
-        SimError::Config(_) => ConfigError::new_err(e.to_string()),
-        other => OpenKError::new_err(other.to_string()),
-    }
-}
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+// Python signatures spell defaults as literals (a constant's name would show as `...` in
+// `help()` and to stubtest); these keep the literals equal to the core constants.
+const _: () = assert!(DEFAULT_BAUD == 921_600);
 
 // ---------------------------------------------------------------------------------------------
 // Conversions
@@ -325,7 +321,7 @@ impl PyDamiaoBus {
     /// `connect()`.
     #[new]
     #[allow(clippy::too_many_arguments)] // mirrors the Python signature
-    #[pyo3(signature = (port, motors, baud=DEFAULT_BAUD, timeout_s=0.02, retries=2, register_timeout_s=0.05, read_registers=true))]
+    #[pyo3(signature = (port, motors, baud=921_600, timeout_s=0.02, retries=2, register_timeout_s=0.05, read_registers=true))]
     fn new(
         py: Python<'_>,
         port: String,
@@ -347,18 +343,11 @@ impl PyDamiaoBus {
                 })
             })
             .collect::<PyResult<Vec<_>>>()?;
-        let secs = |s: f64, what: &str| {
-            Duration::try_from_secs_f64(s).map_err(|_| {
-                ConfigError::new_err(format!(
-                    "{what} must be a non-negative number of seconds, got {s}"
-                ))
-            })
-        };
         let options = DamiaoBusOptions {
             baud,
-            timeout: secs(timeout_s, "timeout_s")?,
+            timeout: seconds(timeout_s, "timeout_s")?,
             retries,
-            register_timeout: secs(register_timeout_s, "register_timeout_s")?,
+            register_timeout: seconds(register_timeout_s, "register_timeout_s")?,
             read_registers_at_connect: read_registers,
         };
         let names = specs.iter().map(|s| s.name.clone()).collect();
@@ -572,7 +561,7 @@ struct PyStsCanBus {
 #[pymethods]
 impl PyStsCanBus {
     #[new]
-    #[pyo3(signature = (port, controller_id=0xFF00, baud=DEFAULT_BAUD, timeout_s=0.1, retries=2))]
+    #[pyo3(signature = (port, controller_id=0xFF00, baud=921_600, timeout_s=0.1, retries=2))]
     fn new(
         py: Python<'_>,
         port: String,
@@ -581,8 +570,7 @@ impl PyStsCanBus {
         timeout_s: f64,
         retries: u32,
     ) -> PyResult<Self> {
-        let timeout = Duration::try_from_secs_f64(timeout_s)
-            .map_err(|_| ConfigError::new_err("timeout_s must be >= 0"))?;
+        let timeout = seconds(timeout_s, "timeout_s")?;
         let bus = py
             .detach(|| CoreStsCanBus::open(&port, baud, controller_id, timeout, retries))
             .map_err(bus_err)?;
@@ -673,8 +661,7 @@ impl PyDamiaoSim {
             },
         };
         cfg.can_bitrate = can_bitrate;
-        cfg.usb_latency = Duration::try_from_secs_f64(usb_latency_s)
-            .map_err(|_| ConfigError::new_err("usb_latency_s must be >= 0"))?;
+        cfg.usb_latency = seconds(usb_latency_s, "usb_latency_s")?;
         if sts_bridge {
             cfg.sts_bridge = Some(StsBridgeConfig {
                 controller_id: bridge_controller_id,
@@ -790,8 +777,7 @@ impl PyDamiaoSim {
 
     /// Extra latency on every reply (0 to clear).
     fn set_extra_latency(&self, seconds: f64) -> PyResult<()> {
-        let d = Duration::try_from_secs_f64(seconds)
-            .map_err(|_| ConfigError::new_err("seconds must be >= 0"))?;
+        let d = crate::convert::seconds(seconds, "seconds")?;
         self.with_sim(|s| {
             s.faults().set_extra_latency(d);
             Ok(())

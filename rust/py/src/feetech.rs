@@ -2,7 +2,6 @@
 //! `FeetechSim` simulator. Only type conversion and error mapping live here.
 
 use std::path::Path;
-use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -12,8 +11,8 @@ use openk_core::bus::feetech::{BusConfig, BusError, FailureKind, FeetechBus, Mot
 use openk_core::protocol::feetech::{self as ft, ByteOrder, ProtocolError, StatusFlags};
 use openk_core::sim::feetech::{FeetechSim, FeetechSimConfig, HandScript, ServoSpec, SimMode};
 use openk_core::sim::pty::Corruption;
-use openk_core::sim::SimError;
 
+use crate::convert::{seconds, sim_err};
 use crate::errors::{
     BusTimeoutError, ConfigError, MotorError, OpenKError, PortError,
     ProtocolError as PyProtocolError,
@@ -84,14 +83,6 @@ fn bus_err(py: Python<'_>, e: BusError) -> PyErr {
     with_failures(py, err, &e)
 }
 
-fn sim_err(e: SimError) -> PyErr {
-    match e {
-        SimError::Config(_) => ConfigError::new_err(e.to_string()),
-        SimError::Pty { .. } => PortError::new_err(e.to_string()),
-        SimError::Thread { .. } => OpenKError::new_err(e.to_string()),
-    }
-}
-
 fn order(scs: bool) -> ByteOrder {
     if scs {
         ByteOrder::Big
@@ -100,13 +91,9 @@ fn order(scs: bool) -> ByteOrder {
     }
 }
 
-fn duration_s(s: f64, what: &str) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(s).map_err(|_| {
-        PyValueError::new_err(format!(
-            "{what} must be a non-negative number of seconds, got {s}"
-        ))
-    })
-}
+// The Python signature spells the broadcast id as a literal (a constant's name would show as
+// `...` in `help()` and to stubtest); this keeps it equal to the core constant.
+const _: () = assert!(ft::BROADCAST_ID == 0xFE);
 
 // ---------------------------------------------------------------------------------------------
 // Codec functions
@@ -162,7 +149,7 @@ fn feetech_encode_reg_write<'py>(
 }
 
 #[pyfunction]
-#[pyo3(signature = (id=ft::BROADCAST_ID))]
+#[pyo3(signature = (id=0xFE))]
 fn feetech_encode_action(py: Python<'_>, id: u8) -> PyResult<Bound<'_, PyBytes>> {
     to_bytes(py, |o| ft::encode_action(o, id))
 }
@@ -384,7 +371,7 @@ impl PyFeetechBus {
         scs: bool,
     ) -> PyResult<Self> {
         let config = BusConfig {
-            timeout: duration_s(timeout_s, "timeout_s")?,
+            timeout: seconds(timeout_s, "timeout_s")?,
             retries,
             byte_order: order(scs),
             write_ack,
@@ -436,7 +423,7 @@ impl PyFeetechBus {
     /// Broadcast PING; the ids that answered within `window_s`, sorted.
     #[pyo3(signature = (window_s=0.02))]
     fn scan(&mut self, py: Python<'_>, window_s: f64) -> PyResult<Vec<u16>> {
-        let window = duration_s(window_s, "window_s")?;
+        let window = seconds(window_s, "window_s")?;
         let bus = self.bus()?;
         // u16, not u8: pyo3 turns a Vec<u8> into bytes, and callers want a list of ids.
         py.detach(|| bus.scan(window))
@@ -563,7 +550,7 @@ fn sim_mode(
         }
         ("hand", None) => SimMode::HumanHand(HandScript::Sinusoid {
             amplitude: hand_amplitude,
-            period: duration_s(hand_period_s, "hand_period_s")?,
+            period: seconds(hand_period_s, "hand_period_s")?,
             phase_step: 0.7,
         }),
         ("follower", Some(_)) => {
@@ -635,7 +622,7 @@ impl PyFeetechSim {
                 })
                 .collect(),
             baud: baudrate,
-            usb_latency: duration_s(usb_latency_s, "usb_latency_s")?,
+            usb_latency: seconds(usb_latency_s, "usb_latency_s")?,
             mode,
             byte_order: order(scs),
             goal_write_enables_torque,
@@ -687,7 +674,7 @@ impl PyFeetechSim {
 
     /// Extra delay on every reply (0 to clear).
     fn set_extra_latency(&self, latency_s: f64) -> PyResult<()> {
-        let d = duration_s(latency_s, "latency_s")?;
+        let d = seconds(latency_s, "latency_s")?;
         self.sim()?.faults().set_extra_latency(d);
         Ok(())
     }

@@ -4,6 +4,7 @@
 use pyo3::prelude::*;
 
 mod control;
+mod convert;
 mod damiao;
 mod errors;
 mod feetech;

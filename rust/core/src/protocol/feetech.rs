@@ -217,19 +217,46 @@ pub fn encode_instruction(
     params: &[u8],
 ) -> Result<(), ProtocolError> {
     check_id(id)?;
+    encode_frame(out, id, instruction as u8, params)
+}
+
+/// The LEN byte for `params` parameter bytes (LEN also counts the code and checksum bytes).
+fn length_byte(params: usize) -> Result<u8, ProtocolError> {
     let max = usize::from(MAX_LEN) - 2;
-    if params.len() > max {
-        return Err(ProtocolError::PacketTooLong {
-            params: params.len(),
-            max,
-        });
+    if params > max {
+        return Err(ProtocolError::PacketTooLong { params, max });
     }
-    out.clear();
-    out.extend_from_slice(&HEADER);
-    out.extend_from_slice(&[id, params.len() as u8 + 2, instruction as u8]);
-    out.extend_from_slice(params);
+    Ok(params as u8 + 2)
+}
+
+/// Writes the checksum of everything after the header.
+fn push_checksum(out: &mut Vec<u8>) {
     let chk = checksum(out.get(2..).unwrap_or(&[]));
     out.push(chk);
+}
+
+/// Frames one packet into `out` (cleared first). Instruction and status packets share this
+/// layout; `code` is the instruction code or the status error flags.
+fn encode_frame(out: &mut Vec<u8>, id: u8, code: u8, params: &[u8]) -> Result<(), ProtocolError> {
+    encode_frame_split(out, id, code, &[], params)
+}
+
+/// [`encode_frame`] with the parameters given in two pieces (fixed leading bytes such as an
+/// address, then the payload) so callers need not join them first.
+fn encode_frame_split(
+    out: &mut Vec<u8>,
+    id: u8,
+    code: u8,
+    lead: &[u8],
+    payload: &[u8],
+) -> Result<(), ProtocolError> {
+    let len = length_byte(lead.len() + payload.len())?;
+    out.clear();
+    out.extend_from_slice(&HEADER);
+    out.extend_from_slice(&[id, len, code]);
+    out.extend_from_slice(lead);
+    out.extend_from_slice(payload);
+    push_checksum(out);
     Ok(())
 }
 
@@ -290,20 +317,7 @@ fn encode_with_address(
     data: &[u8],
 ) -> Result<(), ProtocolError> {
     check_id(id)?;
-    let max = usize::from(MAX_LEN) - 3;
-    if data.len() > max {
-        return Err(ProtocolError::PacketTooLong {
-            params: data.len() + 1,
-            max: max + 1,
-        });
-    }
-    out.clear();
-    out.extend_from_slice(&HEADER);
-    out.extend_from_slice(&[id, data.len() as u8 + 3, instruction as u8, address]);
-    out.extend_from_slice(data);
-    let chk = checksum(out.get(2..).unwrap_or(&[]));
-    out.push(chk);
-    Ok(())
+    encode_frame_split(out, id, instruction as u8, &[address], data)
 }
 
 /// SYNC_READ `len` bytes at `address` from every id in `ids`, to broadcast. The servos answer
@@ -314,29 +328,18 @@ pub fn encode_sync_read(
     len: u8,
     ids: &[u8],
 ) -> Result<(), ProtocolError> {
-    let max = usize::from(MAX_LEN) - 4;
-    if ids.len() > max {
-        return Err(ProtocolError::PacketTooLong {
-            params: ids.len() + 2,
-            max: max + 2,
-        });
-    }
+    // Length first: a too-long list is reported as such even when it also holds a bad id.
+    length_byte(ids.len() + 2)?;
     if let Some(bad) = ids.iter().find(|id| **id > MAX_ID) {
         return Err(ProtocolError::InvalidId(*bad));
     }
-    out.clear();
-    out.extend_from_slice(&HEADER);
-    out.extend_from_slice(&[
+    encode_frame_split(
+        out,
         BROADCAST_ID,
-        ids.len() as u8 + 4,
         Instruction::SyncRead as u8,
-        address,
-        len,
-    ]);
-    out.extend_from_slice(ids);
-    let chk = checksum(out.get(2..).unwrap_or(&[]));
-    out.push(chk);
-    Ok(())
+        &[address, len],
+        ids,
+    )
 }
 
 /// Builds a SYNC_WRITE in place: `begin`, one `push` per servo, then `finish`. No reply comes.
@@ -390,16 +393,11 @@ impl<'a> SyncWriteBuilder<'a> {
     /// Writes LEN and the checksum.
     pub fn finish(self) -> Result<(), ProtocolError> {
         // Params = everything after the instruction byte.
-        let params = self.out.len().saturating_sub(5);
-        let max = usize::from(MAX_LEN) - 2;
-        if params > max {
-            return Err(ProtocolError::PacketTooLong { params, max });
+        let len = length_byte(self.out.len().saturating_sub(5))?;
+        if let Some(slot) = self.out.get_mut(3) {
+            *slot = len;
         }
-        if let Some(len) = self.out.get_mut(3) {
-            *len = params as u8 + 2;
-        }
-        let chk = checksum(self.out.get(2..).unwrap_or(&[]));
-        self.out.push(chk);
+        push_checksum(self.out);
         Ok(())
     }
 }
@@ -414,20 +412,7 @@ pub fn encode_status(
     error: StatusFlags,
     params: &[u8],
 ) -> Result<(), ProtocolError> {
-    let max = usize::from(MAX_LEN) - 2;
-    if params.len() > max {
-        return Err(ProtocolError::PacketTooLong {
-            params: params.len(),
-            max,
-        });
-    }
-    out.clear();
-    out.extend_from_slice(&HEADER);
-    out.extend_from_slice(&[id, params.len() as u8 + 2, error.0]);
-    out.extend_from_slice(params);
-    let chk = checksum(out.get(2..).unwrap_or(&[]));
-    out.push(chk);
-    Ok(())
+    encode_frame(out, id, error.0, params)
 }
 
 /// A decoded packet: status (servo → host) or instruction (host → servo) share one layout, the
