@@ -6,7 +6,7 @@ Reported: the time save_episode() blocks, the time until the episode is durable 
 per-frame call latency (p50/p99), frames late against the 30 fps schedule, and the number of
 video frames written vs rows. lerobot runs in its own venv (the oracle) as a subprocess.
 
-    /work/venv-dev/bin/python benches/bench_dataset_episode_wait.py [--seconds 30]
+    .venv/bin/python benches/bench_dataset_episode_wait.py [--seconds 30]
 
 Prints a table and one JSON line.
 """

@@ -5,7 +5,7 @@ Records EPISODES episodes of SECONDS each with two cameras, feeding frames as fa
 encoders keep up (the feed waits while more than one second of frames is queued), and saves
 each episode without waiting for its commit, like a recording session.
 
-    /work/venv-dev/bin/python benches/bench_dataset_memory.py [--episodes 40 --seconds 5]
+    .venv/bin/python benches/bench_dataset_memory.py [--episodes 40 --seconds 5]
 
 Prints a table and one JSON line.
 """

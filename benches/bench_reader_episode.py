@@ -4,7 +4,7 @@ Builds a dataset of EPISODES x FRAMES rows (no cameras) with openk's writer, the
 `open_dataset(root).actions(0)` here and, in the lerobot 0.6.1 oracle venv,
 `LeRobotDataset(repo, root=root).hf_dataset.filter(lambda x: x["episode_index"] == 0)`.
 
-    /work/venv-dev/bin/python benches/bench_reader_episode.py [--episodes 50 --frames 900]
+    .venv/bin/python benches/bench_reader_episode.py [--episodes 50 --frames 900]
 
 Prints a table and one JSON line.
 """

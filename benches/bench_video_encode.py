@@ -3,7 +3,7 @@
 Encodes FRAMES camera-like frames as fast as they are accepted, with one camera and with two
 cameras at once, for libsvtav1 (lerobot's default settings) and h264. RTF = fps achieved / 30.
 
-    /work/venv-dev/bin/python benches/bench_video_encode.py [--frames 300]
+    .venv/bin/python benches/bench_video_encode.py [--frames 300]
 
 Prints a table and one JSON line.
 """

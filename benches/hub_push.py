@@ -5,7 +5,7 @@ Measures a first push of a dataset of --mb megabytes (random, incompressible pay
 over data and video files), a no-change re-push, and a re-push after one new episode file.
 It also times a full pull. Prints one JSON document.
 
-    PYTHONPATH=python /work/venv-dev/bin/python benches/hub_push.py --mb 64
+    .venv/bin/python benches/hub_push.py --mb 64
 """
 
 from __future__ import annotations

@@ -4,7 +4,6 @@ It implements the wire contract huggingface_hub 2.4 (and the 1.x in the lerobot 
 for repos, commits, refs, trees and downloads, including Xet uploads through hf_xet's
 ``local://`` CAS: the client writes xorbs and shards to a directory we name, and a commit's
 ``lfsFile`` sha256 is found again by reading the shard files (published MDB shard format).
-See /work/shared/spec/hub-push.md §3 for the contract this follows.
 
 State lives in memory under one lock; file contents live on disk under ``root``. The server
 binds 127.0.0.1 only, refuses non-loopback peers, caps request bodies, and times out idle
