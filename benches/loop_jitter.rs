@@ -6,7 +6,9 @@
 //!
 //! Run: `cargo bench -p openk-core --bench loop_jitter`
 //! Env: OPENK_BENCH_SECONDS (per rate, default 5), OPENK_BENCH_PYTHON (default: python3 of
-//! the active venv / PATH; needs scservo_sdk and pydamiao), OPENK_BENCH_SKIP_PEER=1.
+//! the active venv / PATH; needs scservo_sdk and pydamiao), OPENK_BENCH_SKIP_PEER=1,
+//! OPENK_BENCH_RATES (comma-separated rates, e.g. `500` with OPENK_BENCH_SECONDS=60 for the
+//! 60 s overrun check; skips the rate search's stop rule and the free-running runs).
 
 use std::time::Duration;
 
@@ -125,6 +127,12 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5.0);
+    let chosen: Option<Vec<f64>> = std::env::var("OPENK_BENCH_RATES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|r| r.trim().parse().ok()).collect());
+    let rates = chosen
+        .clone()
+        .unwrap_or_else(|| vec![100.0, 250.0, 400.0, 500.0, 600.0, 750.0, 1000.0]);
     println!("loop_jitter: {TELEOP} (sim) -> {ROBOT} (sim), {seconds} s per rate");
     // Free-running rate per scheduling mode. The peer ratio uses realtime=off: the peer's
     // simulators run with normal scheduling too, so that is the like-for-like comparison.
@@ -136,7 +144,7 @@ fn main() {
         // rates in a row were not sustained.
         let mut highest = 0.0;
         let mut misses = 0;
-        for hz in [100.0, 250.0, 400.0, 500.0, 600.0, 750.0, 1000.0] {
+        for hz in rates.iter().copied() {
             let Some(r) = run(hz, realtime, seconds) else {
                 misses += 1;
                 if misses == 2 {
@@ -158,12 +166,15 @@ fn main() {
                 misses = 0;
             } else {
                 misses += 1;
-                if misses == 2 {
+                if misses == 2 && chosen.is_none() {
                     break;
                 }
             }
         }
         println!("  highest sustainable rate ({realtime:?}): {highest:.0} Hz");
+        if chosen.is_some() {
+            continue;
+        }
         // Free-running: a target no bus can meet, so every tick starts as soon as the
         // previous one ended (to the next 200 µs boundary): the loop's raw throughput, the
         // same measure the Python peer gets.
@@ -175,7 +186,7 @@ fn main() {
             }
         }
     }
-    if std::env::var("OPENK_BENCH_SKIP_PEER").is_ok() {
+    if std::env::var("OPENK_BENCH_SKIP_PEER").is_ok() || chosen.is_some() {
         return;
     }
     match python_peer(seconds) {
