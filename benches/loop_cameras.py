@@ -20,7 +20,16 @@ from typing import Any
 import openk._core as core
 from openk.cameras import CaptureThread, SyntheticCamera
 
-KEYS = ("achieved_hz", "overruns", "lateness_p50_us", "lateness_p99_us", "lateness_max_us")
+KEYS = (
+    "achieved_hz",
+    "overruns",
+    "lateness_p50_us",
+    "lateness_p99_us",
+    "lateness_p999_us",
+    "lateness_max_us",
+    "rows",
+    "rows_repeated",
+)
 
 
 def episode(session: Any, seconds: float) -> dict[str, Any]:

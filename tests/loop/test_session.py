@@ -152,13 +152,18 @@ def test_teleop_rows_carry_the_schema_and_clock(make_session: Callable[..., Any]
     assert telemetry["rows"] == table.num_rows
     assert table.num_rows >= 5, table.num_rows
     t = table.column("capture_time_ns").to_pylist()
-    assert all(b > a for a, b in itertools.pairwise(t))
+    # Rows a late tick crossed repeat its state (same capture time) and are counted as such.
+    assert all(b >= a for a, b in itertools.pairwise(t))
+    assert telemetry["rows_repeated"] == sum(b == a for a, b in itertools.pairwise(t))
     # Same clock as Python's time.monotonic_ns().
     assert before <= t[0] and t[-1] <= after
-    # Decimation: 200 Hz control, 50 fps rows -> every 4th tick.
+    # Rows follow the dataset clock (50 fps), whatever the tick rate: row i is captured at or
+    # after t0 + i / 50 s, one per 20 ms of the episode.
+    assert all(ti >= t[0] + i * 20_000_000 for i, ti in enumerate(t))
+    expected = int(telemetry["duration_s"] * 50) + 1
+    assert abs(table.num_rows - expected) <= 1, (table.num_rows, telemetry["duration_s"])
     ticks = table.column("tick_index").to_pylist()
-    assert {b - a for a, b in itertools.pairwise(ticks)} == {4}
-    assert telemetry["ticks"] >= table.num_rows * 4 - 4
+    assert all(b >= a for a, b in itertools.pairwise(ticks))
     assert telemetry["target_hz"] == pytest.approx(200.0)
 
 

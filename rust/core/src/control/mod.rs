@@ -1,8 +1,8 @@
 //! The hard-timed teleop/record loop and its telemetry.
 //!
 //! One dedicated thread ticks on absolute deadlines (sleep, then spin), reads the leader,
-//! commands the follower, and every k-th tick pushes a row into the wait-free ring of
-//! [`crate::record`]. Buses are served in parallel ([`workers`]), so a tick costs the slowest
+//! commands the follower, and pushes every dataset row whose time (episode start + i / fps)
+//! has come into the wait-free ring of [`crate::record`]. Buses are served in parallel ([`workers`]), so a tick costs the slowest
 //! bus. Nothing on the tick path allocates, logs or touches Python.
 
 pub mod rt;

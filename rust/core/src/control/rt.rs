@@ -129,8 +129,9 @@ fn set_timer_slack_1ns() {
 #[cfg(not(target_os = "linux"))]
 fn set_timer_slack_1ns() {}
 
+/// Puts the calling thread under SCHED_FIFO at `priority`; the OS's refusal as text.
 #[cfg(unix)]
-fn set_fifo(priority: i32) -> Result<(), String> {
+pub(crate) fn set_fifo(priority: i32) -> Result<(), String> {
     let param = libc::sched_param {
         sched_priority: priority,
     };
@@ -144,7 +145,7 @@ fn set_fifo(priority: i32) -> Result<(), String> {
 }
 
 #[cfg(not(unix))]
-fn set_fifo(_priority: i32) -> Result<(), String> {
+pub(crate) fn set_fifo(_priority: i32) -> Result<(), String> {
     Err("SCHED_FIFO is only available on Unix".into())
 }
 

@@ -29,6 +29,9 @@ pub struct Telemetry {
     pub rows: u64,
     /// Rows lost because the ring to the builder was full.
     pub rows_dropped: u64,
+    /// Rows (included in `rows`) that repeat the state of the row before: a late tick crossed
+    /// several row times of the dataset clock.
+    pub rows_repeated: u64,
     pub first_tick_ns: u64,
     pub last_tick_ns: u64,
     motor_labels: Vec<String>,
@@ -47,6 +50,7 @@ impl Telemetry {
             overruns: 0,
             rows: 0,
             rows_dropped: 0,
+            rows_repeated: 0,
             first_tick_ns: 0,
             last_tick_ns: 0,
             motor_labels,
@@ -63,6 +67,7 @@ impl Telemetry {
         self.overruns = 0;
         self.rows = 0;
         self.rows_dropped = 0;
+        self.rows_repeated = 0;
         self.first_tick_ns = 0;
         self.last_tick_ns = 0;
         self.errors.iter_mut().for_each(|c| *c = 0);
@@ -77,6 +82,13 @@ impl Telemetry {
         self.ticks += 1;
         self.lateness_ns.saturating_record(lateness_ns.max(1));
         self.busy_ns.saturating_record(busy_ns.max(1));
+    }
+
+    /// Rows one tick emitted: pushed (repeats included), dropped, repeated.
+    pub fn add_rows(&mut self, pushed: u64, dropped: u64, repeated: u64) {
+        self.rows += pushed;
+        self.rows_dropped += dropped;
+        self.rows_repeated += repeated;
     }
 
     pub fn record_error(&mut self, motor_slot: usize) {
@@ -103,6 +115,7 @@ impl Telemetry {
         self.overruns += other.overruns;
         self.rows += other.rows;
         self.rows_dropped += other.rows_dropped;
+        self.rows_repeated += other.rows_repeated;
         let _ = self.lateness_ns.add(&other.lateness_ns);
         let _ = self.busy_ns.add(&other.busy_ns);
         for (a, b) in self.errors.iter_mut().zip(&other.errors) {
@@ -150,6 +163,7 @@ impl Telemetry {
             overruns: self.overruns,
             rows: self.rows,
             rows_dropped: self.rows_dropped,
+            rows_repeated: self.rows_repeated,
             target_hz: if period_ns > 0 {
                 1e9 / period_ns as f64
             } else {
@@ -186,6 +200,9 @@ pub struct TelemetryReport {
     pub overruns: u64,
     pub rows: u64,
     pub rows_dropped: u64,
+    /// Rows (counted in `rows`) that repeat the previous row's state because the loop fell
+    /// behind the dataset clock.
+    pub rows_repeated: u64,
     pub target_hz: f64,
     pub achieved_hz: f64,
     pub duration_s: f64,

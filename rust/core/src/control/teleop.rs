@@ -23,7 +23,8 @@ use crate::record::{
 pub struct LoopSpec {
     /// Control rate (ticks per second).
     pub control_hz: f64,
-    /// Dataset rows per second (decimation of the control rate; ≤ control_hz).
+    /// Dataset rows per second (≤ control_hz). Rows follow the dataset clock, not the tick
+    /// count: row i of an episode belongs to the episode's first tick + i / record_fps.
     pub record_fps: f64,
     pub realtime: RealtimeMode,
     /// Pin the control thread to this CPU.
@@ -156,6 +157,11 @@ impl LoopShared {
     pub fn telemetry_errors(&self) -> u64 {
         lock(&self.telemetry).run.total_errors()
     }
+
+    /// Rows of the current (or last) episode that repeat the previous row's state.
+    pub fn episode_rows_repeated(&self) -> u64 {
+        lock(&self.telemetry).episode.rows_repeated
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -222,10 +228,13 @@ pub struct LoopCore {
     pending_errors: Vec<u64>,
     recording: bool,
     episode: i64,
-    episode_tick: u64,
+    /// Wake time of the episode's first tick: row i is due at this + i / record_fps.
+    episode_start_ns: Option<u64>,
+    /// Rows of the episode emitted so far (pushed, repeated or dropped): the next row's index.
+    episode_rows: u64,
     tick_index: u64,
-    control_hz: f64,
-    record_fps: f64,
+    /// Dataset row period, ns (1e9 / record_fps).
+    row_period_ns: f64,
     max_consecutive_errors: u32,
     stop_requested: bool,
 }
@@ -386,10 +395,10 @@ impl LoopCore {
             pending_errors: vec![0; n_slots],
             recording: false,
             episode: -1,
-            episode_tick: 0,
+            episode_start_ns: None,
+            episode_rows: 0,
             tick_index: 0,
-            control_hz: spec.control_hz,
-            record_fps: spec.record_fps,
+            row_period_ns: 1e9 / spec.record_fps,
             max_consecutive_errors: spec.max_consecutive_errors.max(1),
             stop_requested: false,
         };
@@ -511,7 +520,8 @@ impl LoopCore {
         }
         self.recording = true;
         self.episode = episode;
-        self.episode_tick = 0;
+        self.episode_start_ns = None;
+        self.episode_rows = 0;
         lock(&self.shared.telemetry).episode.reset();
     }
 
@@ -696,14 +706,17 @@ impl LoopCore {
             self.next_action.copy_from_slice(&self.action);
         }
 
-        // One row every k-th tick while recording (k from control_hz / record_fps).
-        let mut row_pushed = false;
-        let mut row_dropped = false;
+        // Rows follow the dataset clock: every row whose time has come by this tick's wake-up
+        // is emitted now. A late tick that crossed several row times emits the missed rows with
+        // this (latest) state and counts them as repeats, so the episode's time is never
+        // compressed when the loop runs behind its rate.
+        let mut rows_pushed = 0u64;
+        let mut rows_dropped = 0u64;
+        let mut rows_repeated = 0u64;
         if self.recording {
-            let e = self.episode_tick;
-            let ratio = self.record_fps / self.control_hz;
-            let due = e == 0 || ((e as f64) * ratio).floor() > (((e - 1) as f64) * ratio).floor();
-            if due {
+            let t0 = *self.episode_start_ns.get_or_insert(wake_ns);
+            let mut emitted_now = 0u64;
+            while t0 + (self.episode_rows as f64 * self.row_period_ns).round() as u64 <= wake_ns {
                 let mut row = Row::EMPTY;
                 row.kind = RowKind::Data;
                 row.capture_time_ns = wake_ns as i64;
@@ -718,12 +731,14 @@ impl LoopCore {
                     *d = *s;
                 }
                 if self.rows.push(row).is_ok() {
-                    row_pushed = true;
+                    rows_pushed += 1;
+                    rows_repeated += u64::from(emitted_now > 0);
                 } else {
-                    row_dropped = true;
+                    rows_dropped += 1;
                 }
+                emitted_now += 1;
+                self.episode_rows += 1;
             }
-            self.episode_tick += 1;
         }
         self.tick_index += 1;
 
@@ -746,12 +761,10 @@ impl LoopCore {
                     *c = 0;
                 }
                 t.run.record_tick(wake_ns, lateness_ns, busy_ns);
-                t.run.rows += u64::from(row_pushed);
-                t.run.rows_dropped += u64::from(row_dropped);
-                if self.recording || row_pushed {
+                t.run.add_rows(rows_pushed, rows_dropped, rows_repeated);
+                if self.recording {
                     t.episode.record_tick(wake_ns, lateness_ns, busy_ns);
-                    t.episode.rows += u64::from(row_pushed);
-                    t.episode.rows_dropped += u64::from(row_dropped);
+                    t.episode.add_rows(rows_pushed, rows_dropped, rows_repeated);
                 }
             }
             None => {
@@ -759,12 +772,10 @@ impl LoopCore {
                     self.pending.ticks[self.pending.len] = (wake_ns, lateness_ns, busy_ns);
                     self.pending.len += 1;
                 }
-                if row_pushed || row_dropped {
+                if rows_pushed + rows_dropped > 0 {
                     let mut t = lock(&self.shared.telemetry);
-                    t.run.rows += u64::from(row_pushed);
-                    t.run.rows_dropped += u64::from(row_dropped);
-                    t.episode.rows += u64::from(row_pushed);
-                    t.episode.rows_dropped += u64::from(row_dropped);
+                    t.run.add_rows(rows_pushed, rows_dropped, rows_repeated);
+                    t.episode.add_rows(rows_pushed, rows_dropped, rows_repeated);
                 }
             }
         }
@@ -862,6 +873,8 @@ pub struct TeleopLoop {
     layout: FrameLayout,
     period_ns: u64,
     realtime: ActiveRealtime,
+    /// This loop switched the process's simulators to SCHED_FIFO (undone on stop).
+    sims_realtime: bool,
     next_episode: Mutex<i64>,
     open_episode: Mutex<Option<i64>>,
 }
@@ -919,6 +932,13 @@ impl TeleopLoop {
                 return Err(ControlError::NotRunning);
             }
         };
+        // Simulated devices in this process stand for hardware with its own MCU: when the loop
+        // runs realtime, so do they (a loop waiting on a descheduled simulator thread would
+        // measure the host, not the loop).
+        let sims_realtime = realtime.policy == "fifo" && !crate::sim::pty::realtime();
+        if sims_realtime {
+            crate::sim::pty::set_realtime(true);
+        }
         if let Some(reason) = &realtime.fallback_reason {
             log::info!("control loop runs without SCHED_FIFO ({reason}); realtime=auto carries on");
         }
@@ -930,6 +950,7 @@ impl TeleopLoop {
             layout,
             period_ns,
             realtime,
+            sims_realtime,
             next_episode: Mutex::new(0),
             open_episode: Mutex::new(None),
         })
@@ -1101,6 +1122,9 @@ impl TeleopLoop {
         drop(thread.join());
         if let Some(builder) = lock(&self.builder).take() {
             builder.join();
+        }
+        if self.sims_realtime {
+            crate::sim::pty::set_realtime(false);
         }
     }
 }

@@ -167,3 +167,46 @@ impl Part for FakeFollower {
         Ok(())
     }
 }
+
+/// Wraps a part so every exchange takes at least `delay`: a bus slower than the loop's rate,
+/// for proving the loop keeps dataset time when it falls behind.
+pub struct SlowPart {
+    inner: Box<dyn Part>,
+    delay: std::time::Duration,
+}
+
+impl SlowPart {
+    pub fn new(inner: Box<dyn Part>, delay: std::time::Duration) -> Self {
+        Self { inner, delay }
+    }
+}
+
+impl Part for SlowPart {
+    fn label(&self) -> &str {
+        self.inner.label()
+    }
+    fn motor_names(&self) -> &[String] {
+        self.inner.motor_names()
+    }
+    fn goal_names(&self) -> &[String] {
+        self.inner.goal_names()
+    }
+    fn state_names(&self) -> &[String] {
+        self.inner.state_names()
+    }
+    fn exchange(
+        &mut self,
+        goal: &[f32],
+        state: &mut [f32],
+        retries: &mut [u32],
+    ) -> Result<(), PartError> {
+        std::thread::sleep(self.delay);
+        self.inner.exchange(goal, state, retries)
+    }
+    fn read_state(&mut self, state: &mut [f32]) -> Result<(), PartError> {
+        self.inner.read_state(state)
+    }
+    fn stop(&mut self, action: StopAction) -> Result<(), PartError> {
+        self.inner.stop(action)
+    }
+}
