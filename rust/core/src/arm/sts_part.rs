@@ -61,12 +61,15 @@ pub fn part_error(names: &[String], e: &BusError) -> PartError {
         BusError::Protocol { .. } | BusError::Corrupt { .. } => FaultKind::Protocol,
         BusError::Timeout { .. } => FaultKind::Timeout,
         BusError::Motor { .. } => FaultKind::Motor,
+        // Corrupted bytes from any servo point at the wiring or the adapter, so they outrank a
+        // servo that merely answered late in the same transaction.
+        BusError::Group { failures, .. }
+            if failures.iter().any(|f| f.kind == FailureKind::Corrupt) =>
+        {
+            FaultKind::Protocol
+        }
         BusError::Group { .. } if e.is_timeout() => FaultKind::Timeout,
         BusError::Group { .. } if e.is_motor_status() => FaultKind::Motor,
-        BusError::Group { .. } => match first.map(|f| f.kind) {
-            Some(FailureKind::Corrupt) => FaultKind::Protocol,
-            _ => FaultKind::Other,
-        },
         _ => FaultKind::Other,
     };
     // The bus describes motors as `'name' (id N)` or by name; match on the joint name.
