@@ -22,7 +22,7 @@ use super::calibration::{
 use super::config::{is_sim_port, DeviceConfig, DEFAULT_KD, DEFAULT_KP, DEFAULT_VELOCITY_LIMIT};
 use super::damiao_part::{control_mode, part_error, DamiaoDrive, DamiaoPart};
 use super::part::{FaultKind, Part, PartError};
-use super::spec::{ControlType, DeviceKind, JointSpec, MotorModel, StsLink};
+use super::spec::{names_of, ControlType, DeviceKind, JointSpec, MotorModel, StsLink};
 use super::sts_can_part::StsCanPart;
 use super::sts_part;
 use super::ArmError;
@@ -348,7 +348,7 @@ pub(crate) fn sts_norm(
 
 /// Opens the DAMIAO bus of a device: connect, control mode, enable.
 fn open_damiao_bus(cfg: &DeviceConfig, port: &str, label: &str) -> Result<DamiaoBus, ArmError> {
-    let names: Vec<String> = cfg.spec.damiao.iter().map(|j| j.name.to_owned()).collect();
+    let names: Vec<String> = names_of(cfg.spec.damiao);
     let motors = cfg
         .spec
         .damiao
@@ -373,7 +373,7 @@ fn check_rezero(
     cal: &DeviceCalibration,
     label: &str,
 ) -> Result<(), ArmError> {
-    let names: Vec<String> = cfg.spec.damiao.iter().map(|j| j.name.to_owned()).collect();
+    let names: Vec<String> = names_of(cfg.spec.damiao);
     for (i, j) in cfg.spec.damiao.iter().enumerate() {
         let Some(c) = cal.damiao.get(j.name) else {
             continue;
@@ -418,7 +418,7 @@ fn open_device(cfg: &DeviceConfig, sims: &mut SimSet) -> Result<Vec<Box<dyn Part
     let leader = cfg.spec.kind == DeviceKind::Teleoperator;
     if let Some(port) = &ports.damiao {
         let label = label(cfg, "DAMIAO", port);
-        let names: Vec<String> = cfg.spec.damiao.iter().map(|j| j.name.to_owned()).collect();
+        let names: Vec<String> = names_of(cfg.spec.damiao);
         let mut bus = open_damiao_bus(cfg, port, &label)?;
         if from_file {
             check_rezero(cfg, &mut bus, &cal, &label)?;
@@ -455,7 +455,7 @@ fn open_device(cfg: &DeviceConfig, sims: &mut SimSet) -> Result<Vec<Box<dyn Part
         match cfg.spec.sts_link {
             StsLink::OverCan => {
                 let label = label(cfg, "STS-over-CAN", port);
-                let names: Vec<String> = cfg.spec.sts.iter().map(|j| j.name.to_owned()).collect();
+                let names: Vec<String> = names_of(cfg.spec.sts);
                 let bus = StsCanBus::open(
                     port,
                     crate::bus::damiao::DEFAULT_BAUD,
@@ -599,8 +599,7 @@ impl Calibrator {
         let damiao = match &ports.damiao {
             Some(port) => {
                 let label = label(&cfg, "DAMIAO", port);
-                let names: Vec<String> =
-                    cfg.spec.damiao.iter().map(|j| j.name.to_owned()).collect();
+                let names: Vec<String> = names_of(cfg.spec.damiao);
                 let mut bus = open_damiao_bus(&cfg, port, &label)?;
                 bus.set_control_mode_all(crate::protocol::damiao::ControlMode::Mit)
                     .map_err(|e| bus_err(&label, &names, &e))?;
@@ -622,8 +621,7 @@ impl Calibrator {
                 }
                 StsLink::OverCan => {
                     let label = label(&cfg, "STS-over-CAN", port);
-                    let names: Vec<String> =
-                        cfg.spec.sts.iter().map(|j| j.name.to_owned()).collect();
+                    let names: Vec<String> = names_of(cfg.spec.sts);
                     let bus = StsCanBus::open(
                         port,
                         crate::bus::damiao::DEFAULT_BAUD,
@@ -658,13 +656,7 @@ impl Calibrator {
         let mut out = Vec::new();
         if let Some((bus, label)) = &mut self.damiao {
             let n = self.cfg.spec.damiao.len();
-            let names: Vec<String> = self
-                .cfg
-                .spec
-                .damiao
-                .iter()
-                .map(|j| j.name.to_owned())
-                .collect();
+            let names: Vec<String> = names_of(self.cfg.spec.damiao);
             let cmds = vec![
                 MitCommand {
                     q: 0.0,
@@ -686,13 +678,7 @@ impl Calibrator {
             out.extend(bus.read_positions()?);
         }
         if let Some((bus, label)) = &mut self.sts_can {
-            let names: Vec<String> = self
-                .cfg
-                .spec
-                .sts
-                .iter()
-                .map(|j| j.name.to_owned())
-                .collect();
+            let names: Vec<String> = names_of(self.cfg.spec.sts);
             for j in self.cfg.spec.sts {
                 let raw = bus
                     .read_position(u16::from(j.id))
@@ -708,13 +694,7 @@ impl Calibrator {
     /// reads 2047 here); DAMIAO set-zero when `zero_damiao` (else m_off is only recorded).
     pub fn set_homing(&mut self, zero_damiao: bool) -> Result<(), ArmError> {
         if let Some((bus, label)) = &mut self.damiao {
-            let names: Vec<String> = self
-                .cfg
-                .spec
-                .damiao
-                .iter()
-                .map(|j| j.name.to_owned())
-                .collect();
+            let names: Vec<String> = names_of(self.cfg.spec.damiao);
             for i in 0..names.len() {
                 if zero_damiao {
                     bus.disable(i).map_err(|e| bus_err(label, &names, &e))?;
@@ -738,13 +718,7 @@ impl Calibrator {
         }
         if let Some((bus, label)) = &mut self.sts_can {
             // The bridge cannot write Homing_Offset: keep it on the host side.
-            let names: Vec<String> = self
-                .cfg
-                .spec
-                .sts
-                .iter()
-                .map(|j| j.name.to_owned())
-                .collect();
+            let names: Vec<String> = names_of(self.cfg.spec.sts);
             for j in self.cfg.spec.sts {
                 let raw = bus
                     .read_position(u16::from(j.id))
@@ -822,13 +796,7 @@ impl Calibrator {
         let Some((bus, label)) = &mut self.damiao else {
             return Ok(0.0);
         };
-        let names: Vec<String> = self
-            .cfg
-            .spec
-            .damiao
-            .iter()
-            .map(|j| j.name.to_owned())
-            .collect();
+        let names: Vec<String> = names_of(self.cfg.spec.damiao);
         let i = names.iter().position(|n| n == joint.name).unwrap_or(0);
         Ok(
             match bus

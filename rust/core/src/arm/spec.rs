@@ -131,6 +131,11 @@ pub struct JointSpec {
     pub id: u8,
 }
 
+/// The joints' names, owned (for error messages and calibration maps).
+pub fn names_of(joints: &[JointSpec]) -> Vec<String> {
+    joints.iter().map(|j| j.name.to_owned()).collect()
+}
+
 const fn dm(name: &'static str, model: MotorModel, id: u8) -> JointSpec {
     JointSpec { name, model, id }
 }

@@ -13,7 +13,7 @@ use super::calibration::{DeviceCalibration, JointNorm};
 use super::config::DeviceConfig;
 use super::device::{sts_norm, SimSet};
 use super::part::{FaultKind, Part, PartError, StopAction};
-use super::spec::DeviceKind;
+use super::spec::{names_of, DeviceKind};
 use super::ArmError;
 
 /// STS TTL line rate on OpenK arms.
@@ -86,7 +86,7 @@ fn reg(name: &'static str) -> Result<&'static Register, ArmError> {
 }
 
 fn open_bus(cfg: &DeviceConfig, port: &str, label: &str) -> Result<FeetechBus, ArmError> {
-    let names: Vec<String> = cfg.spec.sts.iter().map(|j| j.name.to_owned()).collect();
+    let names: Vec<String> = names_of(cfg.spec.sts);
     let motors = cfg
         .spec
         .sts
@@ -118,7 +118,7 @@ pub fn open_part(
     port: &str,
     label: String,
 ) -> Result<Box<dyn Part>, ArmError> {
-    let names: Vec<String> = cfg.spec.sts.iter().map(|j| j.name.to_owned()).collect();
+    let names: Vec<String> = names_of(cfg.spec.sts);
     let mut bus = open_bus(cfg, port, &label)?;
     let e = |e: BusError| err(&label, &names, &e);
     let leader = cfg.spec.kind == DeviceKind::Teleoperator;
@@ -270,7 +270,7 @@ pub struct StsCalibrationBus {
 
 impl StsCalibrationBus {
     pub fn open(cfg: &DeviceConfig, port: &str, label: String) -> Result<Self, ArmError> {
-        let names: Vec<String> = cfg.spec.sts.iter().map(|j| j.name.to_owned()).collect();
+        let names: Vec<String> = names_of(cfg.spec.sts);
         let mut bus = open_bus(cfg, port, &label)?;
         for j in cfg.spec.sts {
             bus.write("Torque_Enable", j.name, 0)
