@@ -37,6 +37,8 @@ stage "stubtest"
 # The stub must match what the native module really exports.
 .venv/bin/python -m mypy.stubtest openk._core
 stage "cargo test"
-cargo test -p openk-core
+# One test at a time: the integration tests run real-time simulators and loops, and ten of
+# them at once on a 2-core machine turn scheduling delays into spurious bus timeouts.
+cargo test -p openk-core -- --test-threads=1
 stage "pytest"
 .venv/bin/python -m pytest tests
