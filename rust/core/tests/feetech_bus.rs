@@ -97,6 +97,12 @@ fn sync_read_survives_a_dropped_reply_by_retrying_only_the_missing_motor() {
     let stats = sim.stats();
     assert_eq!(stats.replies_dropped, 1);
     assert_eq!(stats.replies_sent, 7);
+    // Exactly one servo needed a second request, and the bus says which.
+    let retried: Vec<u8> = (1..=7).filter(|id| bus.last_retries(*id) == 1).collect();
+    assert_eq!(retried.len(), 1, "{retried:?}");
+    assert!((1..=7).all(|id| bus.last_retries(id) <= 1));
+    bus.sync_read("Present_Position", &mut pos).unwrap();
+    assert!((1..=7).all(|id| bus.last_retries(id) == 0));
 }
 
 #[test]

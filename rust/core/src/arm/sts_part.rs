@@ -224,7 +224,7 @@ impl Part for StsPart {
         &mut self,
         goal: &[f32],
         state: &mut [f32],
-        _retries: &mut [u32],
+        retries: &mut [u32],
     ) -> Result<(), PartError> {
         if !self.leader {
             for ((raw, g), norm) in self.raw_goal.iter_mut().zip(goal).zip(&self.norms) {
@@ -234,7 +234,11 @@ impl Part for StsPart {
                 .sync_write_ids(self.goal_reg, &self.ids, &self.raw_goal)
                 .map_err(|e| self.err(&e))?;
         }
-        self.read_state(state)
+        let result = self.read_state(state);
+        for (r, id) in retries.iter_mut().zip(&self.ids) {
+            *r = u32::from(self.bus.last_retries(*id));
+        }
+        result
     }
 
     fn read_state(&mut self, state: &mut [f32]) -> Result<(), PartError> {

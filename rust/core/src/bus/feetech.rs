@@ -208,6 +208,8 @@ pub struct FeetechBus {
     pending: Vec<u8>,
     corrupt: [bool; 256],
     status: [u8; 256],
+    /// Extra requests each id needed in the last sync read (telemetry: retries by motor).
+    retried: [u8; 256],
     all_ids: Vec<u8>,
     /// The last framing error seen, to explain a `Corrupt` failure.
     last_protocol_error: Option<ProtocolError>,
@@ -267,6 +269,7 @@ impl FeetechBus {
             pending: Vec::with_capacity(256),
             corrupt: [false; 256],
             status: [0; 256],
+            retried: [0; 256],
             all_ids,
             last_protocol_error: None,
         })
@@ -291,6 +294,11 @@ impl FeetechBus {
 
     pub fn set_config(&mut self, config: BusConfig) {
         self.config = config;
+    }
+
+    /// How many times the last sync read had to ask `id` again (0 when its first reply came).
+    pub fn last_retries(&self, id: u8) -> u8 {
+        self.retried[usize::from(id)]
     }
 
     /// Error flags of the last status packet each id sent in this bus's transactions.
@@ -549,9 +557,16 @@ impl FeetechBus {
         for &id in ids {
             self.corrupt[usize::from(id)] = false;
             self.status[usize::from(id)] = 0;
+            self.retried[usize::from(id)] = 0;
         }
         let tries = self.config.retries + 1;
-        for _ in 0..tries {
+        for attempt in 0..tries {
+            if attempt > 0 {
+                for &id in &self.pending {
+                    let n = &mut self.retried[usize::from(id)];
+                    *n = n.saturating_add(1);
+                }
+            }
             ft::encode_sync_read(&mut self.tx, register.address, register.size, &self.pending)
                 .map_err(|e| self.protocol(e))?;
             self.send()?;
