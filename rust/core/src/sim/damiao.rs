@@ -917,11 +917,24 @@ impl DamiaoAdapter {
         sent_at: Instant,
         replies: &mut Replies,
     ) {
+        self.stats.feedback_frames += 1;
+        self.send_can_reply(mst, payload, now, sent_at, replies);
+    }
+
+    /// A motor's answer: it waits its turnaround, takes its turn on the CAN bus, then crosses
+    /// the adapter's USB hop.
+    fn send_can_reply(
+        &mut self,
+        mst: u32,
+        payload: [u8; 8],
+        now: Instant,
+        sent_at: Instant,
+        replies: &mut Replies,
+    ) {
         let done = self.occupy_bus(
             sent_at + self.config.motor_turnaround,
             self.can_time(mst, &payload),
         );
-        self.stats.feedback_frames += 1;
         self.reply(
             replies,
             now,
@@ -966,17 +979,8 @@ impl DamiaoAdapter {
                 // A write to MST_ID takes effect at once: the echo already uses the new id.
                 let mst = u32::from(motor.mst_id());
                 let payload = encode_register_reply(esc, req.op, req.rid, value);
-                let done = self.occupy_bus(
-                    sent_at + self.config.motor_turnaround,
-                    self.can_time(mst, &payload),
-                );
                 self.stats.register_replies += 1;
-                self.reply(
-                    replies,
-                    now,
-                    done + self.config.usb_latency,
-                    AdapterFrame::received(mst, payload),
-                );
+                self.send_can_reply(mst, payload, now, sent_at, replies);
             }
         }
     }
