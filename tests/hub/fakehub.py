@@ -468,6 +468,7 @@ class _Handler(BaseHTTPRequestHandler):
         content_type: str = "application/json",
         headers: dict[str, str] | None = None,
     ) -> None:
+        self._log_status(status)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -476,7 +477,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD" and body:
             self.wfile.write(body)
+
+    def _log_status(self, status: int) -> None:
+        """Log before the response leaves, so a client that has its answer sees the entry."""
+        if self._status:
+            return
         self._status = status
+        with self.fake_hub.lock:
+            # 599 marks a route the fake does not know, so contract drift shows up in tests.
+            logged = 599 if self._unknown_route else status
+            self.fake_hub.request_log.append((self.command, self.path.partition("?")[0], logged))
 
     def _json(self, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(payload).encode(), headers=headers)
@@ -521,10 +531,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(exc)
         except Exception as exc:  # never drop a connection silently; the client retries a 500
             self._error(HubHTTPError(500, f"fake hub error: {type(exc).__name__}: {exc}"))
-        with hub.lock:
-            # 599 marks a route the fake does not know, so contract drift shows up in tests.
-            status = 599 if self._unknown_route else self._status
-            hub.request_log.append((self.command, raw_path, status))
 
     def _take_fault(self, path: str) -> Fault | None:
         hub = self.fake_hub
@@ -981,13 +987,13 @@ class _Handler(BaseHTTPRequestHandler):
             headers["X-Xet-Hash"] = record.xet_hash
             headers["Link"] = f'<{prefix}/xet-read-token/{commit.oid}>; rel="xet-auth"'
         if self.command == "HEAD":
+            self._log_status(200)
             self.send_response(200)
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(record.size))
             for key, value in headers.items():
                 self.send_header(key, value)
             self.end_headers()
-            self._status = 200
             return
         data = hub._materialise(record).read_bytes()
         status = 200
