@@ -91,6 +91,13 @@ fn print(label: &str, r: &TelemetryReport) {
         },
         r.rows_repeated,
     );
+    for (part, round) in &r.bus_round_us {
+        println!(
+            "  {:<22}   bus round {part:<28} p50 {:>7.1} µs  p99 {:>7.1} µs  p99.9 {:>7.1} µs  \
+             max {:>8.1} µs",
+            "", round.p50_us, round.p99_us, round.p999_us, round.max_us,
+        );
+    }
 }
 
 /// Sustained = within 1 % of the target rate with overruns under 0.5 % of ticks.

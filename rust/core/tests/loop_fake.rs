@@ -363,3 +363,56 @@ fn bus_errors_are_counted_against_the_motor_that_failed() {
         .collect();
     assert_eq!(errors, vec![("second leader.b", 3)], "{errors:?}");
 }
+
+#[test]
+fn a_tick_collects_the_previous_round_and_never_waits_for_its_own() {
+    use openk_core::clock::now_ns;
+    use openk_core::control::testing::SlowPart;
+    use openk_core::control::{LoopCore, TickOutcome};
+    use openk_core::record::builder::row_ring;
+
+    let (follower, log) = FakeFollower::new("follower fake", &JOINTS, &[3.0, 4.0], true);
+    let (gated, open) = SlowPart::gated(Box::new(follower));
+    let leader = FakeLeader::new(&JOINTS, |t, j| (t * 10 + j as u64) as f32);
+    let mut a = arms(
+        vec![Box::new(leader)],
+        FakeFollower::new("x", &JOINTS, &[0.0; 2], false).0,
+    );
+    a.follower = vec![Box::new(gated)];
+    let (rows, _rows_out) = row_ring(64);
+    let (mut core, _shared) = LoopCore::new(a, &spec(500.0, 50.0), rows).unwrap();
+    core.parallelize(|| {}).unwrap();
+
+    // Tick 1 sends the present position and returns while the follower's round is blocked.
+    assert_eq!(core.tick(now_ns(), 0), TickOutcome::Continue);
+    assert_eq!(core.action(), &[3.0, 4.0]);
+    assert_eq!(
+        log.exchanges.load(Ordering::Relaxed),
+        0,
+        "round 1 still running"
+    );
+
+    // Tick 2 waits for round 1 only: the leader's first reading (tick 0) becomes the goal.
+    open.send(()).unwrap();
+    assert_eq!(core.tick(now_ns(), 0), TickOutcome::Continue);
+    assert_eq!(log.exchanges.load(Ordering::Relaxed), 1);
+    assert_eq!(core.action(), &[0.0, 1.0]);
+    // The observation is the follower's answer to round 1 (measured before tick 2's goal).
+    assert_eq!(&core.observation()[..2], &[3.0, 4.0]);
+
+    open.send(()).unwrap();
+    assert_eq!(core.tick(now_ns(), 0), TickOutcome::Continue);
+    assert_eq!(core.action(), &[10.0, 11.0]);
+    assert_eq!(&core.observation()[..2], &[0.0, 1.0]);
+
+    // Finishing waits for the round in flight before the follower is stopped.
+    open.send(()).unwrap();
+    let parts = core.finish(StopAction::Hold);
+    assert_eq!(parts.len(), 2);
+    assert_eq!(log.exchanges.load(Ordering::Relaxed), 3);
+    assert_eq!(*log.stops.lock().unwrap(), vec![StopAction::Hold]);
+    assert_eq!(
+        *log.goals.lock().unwrap(),
+        vec![vec![3.0, 4.0], vec![0.0, 1.0], vec![10.0, 11.0]]
+    );
+}

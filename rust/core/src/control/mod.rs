@@ -12,7 +12,7 @@ pub mod testing;
 pub mod workers;
 
 pub use rt::{ActiveRealtime, RealtimeMode};
-pub use telemetry::{Telemetry, TelemetryReport};
+pub use telemetry::{RoundSummary, Telemetry, TelemetryReport};
 pub use teleop::{
     ControlError, LoopCore, LoopFailure, LoopShared, LoopSpec, SafetyEvent, TeleopArms, TeleopLoop,
     TickOutcome,

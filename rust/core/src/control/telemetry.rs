@@ -37,12 +37,17 @@ pub struct Telemetry {
     motor_labels: Vec<String>,
     errors: Vec<u64>,
     retries: Vec<u64>,
+    part_labels: Vec<String>,
+    /// Duration of each part's bus round (what bounds the rate of that bus), by part.
+    round_ns: Vec<Histogram<u64>>,
 }
 
 impl Telemetry {
-    /// `motor_labels` name the counter slots, e.g. `follower.shoulder_pan`.
-    pub fn new(motor_labels: Vec<String>) -> Self {
+    /// `motor_labels` name the counter slots, e.g. `follower.shoulder_pan`; `part_labels` the
+    /// parts whose round times are kept, e.g. `follower damiao bus`.
+    pub fn new(motor_labels: Vec<String>, part_labels: Vec<String>) -> Self {
         let n = motor_labels.len();
+        let round_ns = part_labels.iter().map(|_| new_histogram()).collect();
         Self {
             lateness_ns: new_histogram(),
             busy_ns: new_histogram(),
@@ -56,6 +61,8 @@ impl Telemetry {
             motor_labels,
             errors: vec![0; n],
             retries: vec![0; n],
+            part_labels,
+            round_ns,
         }
     }
 
@@ -72,6 +79,7 @@ impl Telemetry {
         self.last_tick_ns = 0;
         self.errors.iter_mut().for_each(|c| *c = 0);
         self.retries.iter_mut().for_each(|c| *c = 0);
+        self.round_ns.iter_mut().for_each(Histogram::reset);
     }
 
     pub fn record_tick(&mut self, wake_ns: u64, lateness_ns: u64, busy_ns: u64) {
@@ -103,6 +111,13 @@ impl Telemetry {
         }
     }
 
+    /// One finished bus round of part `part` (an index into the part labels).
+    pub fn record_round(&mut self, part: usize, round_ns: u64) {
+        if let Some(h) = self.round_ns.get_mut(part) {
+            h.saturating_record(round_ns.max(1));
+        }
+    }
+
     /// Adds another telemetry of the same motor layout into this one.
     pub fn merge(&mut self, other: &Telemetry) {
         if self.ticks == 0 {
@@ -123,6 +138,9 @@ impl Telemetry {
         }
         for (a, b) in self.retries.iter_mut().zip(&other.retries) {
             *a += b;
+        }
+        for (a, b) in self.round_ns.iter_mut().zip(&other.round_ns) {
+            let _ = a.add(b);
         }
     }
 
@@ -186,6 +204,21 @@ impl Telemetry {
             } else {
                 self.busy_ns.max() as f64 / 1000.0
             },
+            bus_round_us: self
+                .part_labels
+                .iter()
+                .zip(&self.round_ns)
+                .filter(|(_, h)| !h.is_empty())
+                .map(|(label, h)| {
+                    let summary = RoundSummary {
+                        p50_us: us(h, 0.50),
+                        p99_us: us(h, 0.99),
+                        p999_us: us(h, 0.999),
+                        max_us: h.max() as f64 / 1000.0,
+                    };
+                    (label.clone(), summary)
+                })
+                .collect(),
             bus_errors: by_motor(&self.errors),
             bus_retries: by_motor(&self.retries),
             realtime: realtime.to_owned(),
@@ -210,15 +243,28 @@ pub struct TelemetryReport {
     pub lateness_p99_us: f64,
     pub lateness_p999_us: f64,
     pub lateness_max_us: f64,
-    /// Time the tick's bus exchange took (what bounds the sustainable rate).
+    /// Time from the tick's wake-up until its bus rounds were dispatched (with parts on
+    /// worker threads: collecting the previous rounds plus the loop's own work).
     pub busy_p50_us: f64,
     pub busy_p99_us: f64,
     pub busy_max_us: f64,
+    /// Round-trip time of each part's bus, by part label (what bounds the sustainable rate:
+    /// a round longer than the period makes the next tick wait).
+    pub bus_round_us: BTreeMap<String, RoundSummary>,
     /// Bus errors by `<device>.<motor>` (only motors with errors).
     pub bus_errors: BTreeMap<String, u64>,
     pub bus_retries: BTreeMap<String, u64>,
     /// Scheduling the loop ran with, e.g. "SCHED_FIFO priority 80".
     pub realtime: String,
+}
+
+/// Distribution of one part's bus round times, µs.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RoundSummary {
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
 }
 
 impl TelemetryReport {
@@ -234,7 +280,10 @@ mod tests {
 
     #[test]
     fn report_summarises_ticks_errors_and_rate() {
-        let mut t = Telemetry::new(vec!["follower.a".into(), "follower.b".into()]);
+        let mut t = Telemetry::new(
+            vec!["follower.a".into(), "follower.b".into()],
+            vec!["follower".into()],
+        );
         for i in 0..101u64 {
             t.record_tick(i * 2_000_000, 1_000 + i, 500_000);
         }
@@ -242,6 +291,8 @@ mod tests {
         t.record_error(1);
         t.record_retries(0, 3);
         t.record_error(99); // unknown slot: ignored, never panics
+        t.record_round(0, 1_500_000);
+        t.record_round(7, 1); // unknown part: ignored
         let r = t.report(2_000_000, "x");
         assert_eq!(r.ticks, 101);
         assert!((r.achieved_hz - 500.0).abs() < 1e-6);
@@ -250,7 +301,12 @@ mod tests {
         assert_eq!(r.bus_retries.get("follower.a"), Some(&3));
         assert!(!r.bus_errors.contains_key("follower.a"));
         assert!(r.lateness_p50_us > 0.9 && r.lateness_max_us < 1.2);
-        let mut total = Telemetry::new(vec!["follower.a".into(), "follower.b".into()]);
+        let round = &r.bus_round_us["follower"];
+        assert!((round.max_us - 1500.0).abs() < 20.0, "{round:?}");
+        let mut total = Telemetry::new(
+            vec!["follower.a".into(), "follower.b".into()],
+            vec!["follower".into()],
+        );
         total.merge(&t);
         total.merge(&t);
         assert_eq!(total.report(2_000_000, "x").bus_errors["follower.b"], 4);

@@ -237,6 +237,10 @@ pub struct LoopCore {
     row_period_ns: f64,
     max_consecutive_errors: u32,
     stop_requested: bool,
+    /// Threaded parts are running the round this tick dispatched.
+    in_flight: bool,
+    /// No leader part failed since the goals were last settled.
+    leader_ok: bool,
 }
 
 /// Labels of every motor counter slot: `<part label>.<motor>`.
@@ -359,6 +363,7 @@ impl LoopCore {
             .collect();
         let labels = motor_labels(&units);
         let n_slots = labels.len();
+        let part_labels: Vec<String> = units.iter().map(|u| u.label.clone()).collect();
         let (cmd_tx, cmd_rx) = rtrb::RingBuffer::new(64);
         let shared = Arc::new(LoopShared {
             commands: Mutex::new(cmd_tx),
@@ -366,8 +371,8 @@ impl LoopCore {
             acked: AtomicU64::new(0),
             running: AtomicBool::new(true),
             telemetry: Mutex::new(TelemetryPair {
-                run: Telemetry::new(labels.clone()),
-                episode: Telemetry::new(labels),
+                run: Telemetry::new(labels.clone(), part_labels.clone()),
+                episode: Telemetry::new(labels, part_labels),
             }),
             events: Mutex::new(Vec::new()),
             failure: Mutex::new(None),
@@ -401,6 +406,8 @@ impl LoopCore {
             row_period_ns: 1e9 / spec.record_fps,
             max_consecutive_errors: spec.max_consecutive_errors.max(1),
             stop_requested: false,
+            in_flight: false,
+            leader_ok: true,
         };
         core.read_initial_state()?;
         Ok((core, shared))
@@ -443,14 +450,15 @@ impl LoopCore {
         Ok(())
     }
 
-    /// Moves every part but the first onto its own thread. Call on the control thread;
-    /// `setup` runs first on each worker (realtime policy).
+    /// Moves every part onto its own thread, so that no tick waits on a bus round trip (see
+    /// [`LoopCore::tick`]). Call on the control thread; `setup` runs first on each worker
+    /// (realtime policy).
     pub fn parallelize(
         &mut self,
         setup: impl Fn() + Send + Clone + 'static,
     ) -> Result<(), ControlError> {
         let controller = std::thread::current();
-        for unit in self.units.iter_mut().skip(1) {
+        for unit in self.units.iter_mut() {
             let exec = std::mem::replace(
                 &mut unit.exec,
                 Exec::Inline(PartSlot::new(Box::new(NoPart))),
@@ -567,59 +575,48 @@ impl LoopCore {
         }
     }
 
-    /// Runs the bus exchanges of one tick (parallel when parallelized), updates observation,
-    /// telemetry counters and the next goals. Returns whether the loop must stop.
-    pub fn tick(&mut self, wake_ns: u64, lateness_ns: u64) -> TickOutcome {
-        self.handle_commands(wake_ns);
-        if self.stop_requested {
-            return TickOutcome::Stop;
+    /// This tick's goals: the leader's values collected since the last tick, clamped to the
+    /// follower's present position (or, if the leader failed, the goals already sent).
+    fn settle_goals(&mut self) {
+        if self.has_leader {
+            if self.leader_ok {
+                self.clamp_next_action();
+            } else {
+                self.next_action.copy_from_slice(&self.action);
+            }
         }
+        self.leader_ok = true;
         std::mem::swap(&mut self.action, &mut self.next_action);
         self.next_action.copy_from_slice(&self.action);
+    }
 
-        // Hand goals to the threaded parts and start them, then run the inline part.
-        for unit in &mut self.units {
-            if let Exec::Thread(w) = &unit.exec {
-                {
-                    let mut slot = w.slot();
-                    for (g, a) in slot.goal.iter_mut().zip(&unit.goal_map) {
-                        *g = self.action[*a];
-                    }
-                }
-                w.dispatch();
-            }
-        }
-        for unit in &mut self.units {
-            if let Exec::Inline(slot) = &mut unit.exec {
-                for (g, a) in slot.goal.iter_mut().zip(&unit.goal_map) {
-                    *g = self.action[*a];
-                }
-                slot.run();
-            }
-        }
-        for unit in &self.units {
-            if let Exec::Thread(w) = &unit.exec {
-                w.wait();
-            }
-        }
-        let busy_ns = now_ns().saturating_sub(wake_ns);
-
-        // Collect results.
-        let mut leader_ok = true;
-        let mut stop = false;
+    /// Takes the results of the finished rounds of threaded (`threaded`) or inline parts:
+    /// follower state into the observation, leader state into the next goals, retries, errors
+    /// and round times into telemetry. Returns whether a part failed too often (the loop must
+    /// stop; the failure and its event are recorded).
+    fn collect(
+        &mut self,
+        wake_ns: u64,
+        threaded: bool,
+        tel: &mut Option<MutexGuard<'_, TelemetryPair>>,
+    ) -> bool {
         let mut fatal: Option<(LoopFailure, String)> = None;
-        let shared = self.shared.clone();
-        let mut tel = shared.telemetry.try_lock().ok();
-        for ui in 0..self.units.len() {
-            let unit = &mut self.units[ui];
+        for (part_index, unit) in self.units.iter_mut().enumerate() {
             let mut guard;
             let slot: &mut PartSlot = match &mut unit.exec {
-                Exec::Inline(slot) => slot,
-                Exec::Thread(w) => {
+                Exec::Inline(slot) if !threaded => slot,
+                Exec::Thread(w) if threaded => {
                     guard = w.slot();
                     &mut guard
                 }
+                _ => continue,
             };
+            if let Some(t) = tel.as_mut() {
+                t.run.record_round(part_index, slot.round_ns);
+                if self.recording {
+                    t.episode.record_round(part_index, slot.round_ns);
+                }
+            }
             for (m, r) in slot.retries.iter().enumerate() {
                 if *r > 0 {
                     if let Some(t) = tel.as_mut() {
@@ -656,7 +653,7 @@ impl LoopCore {
                 Err(e) => {
                     unit.consecutive_errors += 1;
                     if unit.role == Role::Leader {
-                        leader_ok = false;
+                        self.leader_ok = false;
                     }
                     let motor_slot =
                         unit.motor_slot_base + e.motor.unwrap_or(unit.motor_names.len());
@@ -671,7 +668,7 @@ impl LoopCore {
                             }
                         }
                     }
-                    if unit.consecutive_errors >= self.max_consecutive_errors {
+                    if unit.consecutive_errors >= self.max_consecutive_errors && fatal.is_none() {
                         let failure =
                             failure_of(&unit.label, &unit.motor_names, e.kind, e.motor, &e.message);
                         let what = if unit.role == Role::Leader {
@@ -684,27 +681,73 @@ impl LoopCore {
                             unit.consecutive_errors, e
                         );
                         fatal = Some((failure, reason));
-                        stop = true;
-                        break;
                     }
                 }
             }
         }
-        if let Some((failure, reason)) = fatal {
-            drop(tel.take());
-            self.stop_requested = true;
-            self.push_event(wake_ns, &failure.device, failure.motor.clone(), reason);
-            let mut f = lock(&self.shared.failure);
-            if f.is_none() {
-                *f = Some(failure);
+        let Some((failure, reason)) = fatal else {
+            return false;
+        };
+        drop(tel.take());
+        self.stop_requested = true;
+        self.push_event(wake_ns, &failure.device, failure.motor.clone(), reason);
+        let mut f = lock(&self.shared.failure);
+        if f.is_none() {
+            *f = Some(failure);
+        }
+        true
+    }
+
+    /// One tick. Parts on worker threads are never waited for on the tick that started their
+    /// round: the tick first collects the rounds dispatched on the previous tick (they crossed
+    /// the wire while the loop slept), derives this tick's goals from them, dispatches the next
+    /// rounds and returns. Each bus so has a whole period for its round trip instead of what
+    /// is left of the period after the wake-up, and the goals keep the latency they had (a
+    /// leader value read on one tick is sent on the next). The observation of a row is the
+    /// follower's state measured before the row's action was sent (lerobot's order). Inline
+    /// parts (not parallelized) run and are collected within the tick.
+    pub fn tick(&mut self, wake_ns: u64, lateness_ns: u64) -> TickOutcome {
+        self.handle_commands(wake_ns);
+        if self.stop_requested {
+            return TickOutcome::Stop;
+        }
+        let shared = self.shared.clone();
+        let mut tel = shared.telemetry.try_lock().ok();
+        let mut stop = false;
+        if self.in_flight {
+            for unit in &self.units {
+                if let Exec::Thread(w) = &unit.exec {
+                    w.wait();
+                }
             }
+            self.in_flight = false;
+            stop = self.collect(wake_ns, true, &mut tel);
         }
-        if leader_ok && self.has_leader {
-            self.clamp_next_action();
-        } else if self.has_leader {
-            // Leader missing this tick: hold the goals already sent.
-            self.next_action.copy_from_slice(&self.action);
+        if !stop {
+            self.settle_goals();
+            for unit in &mut self.units {
+                if let Exec::Thread(w) = &unit.exec {
+                    {
+                        let mut slot = w.slot();
+                        for (g, a) in slot.goal.iter_mut().zip(&unit.goal_map) {
+                            *g = self.action[*a];
+                        }
+                    }
+                    w.dispatch();
+                    self.in_flight = true;
+                }
+            }
+            for unit in &mut self.units {
+                if let Exec::Inline(slot) = &mut unit.exec {
+                    for (g, a) in slot.goal.iter_mut().zip(&unit.goal_map) {
+                        *g = self.action[*a];
+                    }
+                    slot.run();
+                }
+            }
+            stop = self.collect(wake_ns, false, &mut tel);
         }
+        let busy_ns = now_ns().saturating_sub(wake_ns);
 
         // Rows follow the dataset clock: every row whose time has come by this tick's wake-up
         // is emitted now. A late tick that crossed several row times emits the missed rows with
@@ -800,6 +843,15 @@ impl LoopCore {
     pub fn finish(mut self, stop_action: StopAction) -> Vec<Box<dyn Part>> {
         if self.recording {
             self.close_episode();
+        }
+        if self.in_flight {
+            // A part is handed back only between rounds.
+            for unit in &self.units {
+                if let Exec::Thread(w) = &unit.exec {
+                    w.wait();
+                }
+            }
+            self.in_flight = false;
         }
         let mut parts = Vec::new();
         for unit in self.units.drain(..) {

@@ -168,16 +168,34 @@ impl Part for FakeFollower {
     }
 }
 
-/// Wraps a part so every exchange takes at least `delay`: a bus slower than the loop's rate,
-/// for proving the loop keeps dataset time when it falls behind.
+/// Wraps a part so every exchange takes at least `delay` (a bus slower than the loop's rate,
+/// for proving the loop keeps dataset time when it falls behind), or, when gated, so every
+/// exchange waits for the test to let it through (for proving what a tick waits for).
 pub struct SlowPart {
     inner: Box<dyn Part>,
     delay: std::time::Duration,
+    gate: Option<std::sync::mpsc::Receiver<()>>,
 }
 
 impl SlowPart {
     pub fn new(inner: Box<dyn Part>, delay: std::time::Duration) -> Self {
-        Self { inner, delay }
+        Self {
+            inner,
+            delay,
+            gate: None,
+        }
+    }
+
+    /// Each exchange starts only after one `send(())` on the returned sender (or once the
+    /// sender is dropped).
+    pub fn gated(inner: Box<dyn Part>) -> (Self, std::sync::mpsc::Sender<()>) {
+        let (open, gate) = std::sync::mpsc::channel();
+        let part = Self {
+            inner,
+            delay: std::time::Duration::ZERO,
+            gate: Some(gate),
+        };
+        (part, open)
     }
 }
 
@@ -200,6 +218,9 @@ impl Part for SlowPart {
         state: &mut [f32],
         retries: &mut [u32],
     ) -> Result<(), PartError> {
+        if let Some(gate) = &self.gate {
+            let _ = gate.recv();
+        }
         std::thread::sleep(self.delay);
         self.inner.exchange(goal, state, retries)
     }

@@ -19,6 +19,8 @@ pub struct PartSlot {
     pub state: Vec<f32>,
     pub retries: Vec<u32>,
     pub result: Result<(), PartError>,
+    /// How long the last exchange took, ns.
+    pub round_ns: u64,
 }
 
 impl PartSlot {
@@ -33,14 +35,17 @@ impl PartSlot {
             state,
             retries,
             result: Ok(()),
+            round_ns: 0,
         }
     }
 
     pub fn run(&mut self) {
         self.retries.iter_mut().for_each(|r| *r = 0);
+        let start = crate::clock::now_ns();
         self.result = self
             .part
             .exchange(&self.goal, &mut self.state, &mut self.retries);
+        self.round_ns = crate::clock::now_ns().saturating_sub(start);
     }
 }
 
