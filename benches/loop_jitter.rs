@@ -35,7 +35,29 @@ fn configs(dir: &std::path::Path) -> (DeviceConfig, DeviceConfig) {
     (robot, teleop)
 }
 
-fn run(hz: f64, realtime: RealtimeMode, seconds: f64) -> Option<TelemetryReport> {
+/// (steal, total) jiffies of all CPUs from /proc/stat: time the hypervisor ran something
+/// else while this VM wanted the CPU. A noisy host shows up here, not in our code.
+fn cpu_steal_and_total() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    Some((*fields.get(7)?, fields.iter().take(8).sum()))
+}
+
+/// Share of CPU time stolen by the host since `before`, in percent.
+fn steal_percent_since(before: Option<(u64, u64)>) -> f64 {
+    match (before, cpu_steal_and_total()) {
+        (Some((s0, t0)), Some((s1, t1))) if t1 > t0 => (s1 - s0) as f64 * 100.0 / (t1 - t0) as f64,
+        _ => f64::NAN,
+    }
+}
+
+fn run(hz: f64, realtime: RealtimeMode, seconds: f64) -> Option<(TelemetryReport, f64)> {
     let dir = std::env::temp_dir().join(format!("openk-bench-{}", std::process::id()));
     let (robot, teleop) = configs(&dir);
     let opened = match open_arms(&robot, Some(&teleop)) {
@@ -62,17 +84,19 @@ fn run(hz: f64, realtime: RealtimeMode, seconds: f64) -> Option<TelemetryReport>
     // Warm up, then measure one episode (episode telemetry covers exactly the window).
     std::thread::sleep(Duration::from_millis(300));
     lp.start_episode(Duration::from_secs(5)).ok()?;
+    let steal_before = cpu_steal_and_total();
     std::thread::sleep(Duration::from_secs_f64(seconds));
     let report = lp.end_episode(Duration::from_secs(10)).ok();
+    let steal = steal_percent_since(steal_before);
     lp.stop();
     drop(opened.sims);
-    report
+    report.map(|r| (r, steal))
 }
 
-fn print(label: &str, r: &TelemetryReport) {
+fn print(label: &str, r: &TelemetryReport, steal: f64) {
     let errors: u64 = r.bus_errors.values().sum();
     println!(
-        "  {label:<22} achieved {:>7.1} Hz  lateness p50 {:>7.1} µs  p99 {:>8.1} µs  p99.9 \
+        "  {label:<22} host steal {steal:.1}%  achieved {:>7.1} Hz  lateness p50 {:>7.1} µs  p99 {:>8.1} µs  p99.9 \
          {:>8.1} µs  max {:>8.1} µs  overruns {:>5}  tick busy p50 {:>7.1} µs p99 {:>7.1} µs  \
          bus errors {errors}  rows {} ({:.1}/s, {} repeated)",
         r.achieved_hz,
@@ -152,7 +176,7 @@ fn main() {
         let mut highest = 0.0;
         let mut misses = 0;
         for hz in rates.iter().copied() {
-            let Some(r) = run(hz, realtime, seconds) else {
+            let Some((r, steal)) = run(hz, realtime, seconds) else {
                 misses += 1;
                 if misses == 2 {
                     break;
@@ -167,6 +191,7 @@ fn main() {
                     if ok { "" } else { " (not sustained)" }
                 ),
                 &r,
+                steal,
             );
             if ok {
                 highest = f64::max(highest, hz);
@@ -185,8 +210,8 @@ fn main() {
         // Free-running: a target no bus can meet, so every tick starts as soon as the
         // previous one ended (to the next 200 µs boundary): the loop's raw throughput, the
         // same measure the Python peer gets.
-        if let Some(r) = run(5000.0, realtime, seconds) {
-            print("free-running", &r);
+        if let Some((r, steal)) = run(5000.0, realtime, seconds) {
+            print("free-running", &r, steal);
             match realtime {
                 RealtimeMode::Off => free_running_off = r.achieved_hz,
                 _ => free_running_auto = r.achieved_hz,
