@@ -228,7 +228,7 @@ fn rows_at_tick_rate(tick_ns: &[u64], fps: f64, seconds: u64) -> (Vec<(u64, i64)
     let (follower, _) = FakeFollower::new("f", &JOINTS, &[0.0, 0.0], false);
     let leader = FakeLeader::new(&JOINTS, constant_leader);
     let (tx, mut rx) = row_ring(16384);
-    let (mut core, shared) = LoopCore::new(
+    let (mut core, _shared) = LoopCore::new(
         arms(vec![Box::new(leader)], follower),
         &spec(1000.0, fps),
         tx,
@@ -250,7 +250,7 @@ fn rows_at_tick_rate(tick_ns: &[u64], fps: f64, seconds: u64) -> (Vec<(u64, i64)
     while let Ok(row) = rx.pop() {
         rows.push((row.tick_index, row.capture_time_ns));
     }
-    (rows, last - t0, shared.episode_rows_repeated())
+    (rows, last - t0, core.episode_telemetry().rows_repeated)
 }
 
 #[test]

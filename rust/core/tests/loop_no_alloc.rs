@@ -52,15 +52,24 @@ fn ticks_do_not_allocate() {
     for _ in 0..10 {
         assert_eq!(core.tick(now_ns(), 0), TickOutcome::Continue);
     }
+    core.start_episode(0);
     let before = allocations_on_this_thread();
+    // Wake times 2 ms apart (500 Hz), so the periodic telemetry publication runs too.
+    let t0 = now_ns();
     for i in 0..2000u64 {
-        assert_eq!(core.tick(now_ns(), i % 7), TickOutcome::Continue);
+        let wake = t0 + i * 2_000_000;
+        assert_eq!(core.tick(wake, i % 7), TickOutcome::Continue);
     }
     let allocations = allocations_on_this_thread() - before;
     assert_eq!(allocations, 0, "allocations on the tick path");
     // Sanity: the ticks did real work (goals followed the leader, clamped).
     assert!(core.action().iter().any(|v| *v != 0.0));
-    let _ = rx.pop();
+    // Rows were recorded on the dataset clock: 100 fps over 4 s of wake times.
+    let mut rows = 0;
+    while rx.pop().is_ok() {
+        rows += 1;
+    }
+    assert!((399..=401).contains(&rows), "{rows} rows");
 }
 
 #[test]
@@ -89,20 +98,20 @@ fn ticks_over_the_simulated_buses_do_not_allocate() {
         ..LoopSpec::default()
     };
     let (tx, _rx) = row_ring(4096);
-    let (mut core, shared) = LoopCore::new(opened.arms, &spec, tx).unwrap();
+    let (mut core, _shared) = LoopCore::new(opened.arms, &spec, tx).unwrap();
     for _ in 0..50 {
         core.tick(now_ns(), 0);
     }
     // A bus error (a reply late on a loaded machine) builds an error message, which may
     // allocate; only windows without errors count.
-    let errors = |s: &openk_core::control::LoopShared| s.telemetry_errors();
+    let errors = |core: &LoopCore| core.run_telemetry().total_errors();
     // On a loaded machine many windows see a late reply; keep going until three are clean.
     let mut clean_windows = 0;
     for _ in 0..40 {
         if clean_windows == 3 {
             break;
         }
-        let errors_before = errors(&shared);
+        let errors_before = errors(&core);
         let allocations_before = allocations_on_this_thread();
         for _ in 0..200 {
             core.tick(now_ns(), 0);
@@ -113,7 +122,7 @@ fn ticks_over_the_simulated_buses_do_not_allocate() {
         for _ in 0..5 {
             core.tick(now_ns(), 0);
         }
-        if errors(&shared) == errors_before {
+        if errors(&core) == errors_before {
             assert_eq!(
                 allocations, 0,
                 "allocations on the tick path over real buses"

@@ -111,6 +111,12 @@ impl Telemetry {
         }
     }
 
+    /// Makes this telemetry equal to `other` (same motor and part layout), reusing its buffers.
+    pub fn copy_from(&mut self, other: &Telemetry) {
+        self.reset();
+        self.merge(other);
+    }
+
     /// One finished bus round of part `part` (an index into the part labels).
     pub fn record_round(&mut self, part: usize, round_ns: u64) {
         if let Some(h) = self.round_ns.get_mut(part) {

@@ -152,18 +152,6 @@ pub struct LoopShared {
     failure: Mutex<Option<LoopFailure>>,
 }
 
-impl LoopShared {
-    /// Bus errors counted so far in the run (all motors).
-    pub fn telemetry_errors(&self) -> u64 {
-        lock(&self.telemetry).run.total_errors()
-    }
-
-    /// Rows of the current (or last) episode that repeat the previous row's state.
-    pub fn episode_rows_repeated(&self) -> u64 {
-        lock(&self.telemetry).episode.rows_repeated
-    }
-}
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -193,11 +181,8 @@ struct Unit {
     consecutive_errors: u32,
 }
 
-/// Ticks recorded while the owner held the telemetry lock, replayed on the next tick.
-struct Pending {
-    ticks: [(u64, u64, u64); 64],
-    len: usize,
-}
+/// How often the loop publishes its telemetry to the owner (never waiting for the lock).
+const PUBLISH_EVERY_NS: u64 = 20_000_000;
 
 /// What one tick decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,8 +209,10 @@ pub struct LoopCore {
     rows: rtrb::Producer<Row>,
     shared: Arc<LoopShared>,
     commands: rtrb::Consumer<Command>,
-    pending: Pending,
-    pending_errors: Vec<u64>,
+    /// The loop's own telemetry: recorded without any lock, published to `shared` (see
+    /// [`LoopCore::publish`]) so an owner holding the lock never delays a tick.
+    tel: TelemetryPair,
+    published_ns: u64,
     recording: bool,
     episode: i64,
     /// Wake time of the episode's first tick: row i is due at this + i / record_fps.
@@ -362,7 +349,6 @@ impl LoopCore {
             .map(|a| find(&observation_names, a))
             .collect();
         let labels = motor_labels(&units);
-        let n_slots = labels.len();
         let part_labels: Vec<String> = units.iter().map(|u| u.label.clone()).collect();
         let (cmd_tx, cmd_rx) = rtrb::RingBuffer::new(64);
         let shared = Arc::new(LoopShared {
@@ -372,7 +358,7 @@ impl LoopCore {
             running: AtomicBool::new(true),
             telemetry: Mutex::new(TelemetryPair {
                 run: Telemetry::new(labels.clone(), part_labels.clone()),
-                episode: Telemetry::new(labels, part_labels),
+                episode: Telemetry::new(labels.clone(), part_labels.clone()),
             }),
             events: Mutex::new(Vec::new()),
             failure: Mutex::new(None),
@@ -393,11 +379,11 @@ impl LoopCore {
             rows,
             shared: shared.clone(),
             commands: cmd_rx,
-            pending: Pending {
-                ticks: [(0, 0, 0); 64],
-                len: 0,
+            tel: TelemetryPair {
+                run: Telemetry::new(labels.clone(), part_labels.clone()),
+                episode: Telemetry::new(labels, part_labels),
             },
-            pending_errors: vec![0; n_slots],
+            published_ns: 0,
             recording: false,
             episode: -1,
             episode_start_ns: None,
@@ -484,6 +470,16 @@ impl LoopCore {
         &self.observation
     }
 
+    /// The loop's telemetry of the whole run, as recorded (the owner sees it published).
+    pub fn run_telemetry(&self) -> &Telemetry {
+        &self.tel.run
+    }
+
+    /// The loop's telemetry of the current (or last) episode.
+    pub fn episode_telemetry(&self) -> &Telemetry {
+        &self.tel.episode
+    }
+
     pub fn shared(&self) -> &Arc<LoopShared> {
         &self.shared
     }
@@ -499,6 +495,8 @@ impl LoopCore {
                     if self.recording && self.episode == episode {
                         self.close_episode();
                     }
+                    // The owner reads the episode's report once this is acknowledged.
+                    self.publish(true);
                     seq
                 }
                 Command::Action { seq, values } => {
@@ -530,7 +528,8 @@ impl LoopCore {
         self.episode = episode;
         self.episode_start_ns = None;
         self.episode_rows = 0;
-        lock(&self.shared.telemetry).episode.reset();
+        self.tel.episode.reset();
+        self.publish(true);
     }
 
     fn close_episode(&mut self) {
@@ -594,12 +593,7 @@ impl LoopCore {
     /// follower state into the observation, leader state into the next goals, retries, errors
     /// and round times into telemetry. Returns whether a part failed too often (the loop must
     /// stop; the failure and its event are recorded).
-    fn collect(
-        &mut self,
-        wake_ns: u64,
-        threaded: bool,
-        tel: &mut Option<MutexGuard<'_, TelemetryPair>>,
-    ) -> bool {
+    fn collect(&mut self, wake_ns: u64, threaded: bool) -> bool {
         let mut fatal: Option<(LoopFailure, String)> = None;
         for (part_index, unit) in self.units.iter_mut().enumerate() {
             let mut guard;
@@ -611,20 +605,15 @@ impl LoopCore {
                 }
                 _ => continue,
             };
-            if let Some(t) = tel.as_mut() {
-                t.run.record_round(part_index, slot.round_ns);
-                if self.recording {
-                    t.episode.record_round(part_index, slot.round_ns);
-                }
+            self.tel.run.record_round(part_index, slot.round_ns);
+            if self.recording {
+                self.tel.episode.record_round(part_index, slot.round_ns);
             }
             for (m, r) in slot.retries.iter().enumerate() {
                 if *r > 0 {
-                    if let Some(t) = tel.as_mut() {
-                        t.run
-                            .record_retries(unit.motor_slot_base + m, u64::from(*r));
-                        t.episode
-                            .record_retries(unit.motor_slot_base + m, u64::from(*r));
-                    }
+                    let motor_slot = unit.motor_slot_base + m;
+                    self.tel.run.record_retries(motor_slot, u64::from(*r));
+                    self.tel.episode.record_retries(motor_slot, u64::from(*r));
                 }
             }
             match &slot.result {
@@ -657,17 +646,8 @@ impl LoopCore {
                     }
                     let motor_slot =
                         unit.motor_slot_base + e.motor.unwrap_or(unit.motor_names.len());
-                    match tel.as_mut() {
-                        Some(t) => {
-                            t.run.record_error(motor_slot);
-                            t.episode.record_error(motor_slot);
-                        }
-                        None => {
-                            if let Some(c) = self.pending_errors.get_mut(motor_slot) {
-                                *c += 1;
-                            }
-                        }
-                    }
+                    self.tel.run.record_error(motor_slot);
+                    self.tel.episode.record_error(motor_slot);
                     if unit.consecutive_errors >= self.max_consecutive_errors && fatal.is_none() {
                         let failure =
                             failure_of(&unit.label, &unit.motor_names, e.kind, e.motor, &e.message);
@@ -688,7 +668,6 @@ impl LoopCore {
         let Some((failure, reason)) = fatal else {
             return false;
         };
-        drop(tel.take());
         self.stop_requested = true;
         self.push_event(wake_ns, &failure.device, failure.motor.clone(), reason);
         let mut f = lock(&self.shared.failure);
@@ -711,8 +690,6 @@ impl LoopCore {
         if self.stop_requested {
             return TickOutcome::Stop;
         }
-        let shared = self.shared.clone();
-        let mut tel = shared.telemetry.try_lock().ok();
         let mut stop = false;
         if self.in_flight {
             for unit in &self.units {
@@ -721,7 +698,7 @@ impl LoopCore {
                 }
             }
             self.in_flight = false;
-            stop = self.collect(wake_ns, true, &mut tel);
+            stop = self.collect(wake_ns, true);
         }
         if !stop {
             self.settle_goals();
@@ -745,7 +722,7 @@ impl LoopCore {
                     slot.run();
                 }
             }
-            stop = self.collect(wake_ns, false, &mut tel);
+            stop = self.collect(wake_ns, false);
         }
         let busy_ns = now_ns().saturating_sub(wake_ns);
 
@@ -785,42 +762,19 @@ impl LoopCore {
         }
         self.tick_index += 1;
 
-        let tel = if stop { None } else { tel };
-        match tel {
-            Some(mut t) => {
-                for i in 0..self.pending.len {
-                    let (w, l, b) = self.pending.ticks[i];
-                    t.run.record_tick(w, l, b);
-                    if self.recording {
-                        t.episode.record_tick(w, l, b);
-                    }
-                }
-                self.pending.len = 0;
-                for (slot, c) in self.pending_errors.iter_mut().enumerate() {
-                    for _ in 0..*c {
-                        t.run.record_error(slot);
-                        t.episode.record_error(slot);
-                    }
-                    *c = 0;
-                }
-                t.run.record_tick(wake_ns, lateness_ns, busy_ns);
-                t.run.add_rows(rows_pushed, rows_dropped, rows_repeated);
-                if self.recording {
-                    t.episode.record_tick(wake_ns, lateness_ns, busy_ns);
-                    t.episode.add_rows(rows_pushed, rows_dropped, rows_repeated);
-                }
-            }
-            None => {
-                if self.pending.len < self.pending.ticks.len() {
-                    self.pending.ticks[self.pending.len] = (wake_ns, lateness_ns, busy_ns);
-                    self.pending.len += 1;
-                }
-                if rows_pushed + rows_dropped > 0 {
-                    let mut t = lock(&self.shared.telemetry);
-                    t.run.add_rows(rows_pushed, rows_dropped, rows_repeated);
-                    t.episode.add_rows(rows_pushed, rows_dropped, rows_repeated);
-                }
-            }
+        self.tel.run.record_tick(wake_ns, lateness_ns, busy_ns);
+        self.tel
+            .run
+            .add_rows(rows_pushed, rows_dropped, rows_repeated);
+        if self.recording {
+            self.tel.episode.record_tick(wake_ns, lateness_ns, busy_ns);
+            self.tel
+                .episode
+                .add_rows(rows_pushed, rows_dropped, rows_repeated);
+        }
+        if stop || wake_ns.saturating_sub(self.published_ns) >= PUBLISH_EVERY_NS {
+            self.publish(stop);
+            self.published_ns = wake_ns;
         }
         if stop {
             TickOutcome::Stop
@@ -830,11 +784,26 @@ impl LoopCore {
     }
 
     /// Counts deadlines missed entirely.
-    fn record_overruns(&self, missed: u64) {
-        let mut t = lock(&self.shared.telemetry);
-        t.run.overruns += missed;
+    fn record_overruns(&mut self, missed: u64) {
+        self.tel.run.overruns += missed;
         if self.recording {
-            t.episode.overruns += missed;
+            self.tel.episode.overruns += missed;
+        }
+    }
+
+    /// Copies the loop's telemetry to the owner's side. Periodic publications (`wait` false)
+    /// skip a turn when the owner holds the lock rather than wait: a tick never waits for a
+    /// thread that may not be scheduled. Episode boundaries and the end wait, so the reports
+    /// the owner reads there are exact. Copying reuses the owner's buffers (no allocation).
+    fn publish(&mut self, wait: bool) {
+        let guard = if wait {
+            Some(lock(&self.shared.telemetry))
+        } else {
+            self.shared.telemetry.try_lock().ok()
+        };
+        if let Some(mut shared) = guard {
+            shared.run.copy_from(&self.tel.run);
+            shared.episode.copy_from(&self.tel.episode);
         }
     }
 
@@ -876,6 +845,7 @@ impl LoopCore {
             }
             parts.push(slot.part);
         }
+        self.publish(true);
         self.shared.running.store(false, Ordering::Release);
         parts
     }
