@@ -26,7 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from openk.dataset.video import EncodedEpisodeVideo, VideoConfig
+from openk.dataset.video import (
+    DEMOTE_EVERY_FRAMES,
+    EncodedEpisodeVideo,
+    VideoConfig,
+    demote_realtime_threads,
+)
 from openk.errors import DatasetError
 
 _SLOTS = 24
@@ -56,6 +61,7 @@ def _child_main(shm_name: str, slots: int, width: int, height: int, fps: int) ->
     stream: Any = None
     stats: ImageStatsAccumulator | None = None
     count = 0
+    nice = VideoConfig.nice
     error: str | None = None
     del frame_bytes
     for line in sys.stdin:
@@ -63,8 +69,9 @@ def _child_main(shm_name: str, slots: int, width: int, height: int, fps: int) ->
         op = cmd["op"]
         if op == "open":
             cfg = VideoConfig(**cmd["config"])
+            nice = cfg.nice
             with contextlib.suppress(OSError, AttributeError):  # no os.nice on Windows
-                os.nice(max(0, cfg.nice - os.nice(0)))
+                os.nice(max(0, nice - os.nice(0)))
             count, error, stats = 0, None, ImageStatsAccumulator()
             try:
                 out = av.open(cmd["path"], "w", format="mp4", options=dict(_FRAGMENTED))
@@ -82,6 +89,8 @@ def _child_main(shm_name: str, slots: int, width: int, height: int, fps: int) ->
                     frame.pts = count
                     for packet in stream.encode(frame):
                         out.mux(packet)
+                    if count % DEMOTE_EVERY_FRAMES == 0:  # the encoder starts threads lazily
+                        demote_realtime_threads(nice)
                     count += 1
                 else:
                     consumed[0] += 1

@@ -8,6 +8,7 @@ commit the packets are copied (not re-encoded) into the dataset's concatenated m
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
@@ -106,6 +107,37 @@ class EncodedEpisodeVideo:
     stats: Stats
 
 
+# How often an encoder re-checks its threads' scheduling (the encoder starts threads lazily).
+DEMOTE_EVERY_FRAMES = 30
+
+
+def demote_realtime_threads(nice: int, keep_prefix: str = "openk-") -> int:
+    """Moves this process's SCHED_FIFO/RR threads, except openk's own (named `keep_prefix`…:
+    the control loop, bus workers, simulators), to normal scheduling at `nice`.
+
+    SVT-AV1 starts its worker threads SCHED_FIFO 99 when it may (as root, or with an rtprio
+    limit): above the control loop and the simulators, so a busy encoder froze the motor
+    buses for 10+ ms at a time. Encoding is bulk work; it must never outrank the loop.
+    Returns how many threads were moved."""
+    realtime = {getattr(os, "SCHED_FIFO", -1), getattr(os, "SCHED_RR", -1)}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:  # not Linux
+        return 0
+    moved = 0
+    for tid in tids:
+        with contextlib.suppress(OSError, ValueError):
+            if os.sched_getscheduler(int(tid)) not in realtime:
+                continue
+            comm = Path(f"/proc/self/task/{tid}/comm").read_text().strip()
+            if comm.startswith(keep_prefix):
+                continue
+            os.sched_setscheduler(int(tid), os.SCHED_OTHER, os.sched_param(0))
+            os.setpriority(os.PRIO_PROCESS, int(tid), nice)
+            moved += 1
+    return moved
+
+
 class CameraEncoder:
     """One camera's encoder thread for one episode. `put` never blocks and never drops."""
 
@@ -164,6 +196,8 @@ class CameraEncoder:
                     frame.pts = self.frames_out
                     for packet in stream.encode(frame):
                         out.mux(packet)
+                    if self.frames_out % DEMOTE_EVERY_FRAMES == 0:
+                        demote_realtime_threads(self.config.nice)
                     self._stats.update(item)
                     self.frames_out += 1
                 if not self._abort:
