@@ -58,7 +58,8 @@ class Session(Protocol):
         """Next batch of rows (pyarrow RecordBatch) or None when none arrived in time."""
 
     def telemetry(self) -> Mapping[str, Any]:
-        """At least: achieved_hz, lateness_p99_ns, bus_errors, overruns (this episode)."""
+        """At least: achieved_hz, lateness_p99_ns, bus_errors, overruns; of the current (or
+        last) episode, of the whole run before any episode started."""
 
     def close(self) -> None: ...
 
@@ -597,7 +598,7 @@ class NativeSession:
         import pyarrow as pa
 
         self.core = core_session
-        self.episode_telemetry: dict[str, Any] = {}
+        self._episode_started = False
         self._events_seen = 0
         # The batch schema is known from the device's feature names before any row exists.
         self._schema = pa.schema(
@@ -618,9 +619,10 @@ class NativeSession:
 
     def start_episode(self) -> None:
         self.core.start_episode()
+        self._episode_started = True
 
     def end_episode(self) -> None:
-        self.episode_telemetry = dict(self.core.end_episode())
+        self.core.end_episode()
 
     def read_batch(self, timeout_s: float) -> Any | None:
         import pyarrow as pa
@@ -646,8 +648,8 @@ class NativeSession:
         self._events_seen = len(events)
 
     def telemetry(self) -> Mapping[str, Any]:
-        tele = dict(self.core.telemetry())
-        return _normalise_telemetry(tele)
+        report = self.core.episode_telemetry() if self._episode_started else self.core.telemetry()
+        return _normalise_telemetry(dict(report))
 
     def send_action(self, values: Sequence[float]) -> None:
         self.core.send_action(list(values))

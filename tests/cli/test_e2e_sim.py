@@ -65,6 +65,13 @@ def test_guide_commands_on_simulated_arms(
     assert "LeRobotDataset('tester/openk_e2e'" in first.stdout
     assert (tmp_path / "logs" / "openk_record.log").is_file()
     assert info(tmp_path)["total_episodes"] == 2
+    # Each episode keeps the loop telemetry of its own span (not the run's running total).
+    extras = (tmp_path / "ds" / "meta" / "openk" / "episodes.jsonl").read_text().splitlines()
+    for extra in map(json.loads, extras):
+        loop = extra["metadata"]["openk_loop"]
+        loop_s, rows_s = loop["ticks"] / loop["target_hz"], extra["length"] / 30
+        assert abs(loop_s - rows_s) < 0.5, (extra["episode_index"], loop_s, rows_s)
+        assert len(loop["bus_round_us"]) == 3, loop["bus_round_us"]  # leader, DAMIAO, STS
 
     # 2. Resume with the guide's second command: two more episodes.
     second = run_openk(
