@@ -791,6 +791,9 @@ def make_camera(name: str, cam: CameraConfig) -> Camera:
                 height=cam.height,
                 fps=cam.fps,
                 fourcc=cam.fourcc or "MJPG",
+                color_mode=cam.color_mode,
+                rotation=cam.rotation,
+                warmup_s=cam.warmup_s,
             )
         )
     raise ConfigError(
