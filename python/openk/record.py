@@ -1053,7 +1053,9 @@ def run_calibration(
         if not scripted:
             ui.message("Move every joint to the middle of its range, then press Enter.")
             input()
-        calibrator.set_homing()
+        # A simulator forgets a DAMIAO zero when this process ends: zeroing it would make the
+        # next command see a re-zeroed motor and refuse the file. Real motors keep it.
+        calibrator.set_homing(zero_damiao=not is_sim_port(dev.port))
         ui.message(
             "Move every joint through its whole range; press Enter when done."
             if not scripted
