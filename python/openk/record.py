@@ -714,6 +714,23 @@ def _maybe_calibrate(dev: DeviceConfig | None, role: str, always: bool, ui: Stat
     run_calibration(dev, role, scripted=False, ui=ui)
 
 
+def _log_calibration(dev: DeviceConfig | None, role: str) -> None:
+    """Say in the log which calibration file a device runs with (the native side is silent)."""
+    if dev is None:
+        return
+    path = Path(_core().calibration_path(dev.to_core(), role))
+    if path.exists():
+        log.info("%s %s (id %s): calibration %s", role, dev.type, dev.id, path)
+    elif is_sim_port(dev.port):
+        log.info(
+            "%s %s (id %s): no calibration at %s; the simulator's built-in one is used",
+            role,
+            dev.type,
+            dev.id,
+            path,
+        )
+
+
 def connect_session(cfg: RecordConfig | TeleoperateConfig | ReplayConfig) -> Session:
     """Connect robot (+ teleop) through `openk._core` and start the loop."""
     if isinstance(cfg, RecordConfig):
@@ -727,6 +744,8 @@ def connect_session(cfg: RecordConfig | TeleoperateConfig | ReplayConfig) -> Ses
     ui = StatusLine()
     _maybe_calibrate(cfg.robot, "robot", cfg.always_calibrate, ui)
     _maybe_calibrate(teleop, "teleop", cfg.always_calibrate, ui)
+    _log_calibration(cfg.robot, "robot")
+    _log_calibration(teleop, "teleop")
     return _start_native(
         cfg.robot,
         teleop,
