@@ -15,7 +15,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -248,3 +248,39 @@ class StatusLine:
             self.stream.flush()
         else:
             self.update(text, force=True)
+
+
+class LiveBlock:
+    """A few lines redrawn in place on a terminal (a live table); elsewhere `close` prints the
+    last version once, so a log or a pipe gets one copy instead of hundreds."""
+
+    def __init__(self, stream: IO[str] | None = None, *, tty: bool | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stdout
+        self.tty = self.stream.isatty() if tty is None else tty
+        self._lines: list[str] = []
+        self._drawn = 0
+
+    def update(self, lines: Sequence[str]) -> None:
+        self._lines = list(lines)
+        if not self.tty:
+            return
+        width = shutil.get_terminal_size((120, 24)).columns
+        # Back to the first line drawn last time, rewrite every line, clear what was below.
+        parts = [f"\x1b[{self._drawn}A"] if self._drawn else []
+        parts += ["\r" + line[: max(10, width - 1)] + "\x1b[K\n" for line in self._lines]
+        parts.append("\x1b[J")
+        self.stream.write("".join(parts))
+        self.stream.flush()
+        self._drawn = len(self._lines)
+
+    def detach(self) -> None:
+        """Keep what is on screen; the next update draws a new block below it. Needed after
+        the terminal echoed a line of input, which moved the cursor under the block."""
+        self._drawn = 0
+
+    def close(self) -> None:
+        if not self.tty and self._lines:
+            self.stream.write("".join(line + "\n" for line in self._lines))
+            self.stream.flush()
+        self._lines = []
+        self._drawn = 0
