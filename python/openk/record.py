@@ -416,16 +416,21 @@ def record(
     writer: Any = None
     result = RecordResult(root=root, repo_id=ds.repo_id, episodes_saved=0, total_episodes=0)
     keys = KeyReader(events.on_key)
+    # Frames go nowhere until the recorder exists: the cameras open first, so a camera that
+    # cannot start fails the command before a dataset folder is created.
+    sinks: dict[str, Callable[[Any, int], None]] = {}
     try:
+        for name, cam_cfg in cfg.robot.cameras.items():
+            cameras[name] = camera_factory(name, cam_cfg)
+            cameras[name].start(_late_sink(sinks, name))
         writer = _open_writer(cfg, root, session.schema, str(cfg.robot.type), ui)
         ui.message(
             f"{'resuming' if cfg.resume else 'recording'} {ds.repo_id} at {root} "
             f"({writer.total_episodes} episodes so far)"
         )
         recorder = _Recorder(cfg, session, writer, cameras, ui, events)
-        for name, cam_cfg in cfg.robot.cameras.items():
-            cameras[name] = camera_factory(name, cam_cfg)
-            cameras[name].start(recorder.on_frame(name))
+        for name in cameras:
+            sinks[name] = recorder.on_frame(name)
         if keys.start():
             ui.message("keys: → end episode early, ← re-record, Esc stop, Ctrl-C stop")
         if log_path is not None:
@@ -455,6 +460,19 @@ def record(
         result.pushed = True
     _print_next_steps(root.resolve(), ds.repo_id, ui)
     return result
+
+
+def _late_sink(
+    sinks: dict[str, Callable[[Any, int], None]], name: str
+) -> Callable[[Any, int], None]:
+    """A frame callback that forwards to `sinks[name]` once it is set (drops frames before)."""
+
+    def on_frame(frame: Any, t_ns: int) -> None:
+        sink = sinks.get(name)
+        if sink is not None:
+            sink(frame, t_ns)
+
+    return on_frame
 
 
 def _episodes(

@@ -131,3 +131,28 @@ def test_display_data_without_rerun_says_how_to_get_it(
     result, _, _, out = _run(tmp_path, keys, "--dataset.num_episodes=1", "--display_data=true")
     assert result.episodes_saved == 1
     assert "needs rerun-sdk (pip install 'openk[rerun]')" in out
+
+
+def test_a_camera_that_cannot_start_leaves_no_dataset_behind(tmp_path: Path) -> None:
+    """Re-running the command after fixing the camera must not meet a half-made dataset."""
+
+    class Unplugged:
+        def start(self, on_frame: Any) -> None:
+            raise rec.PortError("camera 'front': cannot open '/dev/video99'")
+
+        def stop(self) -> None:
+            pass
+
+    cfg = _cfg(
+        tmp_path,
+        "--robot.cameras={front: {type: opencv, index_or_path: /dev/video99}}",
+        "--dataset.num_episodes=1",
+    )
+    with pytest.raises(rec.PortError, match="video99"):
+        rec.record(
+            cfg,
+            session_factory=lambda c: ScriptedSession(),
+            camera_factory=lambda name, cam: Unplugged(),
+            ui=StatusLine(io.StringIO(), tty=False),
+        )
+    assert not (tmp_path / "ds").exists()
