@@ -5,8 +5,8 @@
 //! ratio of free-running rates in this one run.
 //!
 //! Run: `cargo bench -p openk-core --bench loop_jitter`
-//! Env: OPENK_BENCH_SECONDS (per rate, default 5), OPENK_BENCH_PYTHON (default: python3 of
-//! the active venv / PATH; needs scservo_sdk and pydamiao), OPENK_BENCH_SKIP_PEER=1,
+//! Env: OPENK_BENCH_SECONDS (per rate, default 5), OPENK_BENCH_PYTHON (default: the project's
+//! .venv, else python3 on PATH; needs scservo_sdk and pydamiao; relative to the workspace root), OPENK_BENCH_SKIP_PEER=1,
 //! OPENK_BENCH_RATES (comma-separated rates, e.g. `500` with OPENK_BENCH_SECONDS=60 for the
 //! 60 s overrun check; skips the rate search's stop rule and the free-running runs).
 
@@ -130,7 +130,19 @@ fn sustained(r: &TelemetryReport, hz: f64) -> bool {
 }
 
 fn python_peer(seconds: f64) -> Option<serde_json::Value> {
-    let python = std::env::var("OPENK_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    // cargo runs benches from the crate's folder: a relative OPENK_BENCH_PYTHON (as the README
+    // writes it) is taken from the workspace root, and the project's .venv is the default.
+    let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+    let python = match std::env::var("OPENK_BENCH_PYTHON") {
+        Ok(p) if std::path::Path::new(&p).is_relative() && p.contains('/') => {
+            root.join(p).display().to_string()
+        }
+        Ok(p) => p,
+        Err(_) if root.join(".venv/bin/python").exists() => {
+            root.join(".venv/bin/python").display().to_string()
+        }
+        Err(_) => "python3".into(),
+    };
     let sims = start_sim_rig(ROBOT, Some(TELEOP)).ok()?;
     let ports: std::collections::HashMap<String, String> = sims.ports().into_iter().collect();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../benches/loop_peer.py");
