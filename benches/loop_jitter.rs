@@ -8,7 +8,8 @@
 //! Env: OPENK_BENCH_SECONDS (per rate, default 5), OPENK_BENCH_PYTHON (default: the project's
 //! .venv, else python3 on PATH; needs scservo_sdk and pydamiao; relative to the workspace root), OPENK_BENCH_SKIP_PEER=1,
 //! OPENK_BENCH_RATES (comma-separated rates, e.g. `500` with OPENK_BENCH_SECONDS=60 for the
-//! 60 s overrun check; skips the rate search's stop rule and the free-running runs).
+//! 60 s overrun check; skips the rate search's stop rule and the free-running runs),
+//! OPENK_BENCH_MODES (scheduling modes in order, default `off,auto`).
 
 use std::time::Duration;
 
@@ -181,7 +182,14 @@ fn main() {
     // simulators run with normal scheduling too, so that is the like-for-like comparison.
     let mut free_running_off = 0.0f64;
     let mut free_running_auto = 0.0f64;
-    for realtime in [RealtimeMode::Off, RealtimeMode::Auto] {
+    // Scheduling modes in the order given (e.g. `auto,off` to see whether the order matters on
+    // a host whose steal time drifts).
+    let modes: Vec<RealtimeMode> = std::env::var("OPENK_BENCH_MODES")
+        .unwrap_or_else(|_| "off,auto".into())
+        .split(',')
+        .filter_map(|m| m.trim().parse().ok())
+        .collect();
+    for realtime in modes {
         println!("realtime={realtime:?}");
         // Highest sustainable rate: every rate tried in turn; the search stops after two
         // rates in a row were not sustained.
