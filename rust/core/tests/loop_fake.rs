@@ -416,3 +416,78 @@ fn a_tick_collects_the_previous_round_and_never_waits_for_its_own() {
         vec![vec![3.0, 4.0], vec![0.0, 1.0], vec![10.0, 11.0]]
     );
 }
+
+/// A follower whose own code panics on its 20th exchange (a bug in a part, not a bus fault).
+struct PanicsOnce {
+    inner: Box<dyn Part>,
+    exchanges: u32,
+}
+
+impl Part for PanicsOnce {
+    fn label(&self) -> &str {
+        self.inner.label()
+    }
+    fn motor_names(&self) -> &[String] {
+        self.inner.motor_names()
+    }
+    fn goal_names(&self) -> &[String] {
+        self.inner.goal_names()
+    }
+    fn state_names(&self) -> &[String] {
+        self.inner.state_names()
+    }
+    fn exchange(
+        &mut self,
+        goal: &[f32],
+        state: &mut [f32],
+        retries: &mut [u32],
+    ) -> Result<(), openk_core::arm::part::PartError> {
+        self.exchanges += 1;
+        assert!(self.exchanges != 20, "index out of range in a part");
+        self.inner.exchange(goal, state, retries)
+    }
+    fn read_state(&mut self, state: &mut [f32]) -> Result<(), openk_core::arm::part::PartError> {
+        self.inner.read_state(state)
+    }
+    fn stop(&mut self, action: StopAction) -> Result<(), openk_core::arm::part::PartError> {
+        self.inner.stop(action)
+    }
+}
+
+#[test]
+fn a_panicking_part_stops_the_loop_safely_and_keeps_rows() {
+    let (inner, log) = FakeFollower::new("follower fake", &JOINTS, &[0.0, 0.0], false);
+    let leader = FakeLeader::new(&JOINTS, constant_leader);
+    let mut a = arms(vec![Box::new(leader)], inner);
+    let inner = a.follower.pop().unwrap();
+    a.follower = vec![Box::new(PanicsOnce {
+        inner,
+        exchanges: 0,
+    })];
+    let lp = TeleopLoop::start(a, spec(500.0, 500.0)).unwrap();
+    lp.start_episode(Duration::from_secs(5)).unwrap();
+    let t0 = std::time::Instant::now();
+    while lp.is_running() && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        !lp.is_running(),
+        "the loop kept running after a part panicked"
+    );
+    let failure = lp.failure().unwrap();
+    assert_eq!(failure.device, "follower fake");
+    assert!(failure.message.contains("panicked"), "{failure}");
+    assert!(failure.message.contains("index out of range"), "{failure}");
+    let mut rows = 0;
+    let err = loop {
+        match lp.next_batch(Duration::from_secs(2)) {
+            Ok(Some(b)) => rows += b.num_rows(),
+            Ok(None) => continue,
+            Err(e) => break e,
+        }
+    };
+    assert!(rows > 0, "rows recorded before the panic were lost");
+    assert!(matches!(err, ControlError::Stopped { .. }), "{err}");
+    // The follower was still brought to its stop state.
+    assert_eq!(*log.stops.lock().unwrap(), vec![StopAction::Hold]);
+}

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{JoinHandle, Thread};
 
-use crate::arm::part::{Part, PartError};
+use crate::arm::part::{FaultKind, Part, PartError};
 
 const IDLE: u32 = 0;
 const GO: u32 = 1;
@@ -21,6 +21,9 @@ pub struct PartSlot {
     pub result: Result<(), PartError>,
     /// How long the last exchange took, ns.
     pub round_ns: u64,
+    /// Why the part's code panicked, if it did: the part is not called again (its state may be
+    /// half-updated) and every further round fails with this, so the loop stops safely.
+    panicked: Option<String>,
 }
 
 impl PartSlot {
@@ -36,15 +39,39 @@ impl PartSlot {
             retries,
             result: Ok(()),
             round_ns: 0,
+            panicked: None,
         }
     }
 
     pub fn run(&mut self) {
         self.retries.iter_mut().for_each(|r| *r = 0);
         let start = crate::clock::now_ns();
-        self.result = self
-            .part
-            .exchange(&self.goal, &mut self.state, &mut self.retries);
+        if let Some(why) = &self.panicked {
+            self.result = Err(PartError::new(FaultKind::Other, None, why.clone()));
+            return;
+        }
+        // A bug in a part must not take the control thread (or a bus thread the control
+        // thread waits for) down with it.
+        let exchanged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.part
+                .exchange(&self.goal, &mut self.state, &mut self.retries)
+        }));
+        self.result = match exchanged {
+            Ok(result) => result,
+            Err(payload) => {
+                let detail = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                let why = format!(
+                    "internal error: the code driving {} panicked ({detail}); please report it",
+                    self.part.label()
+                );
+                self.panicked = Some(why.clone());
+                Err(PartError::new(FaultKind::Other, None, why))
+            }
+        };
         self.round_ns = crate::clock::now_ns().saturating_sub(start);
     }
 }
