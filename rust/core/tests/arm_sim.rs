@@ -388,9 +388,51 @@ fn a_checksum_storm_stops_the_loop_with_a_protocol_error() {
 
 #[test]
 fn a_dropped_sts_reply_is_retried_and_booked_to_its_servo() {
-    let dir = tmp_dir("retry");
+    dropped_replies_are_retried_and_booked_to_their_motor(
+        "openk-1-alpha_follower2",
+        "sts",
+        "STS bus",
+        &["wrist_flex", "grip"],
+    );
+}
+
+#[test]
+fn a_dropped_damiao_reply_is_retried_and_booked_to_its_motor() {
+    dropped_replies_are_retried_and_booked_to_their_motor(
+        "openk-1-alpha_follower2",
+        "damiao",
+        "DAMIAO bus",
+        &[
+            "shoulder_pan",
+            "shoulder_lift",
+            "shoulder_roll",
+            "elbow_flex",
+            "wrist_roll",
+        ],
+    );
+}
+
+#[test]
+fn a_dropped_sts_over_can_reply_is_retried_and_booked_to_its_servo() {
+    dropped_replies_are_retried_and_booked_to_their_motor(
+        "openk-1-alpha_follower",
+        "sts",
+        "STS-over-CAN bus",
+        &["wrist_flex", "grip"],
+    );
+}
+
+/// Drops one reply at a time on the `bus` simulator of `robot_type`; each drop must show up
+/// as one more retry of one of `motors` (never of the bus as a whole) and the loop carries on.
+fn dropped_replies_are_retried_and_booked_to_their_motor(
+    robot_type: &str,
+    bus: &str,
+    part: &str,
+    motors: &[&str],
+) {
+    let dir = tmp_dir(&format!("retry-{bus}-{robot_type}"));
     let robot = cfg(
-        json!({"type": "openk-1-alpha_follower2", "port": "sim", "sts_port": "sim", "id": "f",
+        json!({"type": robot_type, "port": "sim", "sts_port": "sim", "id": "f",
                "calibration_dir": dir}),
         DeviceKind::Robot,
     );
@@ -398,25 +440,29 @@ fn a_dropped_sts_reply_is_retried_and_booked_to_its_servo() {
     let sims = opened.sims;
     let lp = TeleopLoop::start(opened.arms, spec(100.0)).unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    let sts_retries = |lp: &TeleopLoop| -> u64 {
-        lp.telemetry()
-            .bus_retries
-            .iter()
-            .filter(|(k, _)| {
-                k.contains("STS") && (k.ends_with("wrist_flex") || k.ends_with("grip"))
-            })
+    let retries = |lp: &TeleopLoop| -> (u64, u64) {
+        let report = lp.telemetry();
+        let of_part = || report.bus_retries.iter().filter(|(k, _)| k.contains(part));
+        let by_motor = of_part()
+            .filter(|(k, _)| motors.iter().any(|m| k.ends_with(&format!(".{m}"))))
             .map(|(_, v)| *v)
-            .sum()
+            .sum();
+        let whole_bus = of_part()
+            .filter(|(k, _)| k.ends_with(".bus"))
+            .map(|(_, v)| *v)
+            .sum();
+        (by_motor, whole_bus)
     };
-    // One reply dropped at a time, so each drop costs exactly one retry of one servo.
+    // One reply dropped at a time, so each drop costs exactly one retry of one motor.
     for round in 1..=3u64 {
-        sims.faults("robot", "sts").unwrap().drop_replies(1);
+        sims.faults("robot", bus).unwrap().drop_replies(1);
         let t0 = Instant::now();
-        while sts_retries(&lp) < round && t0.elapsed() < Duration::from_secs(10) {
+        while retries(&lp).0 < round && t0.elapsed() < Duration::from_secs(10) {
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(sts_retries(&lp) >= round, "{:?}", lp.telemetry());
+        assert!(retries(&lp).0 >= round, "{:?}", lp.telemetry());
     }
+    assert_eq!(retries(&lp).1, 0, "{:?}", lp.telemetry());
     assert!(lp.failure().is_none());
     lp.stop();
 }

@@ -1,7 +1,7 @@
 //! DAMIAO motors of a follower (MIT or POS_VEL goals) or of a compliant leader, as a loop
 //! [`Part`]. Goals and state are normalised with the device's calibration.
 
-use crate::bus::damiao::{DamiaoBus, DamiaoBusError};
+use crate::bus::damiao::{DamiaoBus, DamiaoBusError, MAX_MOTORS};
 use crate::protocol::damiao::{ControlMode, Feedback, MitCommand, MotorState};
 
 use super::calibration::JointNorm;
@@ -32,7 +32,8 @@ pub struct DamiaoPart {
     mit: Vec<MitCommand>,
     pos_vel: Vec<(f64, f64)>,
     feedback: Vec<Feedback>,
-    retries_seen: u64,
+    /// The bus's retry counts by motor when last reported to the loop.
+    retries_seen: [u64; MAX_MOTORS],
 }
 
 /// Maps a bus error onto a part error naming the motor.
@@ -69,7 +70,7 @@ impl DamiaoPart {
         if !leader {
             state_names.extend(motor_names.iter().map(|m| format!("{m}.tor")));
         }
-        let retries_seen = bus.stats().retries;
+        let retries_seen = bus.stats().retries_by_motor;
         Self {
             label,
             bus,
@@ -148,11 +149,11 @@ impl Part for DamiaoPart {
         } else {
             Ok(())
         };
-        let total = self.bus.stats().retries;
-        if let Some(r) = retries.last_mut() {
-            *r += (total - self.retries_seen) as u32;
+        let now = self.bus.stats().retries_by_motor;
+        for ((r, seen), total) in retries.iter_mut().zip(&mut self.retries_seen).zip(now) {
+            *r += total.saturating_sub(*seen) as u32;
+            *seen = total;
         }
-        self.retries_seen = total;
         // Send this tick's goals even if the last round failed: a motor that missed one
         // reply must still get fresh goals.
         let started = match &self.drive {

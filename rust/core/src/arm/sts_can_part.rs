@@ -44,6 +44,29 @@ impl StsCanPart {
     }
 }
 
+impl StsCanPart {
+    /// Reads every servo's position into `state`; resent requests count in `retries[servo]`.
+    fn read_positions(&mut self, state: &mut [f32], retries: &mut [u32]) -> Result<(), PartError> {
+        for i in 0..self.ids.len() {
+            let (Some(id), Some(norm), Some(off)) =
+                (self.ids.get(i), self.norms.get(i), self.offsets.get(i))
+            else {
+                continue;
+            };
+            let resent_before = self.bus.resent();
+            let read = self.bus.read_position(*id);
+            if let Some(r) = retries.get_mut(i) {
+                *r += (self.bus.resent() - resent_before) as u32;
+            }
+            let raw = read.map_err(|e| self.err(&e, i))?;
+            if let Some(s) = state.get_mut(i) {
+                *s = norm.normalize(f64::from(raw) - off);
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Part for StsCanPart {
     fn label(&self) -> &str {
         &self.label
@@ -62,7 +85,7 @@ impl Part for StsCanPart {
         &mut self,
         goal: &[f32],
         state: &mut [f32],
-        _retries: &mut [u32],
+        retries: &mut [u32],
     ) -> Result<(), PartError> {
         for i in 0..self.ids.len() {
             let (Some(g), Some(norm), Some(id), Some(off)) = (
@@ -78,22 +101,11 @@ impl Part for StsCanPart {
                 .write_position(*id, raw.round() as i64)
                 .map_err(|e| self.err(&e, i))?;
         }
-        self.read_state(state)
+        self.read_positions(state, retries)
     }
 
     fn read_state(&mut self, state: &mut [f32]) -> Result<(), PartError> {
-        for i in 0..self.ids.len() {
-            let (Some(id), Some(norm), Some(off)) =
-                (self.ids.get(i), self.norms.get(i), self.offsets.get(i))
-            else {
-                continue;
-            };
-            let raw = self.bus.read_position(*id).map_err(|e| self.err(&e, i))?;
-            if let Some(s) = state.get_mut(i) {
-                *s = norm.normalize(f64::from(raw) - off);
-            }
-        }
-        Ok(())
+        self.read_positions(state, &mut [])
     }
 
     fn stop(&mut self, _action: StopAction) -> Result<(), PartError> {

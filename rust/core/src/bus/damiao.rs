@@ -145,13 +145,28 @@ impl Default for DamiaoBusOptions {
     }
 }
 
+impl Default for DamiaoBusStats {
+    fn default() -> Self {
+        Self {
+            frames_sent: 0,
+            frames_received: 0,
+            retries: 0,
+            retries_by_motor: [0; MAX_MOTORS],
+            late_frames: 0,
+            bytes_skipped: 0,
+        }
+    }
+}
+
 /// Traffic counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DamiaoBusStats {
     pub frames_sent: u64,
     pub frames_received: u64,
     /// Command retries (a motor's reply was missing).
     pub retries: u64,
+    /// The same, by motor index (register reads/writes included).
+    pub retries_by_motor: [u64; MAX_MOTORS],
     /// Replies that arrived after their round had ended.
     pub late_frames: u64,
     /// Bytes the stream decoder skipped as garbage.
@@ -764,6 +779,9 @@ impl DamiaoBus {
                 return Err(self.timeout_error(missing, flight.what, flight.attempts));
             }
             self.stats.retries += u64::from(flight.pending.count_ones());
+            for (i, count) in self.stats.retries_by_motor.iter_mut().enumerate() {
+                *count += u64::from(flight.pending >> i & 1);
+            }
             flight.attempts += 1;
             self.send_pending(&flight.frames, flight.pending)?;
             flight.deadline = Instant::now() + self.options.timeout;
@@ -827,6 +845,9 @@ impl DamiaoBus {
                 return Ok(v);
             }
             self.stats.retries += 1;
+            if let Some(count) = self.stats.retries_by_motor.get_mut(index) {
+                *count += 1;
+            }
         }
     }
 
@@ -1004,6 +1025,8 @@ pub struct StsCanBus {
     controller_id: u32,
     timeout: Duration,
     retries: u32,
+    /// Read requests sent again because the bridge's reply was missing.
+    resent: u64,
     decoder: AdapterStreamDecoder,
     rx: [u8; 256],
 }
@@ -1022,6 +1045,7 @@ impl StsCanBus {
             controller_id,
             timeout,
             retries,
+            resent: 0,
             decoder: AdapterStreamDecoder::new(),
             rx: [0; 256],
         })
@@ -1029,6 +1053,11 @@ impl StsCanBus {
 
     pub fn port(&self) -> &str {
         &self.port
+    }
+
+    /// Read requests sent again so far (a reply was missing).
+    pub fn resent(&self) -> u64 {
+        self.resent
     }
 
     /// Sets a servo's goal position (0–4095; clamped). The bridge does not acknowledge.
@@ -1048,7 +1077,10 @@ impl StsCanBus {
         // Stale replies must not answer this request.
         while self.transport.read_some(&mut self.rx, Instant::now())? > 0 {}
         self.decoder.clear();
-        for _ in 0..=self.retries {
+        for attempt in 0..=self.retries {
+            if attempt > 0 {
+                self.resent += 1;
+            }
             self.transport.write_all(&request)?;
             let deadline = Instant::now() + self.timeout;
             loop {
