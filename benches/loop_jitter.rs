@@ -130,7 +130,7 @@ fn sustained(r: &TelemetryReport, hz: f64) -> bool {
     r.achieved_hz >= 0.99 * hz && (r.overruns as f64) <= 0.005 * r.ticks as f64
 }
 
-fn python_peer(seconds: f64) -> Option<serde_json::Value> {
+fn python_peer(seconds: f64, damiao_driver: &str) -> Option<serde_json::Value> {
     // cargo runs benches from the crate's folder: a relative OPENK_BENCH_PYTHON (as the README
     // writes it) is taken from the workspace root, and the project's .venv is the default.
     let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
@@ -153,6 +153,7 @@ fn python_peer(seconds: f64) -> Option<serde_json::Value> {
         .args(["--damiao-port", ports.get("robot.port")?])
         .args(["--sts-port", ports.get("robot.sts_port")?])
         .args(["--seconds", &seconds.to_string()])
+        .args(["--damiao-driver", damiao_driver])
         .output()
         .ok()?;
     if !out.status.success() {
@@ -241,25 +242,36 @@ fn main() {
     if std::env::var("OPENK_BENCH_SKIP_PEER").is_ok() || chosen.is_some() {
         return;
     }
-    match python_peer(seconds) {
-        Some(peer) => {
-            let rate = peer["rate_hz"].as_f64().unwrap_or(0.0);
+    // The peer the issue names (pydamiao), then the reference project's own DAMIAO I/O
+    // pattern (fire-and-forget, DM_CAN.py): its rate only means something next to the share
+    // of its commands the CAN bus answered.
+    for (driver, what) in [
+        ("pydamiao", "scservo_sdk + pydamiao"),
+        ("reference", "scservo_sdk + DM_CAN-style fire-and-forget"),
+    ] {
+        let Some(peer) = python_peer(seconds, driver) else {
+            println!("python peer ({what}): not run (see the error above)");
+            continue;
+        };
+        let rate = peer["rate_hz"].as_f64().unwrap_or(0.0);
+        let answered = peer["damiao_replies_per_command"]
+            .as_f64()
+            .map(|r| format!(", DAMIAO commands answered {:.0}%", r * 100.0))
+            .unwrap_or_default();
+        println!(
+            "python peer ({what}, free-running): {rate:.1} Hz, tick p50 {:.2} ms, p99 {:.2} ms, \
+             errors {}{answered}",
+            peer["tick_ms_p50"].as_f64().unwrap_or(0.0),
+            peer["tick_ms_p99"].as_f64().unwrap_or(0.0),
+            peer["errors"]
+        );
+        if rate > 0.0 {
             println!(
-                "python peer (scservo_sdk + pydamiao, free-running): {rate:.1} Hz, tick p50 {:.2} \
-                 ms, p99 {:.2} ms, errors {}",
-                peer["tick_ms_p50"].as_f64().unwrap_or(0.0),
-                peer["tick_ms_p99"].as_f64().unwrap_or(0.0),
-                peer["errors"]
+                "  ratio openk / this peer (free-running rate, same simulators): {:.1}x with \
+                 realtime off (like for like), {:.1}x with realtime auto",
+                free_running_off / rate,
+                free_running_auto / rate
             );
-            if rate > 0.0 {
-                println!(
-                    "ratio openk / python peer (free-running rate, same simulators): {:.1}x with \
-                     realtime off (like for like), {:.1}x with realtime auto",
-                    free_running_off / rate,
-                    free_running_auto / rate
-                );
-            }
         }
-        None => println!("python peer: not run (see the error above)"),
     }
 }
