@@ -239,6 +239,23 @@ def find_port_cmd(list_only: bool, patterns: tuple[str, ...]) -> None:
     run_guarded(lambda: tools.find_port(list_only=list_only, patterns=patterns or None), False)
 
 
+@main.command("scan")
+@click.argument("port")
+@click.option("--baud", default=1_000_000, show_default=True, help="Baud rate to scan at.")
+@click.option("--all-bauds", is_flag=True, help="Scan at every STS3215 baud rate in turn.")
+def scan_cmd(port: str, baud: int, all_bauds: bool) -> None:
+    """List the Feetech servo ids that answer a broadcast PING on PORT (`sim`: a simulated bus).
+
+    \b
+    Examples:
+      openk scan /dev/ttyACM0               # which ids answer at 1 Mbaud
+      openk scan /dev/ttyACM0 --all-bauds   # a servo set to another baud rate
+    """
+    import openk.tools as tools
+
+    run_guarded(lambda: tools.scan(port, baud=baud, all_bauds=all_bauds), False)
+
+
 @main.command("find-cameras")
 @click.option("--max-index", default=10, show_default=True, help="OpenCV indices to probe.")
 def find_cameras_cmd(max_index: int) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from openk.errors import DatasetError, OpenKError
+from openk.errors import BusTimeoutError, DatasetError, OpenKError
 
 # --- find-port --------------------------------------------------------------------------------
 
@@ -95,6 +95,41 @@ def find_port(
 
 
 # --- find-cameras -----------------------------------------------------------------------------
+
+
+# Baud rates an STS3215 can be set to (register 6), fastest first.
+STS_BAUDS = (1_000_000, 500_000, 250_000, 128_000, 115_200, 76_800, 57_600, 38_400)
+
+
+def scan(
+    port: str,
+    *,
+    baud: int = 1_000_000,
+    all_bauds: bool = False,
+    echo: Callable[[str], None] = click.echo,
+) -> dict[int, list[int]]:
+    """Broadcast-PING a Feetech (STS/SCS) bus: the servo ids that answer, per baud rate.
+
+    `port="sim"` scans a simulated 7-servo leader bus. The simulator answers at any baud, so
+    `all_bauds` only means something on real hardware."""
+    import openk._core as core
+
+    sim = core.FeetechSim(ids=list(range(1, 8))) if port == "sim" else None
+    target = sim.port if sim is not None else port
+    found: dict[int, list[int]] = {}
+    for rate in STS_BAUDS if all_bauds else (baud,):
+        with core.FeetechBus(target, {}, baudrate=rate) as bus:
+            found[rate] = bus.scan()
+        ids = ", ".join(str(i) for i in found[rate]) or "no servo answered"
+        echo(f"{port} at {rate} baud: {ids}")
+    if not any(found.values()):
+        tried = "every STS baud rate" if all_bauds else f"{baud} baud"
+        more = "" if all_bauds else "; try --all-bauds if the servos were set to another rate"
+        raise BusTimeoutError(
+            f"no servo answered on {port} at {tried}: check the servos' power supply and the "
+            f"adapter's cable and TX/RX wiring{more}"
+        )
+    return found
 
 
 def find_cameras(*, max_index: int = 10, echo: Callable[[str], None] = click.echo) -> list[str]:

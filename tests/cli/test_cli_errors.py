@@ -17,6 +17,7 @@ COMMANDS = [
     "calibrate",
     "find-port",
     "find-cameras",
+    "scan",
     "info",
     "verify",
     "push",

@@ -142,8 +142,10 @@ def test_slow_replies_raise_timeout_then_recover(
     sim: _core.FeetechSim, bus: _core.FeetechBus
 ) -> None:
     sim.set_extra_latency(0.15)
-    with pytest.raises(BusTimeoutError, match="did not answer"):
+    with pytest.raises(BusTimeoutError, match="did not answer") as err:
         bus.read("Present_Position", "grip")
+    # The message names the command that finds which ids answer (tests/cli/test_scan.py).
+    assert f"openk scan {sim.port} --all-bauds" in str(err.value)
     sim.clear_faults()
     time.sleep(0.4)  # the late replies land and are flushed by the next transaction
     assert bus.read("Present_Position", "grip") == 2048

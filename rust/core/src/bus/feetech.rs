@@ -71,7 +71,8 @@ pub enum BusError {
 
     #[error(
         "motor {motor} on {port} did not answer {what} ({tries} tries, {waited:?} each): check \
-         its power and cable, and that its id and the baud rate are right (`openk scan`)"
+         its power and cable, and that its id and the baud rate are right (`openk scan {port} \
+         --all-bauds` lists the ids that answer)"
     )]
     Timeout {
         port: String,
