@@ -24,6 +24,7 @@ __all__ = [
     "damiao_encode_pos_vel",
     "damiao_host_frame",
     "damiao_model_limits",
+    "damiao_scan",
     "device_features",
     "device_types",
     "feetech_baud_from_code",
@@ -215,6 +216,11 @@ def damiao_decode_feedback(
 
 def damiao_model_limits(model_name: str) -> tuple[float, float, float]:
     """Default (PMAX, VMAX, TMAX) of a model such as "DM4310" or "DM6006"."""
+
+def damiao_scan(
+    port: str, first: int = 1, last: int = 16, window_s: float = 0.02
+) -> list[tuple[int, int, str]]:
+    """(esc_id, mst_id, state) of every DAMIAO motor that answers a refresh request."""
 
 @final
 class DamiaoStreamDecoder:

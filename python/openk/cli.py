@@ -243,17 +243,27 @@ def find_port_cmd(list_only: bool, patterns: tuple[str, ...]) -> None:
 @click.argument("port")
 @click.option("--baud", default=1_000_000, show_default=True, help="Baud rate to scan at.")
 @click.option("--all-bauds", is_flag=True, help="Scan at every STS3215 baud rate in turn.")
-def scan_cmd(port: str, baud: int, all_bauds: bool) -> None:
-    """List the Feetech servo ids that answer a broadcast PING on PORT (`sim`: a simulated bus).
+@click.option(
+    "--damiao", is_flag=True, help="PORT is a DAMIAO USB-CAN adapter: list its motors' ids."
+)
+def scan_cmd(port: str, baud: int, all_bauds: bool, damiao: bool) -> None:
+    """List the motors that answer on PORT (`sim`: a simulated bus).
+
+    Feetech (STS) servos answer a broadcast PING; with --damiao, each ESC_ID 1-16 is asked for
+    its state (nothing moves) and the MST_ID it answers from is shown.
 
     \b
     Examples:
-      openk scan /dev/ttyACM0               # which ids answer at 1 Mbaud
-      openk scan /dev/ttyACM0 --all-bauds   # a servo set to another baud rate
+      openk scan /dev/ttyUSB0               # STS servo ids that answer at 1 Mbaud
+      openk scan /dev/ttyUSB0 --all-bauds   # a servo set to another baud rate
+      openk scan /dev/ttyACM0 --damiao      # DAMIAO motors behind the USB-CAN adapter
     """
     import openk.tools as tools
 
-    run_guarded(lambda: tools.scan(port, baud=baud, all_bauds=all_bauds), False)
+    if damiao:
+        run_guarded(lambda: tools.scan_damiao(port), False)
+    else:
+        run_guarded(lambda: tools.scan(port, baud=baud, all_bauds=all_bauds), False)
 
 
 @main.command("find-cameras")

@@ -132,6 +132,27 @@ def scan(
     return found
 
 
+def scan_damiao(
+    port: str, *, last_esc_id: int = 16, echo: Callable[[str], None] = click.echo
+) -> list[tuple[int, int, str]]:
+    """Ask ESC_IDs 1..last_esc_id on a DAMIAO USB-CAN adapter for their state (nothing moves):
+    which motors answer and the MST_ID each answers from. `port="sim"`: the simulated arm."""
+    import openk._core as core
+
+    sim = core.DamiaoSim() if port == "sim" else None
+    target = sim.port if sim is not None else port
+    found = core.damiao_scan(target, 1, last_esc_id)
+    for esc_id, mst_id, state in found:
+        echo(f"{port}: ESC_ID 0x{esc_id:02x} answers from MST_ID 0x{mst_id:02x} ({state})")
+    if not found:
+        raise BusTimeoutError(
+            f"no DAMIAO motor answered on {port} (ESC_ID 1-{last_esc_id}): check the motors' "
+            "power, the CAN wiring (CANH/CANL) and its 120 ohm termination, and that this is "
+            "the USB-CAN adapter's port (`openk find-port`)"
+        )
+    return found
+
+
 def find_cameras(*, max_index: int = 10, echo: Callable[[str], None] = click.echo) -> list[str]:
     found: list[str] = []
     for dev in sorted(glob.glob("/dev/video*")):

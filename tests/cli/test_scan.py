@@ -6,7 +6,7 @@ import pytest
 
 import openk._core as core
 from openk.errors import BusTimeoutError
-from openk.tools import scan
+from openk.tools import scan, scan_damiao
 
 from .conftest import RunOpenk, one_line_error
 
@@ -42,3 +42,27 @@ def test_openk_scan_on_the_command_line(run_openk: RunOpenk) -> None:
     missing = run_openk("scan", "/dev/ttyOPENK_NOPE")
     assert missing.returncode != 0
     assert "/dev/ttyOPENK_NOPE" in one_line_error(missing)
+
+
+def test_damiao_scan_shows_each_motors_esc_and_mst_ids() -> None:
+    sim = core.DamiaoSim(motors=[("a", "DM4310", 0x02, 0x22), ("b", "DM6006", 0x07, 0x17)])
+    lines: list[str] = []
+    found = scan_damiao(sim.port, echo=lines.append)
+    assert found == [(0x02, 0x22, "disabled"), (0x07, 0x17, "disabled")]
+    assert lines == [
+        f"{sim.port}: ESC_ID 0x02 answers from MST_ID 0x22 (disabled)",
+        f"{sim.port}: ESC_ID 0x07 answers from MST_ID 0x17 (disabled)",
+    ]
+
+
+def test_a_damiao_adapter_with_no_motor_says_what_to_check() -> None:
+    sim = core.DamiaoSim(motors=[("a", "DM4310", 0x03, 0x13)])
+    with pytest.raises(BusTimeoutError, match="no DAMIAO motor answered") as err:
+        scan_damiao(sim.port, last_esc_id=2, echo=lambda line: None)
+    assert "termination" in str(err.value) and "ESC_ID 1-2" in str(err.value)
+
+
+def test_openk_scan_damiao_on_the_command_line(run_openk: RunOpenk) -> None:
+    done = run_openk("scan", "sim", "--damiao")
+    assert done.returncode == 0, done.stderr
+    assert "sim: ESC_ID 0x05 answers from MST_ID 0x15 (disabled)" in done.stdout

@@ -96,8 +96,10 @@ def test_wire_faults_are_retried(sim: _core.DamiaoSim, bus: _core.DamiaoBus) -> 
 def test_missing_motor_times_out_with_its_name(sim: _core.DamiaoSim) -> None:
     motors = [*ARM, ("ghost", "DM4310", 0x06, 0x16)]
     bus = _core.DamiaoBus(sim.port, motors, timeout_s=0.01, retries=1, read_registers=False)
-    with bus, pytest.raises(BusTimeoutError, match=r"ghost.*0x06"):
+    with bus, pytest.raises(BusTimeoutError, match=r"ghost.*0x06") as err:
         bus.mit([HOLD] * 6)
+    # It names the command that lists the motors that do answer (tests/cli/test_scan.py).
+    assert f"openk scan {sim.port} --damiao" in str(err.value)
 
 
 def test_unplug_is_a_port_error(sim: _core.DamiaoSim, bus: _core.DamiaoBus) -> None:

@@ -227,6 +227,28 @@ fn damiao_model_limits(model_name: &str) -> PyResult<(f64, f64, f64)> {
     Ok((l.pmax, l.vmax, l.tmax))
 }
 
+/// Refresh requests to ESC_IDs `first..=last` on `port`, one at a time: `(esc_id, mst_id,
+/// state)` of every motor that answered within `window_s`.
+#[pyfunction]
+#[pyo3(signature = (port, first=1, last=16, window_s=0.02))]
+fn damiao_scan(
+    py: Python<'_>,
+    port: &str,
+    first: u16,
+    last: u16,
+    window_s: f64,
+) -> PyResult<Vec<(u16, u32, String)>> {
+    let window = std::time::Duration::try_from_secs_f64(window_s)
+        .map_err(|_| ConfigError::new_err(format!("window_s must be >= 0 (got {window_s})")))?;
+    let found = py
+        .detach(|| openk_core::bus::damiao::scan(port, first..=last, window))
+        .map_err(bus_err)?;
+    Ok(found
+        .into_iter()
+        .map(|m| (m.esc_id, m.mst_id, m.state.name().to_owned()))
+        .collect())
+}
+
 /// Resynchronising decoder for the adapter → host byte stream.
 #[pyclass(name = "DamiaoStreamDecoder", module = "openk._core")]
 struct PyStreamDecoder {
@@ -830,6 +852,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(damiao_encode_pos_vel, m)?)?;
     m.add_function(wrap_pyfunction!(damiao_decode_feedback, m)?)?;
     m.add_function(wrap_pyfunction!(damiao_model_limits, m)?)?;
+    m.add_function(wrap_pyfunction!(damiao_scan, m)?)?;
     m.add_class::<PyStreamDecoder>()?;
     m.add_class::<PyDamiaoBus>()?;
     m.add_class::<PyStsCanBus>()?;

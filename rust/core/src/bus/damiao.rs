@@ -14,9 +14,9 @@ use thiserror::Error;
 use crate::protocol::damiao::{
     decode_feedback, decode_register_frame, encode_host_frame, encode_mit, encode_pos_force,
     encode_pos_vel, encode_refresh, encode_register_read, encode_register_save,
-    encode_register_write, encode_vel, rid, AdapterCmd, AdapterFrame, AdapterStreamDecoder,
-    ControlMode, DamiaoProtocolError, Feedback, Limits, MitCommand, MotorIds, MotorModel,
-    MotorRouter, MotorState, RegisterOp, RegisterValue, SpecialCommand, HOST_FRAME_LEN,
+    encode_register_write, encode_vel, rid, unpack_feedback, AdapterCmd, AdapterFrame,
+    AdapterStreamDecoder, ControlMode, DamiaoProtocolError, Feedback, Limits, MitCommand, MotorIds,
+    MotorModel, MotorRouter, MotorState, RegisterOp, RegisterValue, SpecialCommand, HOST_FRAME_LEN,
     REGISTER_CAN_ID,
 };
 use crate::protocol::sts_can;
@@ -44,7 +44,8 @@ pub enum DamiaoBusError {
     #[error(
         "{port}: motor {motor} (ESC_ID 0x{esc_id:02x}) did not answer {what} within {waited:?} \
          ({attempts} attempts); check its power, the CAN wiring and termination, and that its \
-         ESC_ID/MST_ID registers match the configuration"
+         ESC_ID/MST_ID registers match the configuration (`openk scan {port} --damiao` lists the \
+         motors that answer)"
     )]
     Timeout {
         port: String,
@@ -1016,6 +1017,59 @@ impl DamiaoBus {
             attempts,
         }
     }
+}
+
+/// A DAMIAO motor that answered [`scan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FoundMotor {
+    /// The ESC_ID the refresh request was sent to.
+    pub esc_id: u16,
+    /// The CAN id its feedback came from: the motor's MST_ID register.
+    pub mst_id: u32,
+    pub state: MotorState,
+}
+
+/// Asks every ESC_ID in `esc_ids`, one at a time, for its state (a refresh request, which
+/// moves nothing) and lists those that answered within `window`, with the MST_ID their
+/// feedback came from: what a configuration's (esc_id, mst_id) pairs must match.
+pub fn scan(
+    port: &str,
+    esc_ids: std::ops::RangeInclusive<u16>,
+    window: Duration,
+) -> Result<Vec<FoundMotor>> {
+    let mut transport = SerialTransport::open(port, DEFAULT_BAUD)?;
+    let mut decoder = AdapterStreamDecoder::new();
+    let mut rx = [0u8; 256];
+    let mut found = Vec::new();
+    for esc_id in esc_ids {
+        // Late answers to the previous request must not be booked to this one.
+        while transport.read_some(&mut rx, Instant::now())? > 0 {}
+        decoder.clear();
+        transport.write_all(&encode_host_frame(REGISTER_CAN_ID, &encode_refresh(esc_id)))?;
+        let deadline = Instant::now() + window;
+        'wait: loop {
+            let n = transport.read_some(&mut rx, deadline)?;
+            if n == 0 {
+                break;
+            }
+            decoder.push(rx.get(..n).unwrap_or(&[]));
+            while let Some(frame) = decoder.next_frame() {
+                let feedback = unpack_feedback(&frame.data);
+                // Feedback carries the low 4 bits of the ESC_ID; anything else is not ours.
+                if frame.cmd == AdapterCmd::Received
+                    && u16::from(feedback.id_nibble) == esc_id & 0xF
+                {
+                    found.push(FoundMotor {
+                        esc_id,
+                        mst_id: frame.can_id,
+                        state: MotorState::from_nibble(feedback.state),
+                    });
+                    break 'wait;
+                }
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// The STS servos behind OpenK's STS-over-CAN bridge (legacy `openk-1-alpha_follower`).
