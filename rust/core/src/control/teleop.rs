@@ -245,6 +245,15 @@ fn motor_labels(units: &[Unit]) -> Vec<String> {
         .collect()
 }
 
+/// A part's goals, taken from the action vector through its goal → action index map.
+fn fill_goals(goal: &mut [f32], goal_map: &[usize], action: &[f32]) {
+    for (g, a) in goal.iter_mut().zip(goal_map) {
+        if let Some(v) = action.get(*a) {
+            *g = *v;
+        }
+    }
+}
+
 fn failure_of(
     label: &str,
     motor_names: &[String],
@@ -704,21 +713,14 @@ impl LoopCore {
             self.settle_goals();
             for unit in &mut self.units {
                 if let Exec::Thread(w) = &unit.exec {
-                    {
-                        let mut slot = w.slot();
-                        for (g, a) in slot.goal.iter_mut().zip(&unit.goal_map) {
-                            *g = self.action[*a];
-                        }
-                    }
+                    fill_goals(&mut w.slot().goal, &unit.goal_map, &self.action);
                     w.dispatch();
                     self.in_flight = true;
                 }
             }
             for unit in &mut self.units {
                 if let Exec::Inline(slot) = &mut unit.exec {
-                    for (g, a) in slot.goal.iter_mut().zip(&unit.goal_map) {
-                        *g = self.action[*a];
-                    }
+                    fill_goals(&mut slot.goal, &unit.goal_map, &self.action);
                     slot.run();
                 }
             }
