@@ -295,7 +295,7 @@ def start_native(
     return NativeSession(session)
 
 
-def _maybe_calibrate(dev: DeviceConfig | None, role: str, always: bool, ui: StatusLine) -> None:
+def maybe_calibrate(dev: DeviceConfig | None, role: str, always: bool, ui: StatusLine) -> None:
     """`--always_calibrate=true` runs the calibration dialog on connect, as the reference does
     (simulated devices are calibrated by construction, so they skip it)."""
     if not always or dev is None or is_sim_port(dev.port):
@@ -306,7 +306,7 @@ def _maybe_calibrate(dev: DeviceConfig | None, role: str, always: bool, ui: Stat
     run_calibration(dev, role, scripted=False, ui=ui)
 
 
-def _log_calibration(dev: DeviceConfig | None, role: str) -> None:
+def log_calibration(dev: DeviceConfig | None, role: str) -> None:
     """Say in the log which calibration file a device runs with (the native side is silent)."""
     if dev is None:
         return
@@ -334,10 +334,10 @@ def connect_session(cfg: RecordConfig | TeleoperateConfig | ReplayConfig) -> Ses
     else:
         fps, teleop, direction_map = float(cfg.dataset.fps or 30), None, None
     ui = StatusLine()
-    _maybe_calibrate(cfg.robot, "robot", cfg.always_calibrate, ui)
-    _maybe_calibrate(teleop, "teleop", cfg.always_calibrate, ui)
-    _log_calibration(cfg.robot, "robot")
-    _log_calibration(teleop, "teleop")
+    maybe_calibrate(cfg.robot, "robot", cfg.always_calibrate, ui)
+    maybe_calibrate(teleop, "teleop", cfg.always_calibrate, ui)
+    log_calibration(cfg.robot, "robot")
+    log_calibration(teleop, "teleop")
     return start_native(
         cfg.robot,
         teleop,
