@@ -409,6 +409,12 @@ def record(
             "--dataset.repo_id, or drop --resume to create it"
         )
 
+    policy_setup: Any = None
+    if cfg.policy is not None and session_factory is None:
+        # Checked against the robot and loaded before anything is connected.
+        from openk.policy.run import policy_factories
+
+        policy_setup, session_factory, camera_factory = policy_factories(cfg, ui, camera_factory)
     session_factory = session_factory or connect_session
     camera_factory = camera_factory or make_camera
     session = session_factory(cfg)
@@ -451,6 +457,11 @@ def record(
                 writer.close()
         if writer is not None:
             result.total_episodes = writer.total_episodes
+    if policy_setup is not None:
+        from openk.policy.run import stats_line
+
+        log.info("policy: %s", policy_setup.stats())
+        ui.message(stats_line(policy_setup.stats()))
     log.info("saved %d episodes; dataset now has %d", result.episodes_saved, result.total_episodes)
     ui.message(
         f"dataset: {root.resolve()} ({result.total_episodes} episodes, {result.episodes_saved} new)"
