@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -121,7 +122,7 @@ def policy_session_factory(
     """A recorder session factory: the follower alone, its goals from the policy runner."""
 
     def make(cfg: Any) -> Any:
-        from openk.policy.runner import PolicyRunner, PolicySession
+        from openk.policy.runner import PolicyRunner, PolicySession, PolicyTrace
         from openk.session import NativeSession, log_calibration, maybe_calibrate
         from openk.terminal import StatusLine
 
@@ -143,8 +144,11 @@ def policy_session_factory(
             with contextlib.suppress(Exception):
                 core_session.stop()
             raise
+        log.info("loop started: %s", getattr(core_session, "realtime", "?"))
         native = NativeSession(core_session)
         action = list(core_session.action_names)
+        trace_path = os.environ.get("OPENK_POLICY_TRACE")
+        trace = PolicyTrace(trace_path, setup.tap) if trace_path else None
         runner = PolicyRunner(
             setup.loaded.predict,
             setup.loaded.reset,
@@ -152,9 +156,10 @@ def policy_session_factory(
             native.send_action,
             fps=fps,
             action_names=action,
+            trace=trace,
         )
         setup.runner = runner
-        return PolicySession(native, runner, setup.tap)
+        return PolicySession(native, runner, setup.tap, trace)
 
     return make
 

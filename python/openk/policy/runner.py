@@ -99,6 +99,8 @@ class ObservationTap:
         self._state_t_ns = 0
         self._frames: dict[str, np.ndarray] = {}
         self.rows_seen = 0
+        # capture_time_ns of the row whose state the last observe() returned
+        self.observed_t_ns = 0
 
     def clear_state(self) -> None:
         with self._lock:
@@ -129,6 +131,7 @@ class ObservationTap:
             if self._state is None:
                 return None
             obs: Observation = {self.state_key: self._state}
+            self.observed_t_ns = self._state_t_ns
             for key in self.cameras:
                 frame = self._frames.get(key)
                 if frame is None:
@@ -160,8 +163,10 @@ class PolicyRunner:
         *,
         fps: float,
         action_names: Sequence[str],
+        trace: Callable[[Observation, np.ndarray], None] | None = None,
     ) -> None:
         self._predict = predict
+        self._trace = trace
         self._reset = reset
         self._observe = observe
         self._send = send
@@ -251,6 +256,8 @@ class PolicyRunner:
                 took = time.perf_counter() - started
                 self._check(action)
                 self._send([float(v) for v in action])
+                if self._trace is not None:
+                    self._trace(obs, action)
                 now = time.monotonic_ns()
             # The action is meant for the next row; past that it is late. Late ones do not
             # pile up: the next action is computed for the next period still ahead.
@@ -299,10 +306,17 @@ class PolicySession:
     """A native session whose follower is driven by a `PolicyRunner` (the `Session` protocol
     of the recorder: rows flow as in teleop recording, their action is what the arm was sent)."""
 
-    def __init__(self, inner: Any, runner: PolicyRunner, tap: ObservationTap) -> None:
+    def __init__(
+        self,
+        inner: Any,
+        runner: PolicyRunner,
+        tap: ObservationTap,
+        trace: PolicyTrace | None = None,
+    ) -> None:
         self.inner = inner
         self.runner = runner
         self.tap = tap
+        self.trace = trace
 
     @property
     def schema(self) -> Any:
@@ -315,6 +329,8 @@ class PolicySession:
     def start_episode(self) -> None:
         self.tap.clear_state()
         self.inner.start_episode()
+        if self.trace is not None:
+            self.trace.new_episode()
         self.runner.start_episode()
 
     def end_episode(self) -> None:
@@ -350,3 +366,34 @@ class PolicySession:
         finally:
             with contextlib.suppress(Exception):
                 self.inner.close()
+            if self.trace is not None:
+                self.trace.save()
+
+
+class PolicyTrace:
+    """Every observation the policy saw and the action it sent, saved as .npz on close (the
+    `OPENK_POLICY_TRACE=<file>` hook the tests' lerobot oracle replays)."""
+
+    def __init__(self, path: str, tap: ObservationTap) -> None:
+        self.path = path
+        self.tap = tap
+        self.episode = -1
+        self.rows: list[tuple[int, int, Observation, np.ndarray]] = []
+
+    def new_episode(self) -> None:
+        self.episode += 1
+
+    def __call__(self, obs: Observation, action: np.ndarray) -> None:
+        self.rows.append((self.episode, self.tap.observed_t_ns, dict(obs), action.copy()))
+
+    def save(self) -> None:
+        if not self.rows:
+            return
+        arrays: dict[str, np.ndarray] = {
+            "episode": np.array([r[0] for r in self.rows], dtype=np.int64),
+            "capture_time_ns": np.array([r[1] for r in self.rows], dtype=np.int64),
+            "action": np.stack([r[3] for r in self.rows]),
+        }
+        for key in self.rows[0][2]:
+            arrays[key] = np.stack([r[2][key] for r in self.rows])
+        np.savez(self.path, **arrays)
