@@ -306,6 +306,9 @@ def record(
     session_factory = session_factory or connect_session
     camera_factory = camera_factory or make_camera
     session = session_factory(cfg)
+    bind_events = getattr(session, "bind_events", None)
+    if callable(bind_events):  # a policy session ends the episode on a policy failure
+        bind_events(events)
     cameras: dict[str, Camera] = {}
     writer: Any = None
     result = RecordResult(root=root, repo_id=ds.repo_id, episodes_saved=0, total_episodes=0)
@@ -354,6 +357,9 @@ def record(
     ui.message(
         f"dataset: {root.resolve()} ({result.total_episodes} episodes, {result.episodes_saved} new)"
     )
+    failure = getattr(session, "policy_error", None)
+    if failure is not None:
+        raise type(failure)(f"{failure}; the episodes recorded so far are kept in {root}")
     if ds.push_to_hub and result.episodes_saved > 0:
         _push(root, ds.repo_id, ds.private, ds.tags, ui)
         result.pushed = True

@@ -104,6 +104,7 @@ def _base(cfg: RolloutConfig, *, debug: bool, ui: StatusLine, events: Any) -> Ro
     )
     make_camera = policy_camera_factory(setup)
     session = sessions(cfg)
+    session.bind_events(events)
     cameras: list[Any] = []
     keys = KeyReader(events.on_key)
     result = RolloutResult(strategy="base")
@@ -164,4 +165,6 @@ def _base(cfg: RolloutConfig, *, debug: bool, ui: StatusLine, events: Any) -> Ro
     result.stats = setup.stats()
     log.info("policy: %s", result.stats)
     ui.message(stats_line(result.stats))
+    if session.policy_error is not None:
+        raise session.policy_error
     return result
