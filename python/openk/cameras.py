@@ -82,6 +82,10 @@ class SyntheticCamera:
     """Deterministic frames at a set fps; frame n shows the number n (see `read_synthetic_number`).
 
     `read` paces itself on CLOCK_MONOTONIC like a real camera; `frame(n)` gives any frame at once.
+    Frame n is the scene at `connect + n / fps` and is stamped with that instant, the way a
+    camera stamps a frame with its exposure (V4L2 buffer time), not with when a thread got
+    round to handing it over: drawing the frame and a late wake-up of the capture thread only
+    delay its delivery, which the writer waits for (see `DatasetWriter.add_camera_frame`).
     """
 
     def __init__(
@@ -114,7 +118,7 @@ class SyntheticCamera:
             time.sleep(delay / 1e9)
         number = self._count
         self._count += 1
-        return self.frame(number).copy(), time.monotonic_ns()
+        return self.frame(number).copy(), due
 
     def disconnect(self) -> None:
         self._start_ns = None
