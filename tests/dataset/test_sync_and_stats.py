@@ -108,6 +108,31 @@ def test_rows_on_a_tick_grid_get_every_frame_of_a_camera_at_the_dataset_rate(
     assert numbers == list(range(numbers[0], numbers[0] + 60))
 
 
+def test_rows_a_late_tick_emits_together_still_get_the_frames_of_their_time(
+    tmp_path: Path,
+) -> None:
+    # The loop stalled for ~130 ms: rows 20-23 were emitted by one late tick, with one capture
+    # time. The camera did not stall: each of those rows gets the frame of its own slot, in
+    # order, and no frame repeats (the repeated state is the loop's, counted by the loop).
+    root = tmp_path / "ds"
+    t0 = time.monotonic_ns() + 10**10
+    slots = [t0 + round(k * 1e9 / FPS) for k in range(40)]
+    rows = [s + 2_000_000 for s in slots]
+    rows[20:24] = [slots[23] + 30_000_000] * 4
+    batch = make_batch(0, 40, t0, FPS)
+    batch = pa.RecordBatch.from_arrays(
+        [pa.array(rows, pa.int64()), *batch.columns[1:]], schema=batch.schema
+    )
+    with DatasetWriter.create("o/t", FPS, features(CAMS), root=root, single_task="t") as w:
+        w.start_episode()
+        for k in range(41):
+            w.add_camera_frame("front", synthetic_frame(k, 48, 64), slots[0] + k * PERIOD - 10**7)
+        w.add_rows(batch)
+        summary = w.save_episode(wait=True)
+    assert summary.repeated_frames == {"observation.images.front": 0}
+    assert frame_numbers(open_dataset(root).camera_frames(0, "front")) == list(range(40))
+
+
 def test_synthetic_camera_stamps_frames_with_their_capture_instant() -> None:
     cam = SyntheticCamera("front", width=64, height=48, fps=FPS)
     cam.connect()

@@ -177,16 +177,19 @@ class _CameraSync:
 
 def _row_times(ep: _Episode, capture_times: list[int]) -> list[int]:
     """The times rows are matched with camera frames at: a row's slot on the dataset clock
-    (the episode's first row + k / fps) when it was captured within one row period after it,
-    else its capture time.
+    (the episode's first row + k / fps) when it was captured at most `_MAX_CAMERA_LAG_NS`
+    after it, else its capture time; never earlier than the previous row's.
 
     The loop takes rows on its own tick grid, up to a tick after their slot: at 200 Hz rows
     of a 30 fps dataset come 30 or 35 ms apart. A 30 fps camera's frames, 33.3 ms apart,
-    then fall twice into one of those intervals and never into the next whenever their phase
-    is within a tick of the slots: one repeated and one skipped frame every 100 ms for a
+    then fell twice into one of those intervals and never into the next whenever their phase
+    was within a tick of the slots: one repeated and one skipped frame every 100 ms for a
     whole episode. On the slots, rows are exactly one period apart like the frames, and every
-    row gets the next frame. A row captured later than that (a late tick's repeated rows, a
-    source slower than fps) keeps its capture time: never a frame from after the row's state.
+    row gets the next frame. A late tick emits the rows it missed at once with the state it
+    has (the loop counts them as `rows_repeated`); on their slots they still get the camera's
+    frames of their time. A slot is never after the row's capture, so a row never gets a
+    frame from after its state; a row captured before its slot (a source faster than fps) or
+    long after it (a slower one) keeps its capture time.
     """
     period = 1e9 / ep.fps
     out = []
@@ -195,7 +198,9 @@ def _row_times(ep: _Episode, capture_times: list[int]) -> list[int]:
             ep.first_row_t = t
         slot = ep.first_row_t + round(ep.rows_timed * period)
         ep.rows_timed += 1
-        out.append(slot if 0 <= t - slot < period else t)
+        matched = slot if 0 <= t - slot <= _MAX_CAMERA_LAG_NS else t
+        ep.last_row_match_t = max(matched, ep.last_row_match_t or matched)
+        out.append(ep.last_row_match_t)
     return out
 
 
@@ -262,6 +267,7 @@ class _Episode:
     # The dataset clock of the episode: its first row's capture time and the rows seen so far.
     first_row_t: int | None = None
     rows_timed: int = 0
+    last_row_match_t: int | None = None
     rows_writer: pa.ipc.RecordBatchStreamWriter | None = None
     rows_file: Any = None
 
