@@ -199,10 +199,10 @@ fn replay_takes_actions_from_send_action() {
     while log.exchanges.load(Ordering::Relaxed) < 2 {
         std::thread::sleep(Duration::from_millis(1));
     }
-    lp.send_action(&[5.0, 6.0], Duration::from_secs(5)).unwrap();
-    let err = lp.send_action(&[5.0], Duration::from_secs(5)).unwrap_err();
+    lp.send_action(&[5.0, 6.0]).unwrap();
+    let err = lp.send_action(&[5.0]).unwrap_err();
     assert!(err.to_string().contains("2 values"), "{err}");
-    std::thread::sleep(Duration::from_millis(20));
+    assert!(lp.wait_idle(Duration::from_secs(5)).unwrap());
     lp.stop();
     let goals = log.goals.lock().unwrap();
     assert_eq!(goals[0], vec![1.0, 1.0]);

@@ -6,6 +6,7 @@
 //! bus. Nothing on the tick path allocates, logs or touches Python.
 
 pub mod rt;
+pub mod schedule;
 pub mod telemetry;
 pub mod teleop;
 pub mod testing;
