@@ -389,7 +389,7 @@ def test_a_nan_mid_episode_ends_it_like_esc_and_keeps_its_rows(tmp_path: Path) -
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
     from fakes import RecordingWriter, ScriptedSession  # type: ignore[import-not-found]
 
-    import openk.record as rec
+    import openk.commands.record as rec
     from openk.policy.runner import ObservationTap, PolicySession
     from openk.terminal import StatusLine
 
