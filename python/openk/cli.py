@@ -167,7 +167,7 @@ def rollout_cmd(ctx: click.Context) -> None:
 
     def go() -> None:
         cfg = parse_config(RolloutConfig, argv)
-        from openk.policy.rollout import rollout
+        from openk.commands.rollout import rollout
 
         rollout(cfg, debug=_debug_enabled(debug))
 
