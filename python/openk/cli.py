@@ -25,6 +25,7 @@ from openk.config import (
     config_fields,
     parse_config,
 )
+from openk.devices import example
 from openk.errors import OpenKError
 
 DOTTED = {
@@ -100,11 +101,17 @@ def main() -> None:
     """
 
 
+# Example device types, picked from the core's catalogue by what the example shows: a follower
+# with a second (STS) port, a DAMIAO leader, an all-STS leader.
+_FOLLOWER = example("robot", needs_sts_port=True)
+_DAMIAO_LEADER = example("teleop", compliant=True)
+_STS_LEADER = example("teleop", compliant=False, needs_sts_port=False, sts_link="ttl")
+
 RECORD_EXAMPLES = [
     "openk record --config_path=config/record_sim.yaml",
-    "openk record --robot.type=openk-1-alpha_follower --robot.port=/dev/ttyACM1 \\",
+    f"openk record --robot.type={_FOLLOWER} --robot.port=/dev/ttyACM1 \\",
     "    --robot.sts_port=/dev/ttyUSB0 --robot.id=follower \\",
-    "    --teleop.type=openk_leader --teleop.port=/dev/ttyACM0 --teleop.id=leader \\",
+    f"    --teleop.type={_DAMIAO_LEADER} --teleop.port=/dev/ttyACM0 --teleop.id=leader \\",
     "    --dataset.repo_id=<user>/<dataset> --dataset.num_episodes=2 \\",
     '    --dataset.single_task="Describe task" --log_file=logs/openk_record.log',
     "openk record --config_path=config/record_example.yaml \\",
@@ -146,8 +153,8 @@ def record_cmd(ctx: click.Context) -> None:
         TeleoperateConfig,
         [
             "openk teleoperate --config_path=config/teleop_example.yaml",
-            "openk teleoperate --teleop.type=openk-1-sts_leader --teleop.port=sim \\",
-            "    --robot.type=openk-1-alpha_follower --robot.port=sim --teleop_time_s=10",
+            f"openk teleoperate --teleop.type={_STS_LEADER} --teleop.port=sim \\",
+            f"    --robot.type={_FOLLOWER} --robot.port=sim --teleop_time_s=10",
         ],
     ),
 )
@@ -171,7 +178,7 @@ def teleoperate_cmd(ctx: click.Context) -> None:
     epilog=_options_epilog(
         ReplayConfig,
         [
-            "openk replay --robot.type=openk-1-alpha_follower --robot.port=sim \\",
+            f"openk replay --robot.type={_FOLLOWER} --robot.port=sim \\",
             "    --dataset.repo_id=<user>/<dataset> --dataset.root=outputs/datasets/x \\",
             "    --dataset.episode=0",
         ],
@@ -197,9 +204,9 @@ def replay_cmd(ctx: click.Context) -> None:
     epilog=_options_epilog(
         CalibrateConfig,
         [
-            "openk calibrate --robot.type=openk-1-alpha_follower --robot.port=/dev/ttyACM1 \\",
+            f"openk calibrate --robot.type={_FOLLOWER} --robot.port=/dev/ttyACM1 \\",
             "    --robot.sts_port=/dev/ttyUSB0 --robot.id=follower",
-            "openk calibrate --teleop.type=openk-1-sts_leader --teleop.port=sim --scripted=true",
+            f"openk calibrate --teleop.type={_STS_LEADER} --teleop.port=sim --scripted=true",
         ],
     ),
 )
