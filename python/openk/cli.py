@@ -335,6 +335,12 @@ def _dataset_location(target: str, root: str | None) -> tuple[str | None, Path]:
     if root:
         return validate_repo_id(target, "ROOT_OR_REPO"), Path(root)
     path = Path(target)
+    if not path.exists():
+        from openk.dataset.edit import finish_interrupted_edit
+
+        did = finish_interrupted_edit(path)  # a crash mid-swap leaves the folder renamed
+        if did:
+            click.echo(did)
     if path.exists():
         return None, path
     try:
@@ -482,7 +488,9 @@ def edit_delete_cmd(
 @click.option("--episode", type=int, default=None, help="The episode to trim.")
 @click.option("--start", type=float, default=None, help="Keep from this time (seconds).")
 @click.option("--end", type=float, default=None, help="Keep up to this time (seconds).")
-@click.option("--idle", is_flag=True, help="Drop idle frames at the start and end of every episode.")
+@click.option(
+    "--idle", is_flag=True, help="Drop idle frames at the start and end of every episode."
+)
 @click.option(
     "--idle-threshold",
     type=float,

@@ -78,7 +78,9 @@ def trim(
     if idle:
         if episode is not None or start is not None or end is not None:
             raise DatasetError("--idle trims every episode; drop --episode/--start/--end")
-        threshold = idle_threshold if idle_threshold is not None else ops.default_idle_threshold(src)
+        threshold = (
+            idle_threshold if idle_threshold is not None else ops.default_idle_threshold(src)
+        )
         plan = ops.plan_trim_idle(src, threshold)
     else:
         if idle_threshold is not None:

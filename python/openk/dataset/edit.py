@@ -262,9 +262,7 @@ def plan_retask(src: Source, episodes: Sequence[int], task: str) -> Plan:
     return Plan(picks, [f"retask episode(s) {_fmt(chosen)} to {task!r}"])
 
 
-def plan_trim(
-    src: Source, episode: int, start_s: float | None, end_s: float | None
-) -> Plan:
+def plan_trim(src: Source, episode: int, start_s: float | None, end_s: float | None) -> Plan:
     src.check_episodes([episode], "trim")
     length = int(src.episodes[episode]["length"])
     start = 0 if start_s is None else round(start_s * src.fps)
@@ -423,9 +421,7 @@ def build(plan: Plan, out: Path) -> BuildReport:
     info = json.loads(json.dumps(base.info))
     chunks_size = int(info.get("chunks_size") or layout.DEFAULT_CHUNKS_SIZE)
     data_limit = float(info.get("data_files_size_in_mb") or layout.DEFAULT_DATA_FILE_SIZE_IN_MB)
-    video_limit = float(
-        info.get("video_files_size_in_mb") or layout.DEFAULT_VIDEO_FILE_SIZE_IN_MB
-    )
+    video_limit = float(info.get("video_files_size_in_mb") or layout.DEFAULT_VIDEO_FILE_SIZE_IN_MB)
     video_keys = base.video_keys()
     schema = _features_schema(base)
     report = BuildReport(out, episodes=len(picks), frames=plan.total_frames)
@@ -519,9 +515,7 @@ def build(plan: Plan, out: Path) -> BuildReport:
                 vchunk, vfile = layout.next_file_index(vchunk, vfile, chunks_size)
             target = out / layout.video_file(key, vchunk, vfile)
             target.parent.mkdir(parents=True, exist_ok=True)
-            r = write_segments(
-                target, [s for _, s in group], fps, features[key].get("info")
-            )
+            r = write_segments(target, [s for _, s in group], fps, features[key].get("info"))
             remux.frames += r.frames
             remux.copied += r.copied
             remux.reencoded += r.reencoded
@@ -555,9 +549,7 @@ def build(plan: Plan, out: Path) -> BuildReport:
         str(meta_path),
         compression="snappy",
     )
-    total_stats = {
-        key: stats.aggregate([s[key] for s in ep_stats]) for key in ep_stats[0]
-    }
+    total_stats = {key: stats.aggregate([s[key] for s in ep_stats]) for key in ep_stats[0]}
     (out / layout.STATS_PATH).write_bytes(layout.json_bytes(stats.to_jsonable(total_stats)))
     _tasks_table(tasks)(out / layout.TASKS_PATH)
     extras = []

@@ -61,7 +61,7 @@ def _read_packets(path: Path, fps: int) -> tuple[list[_Pkt], bool]:
     reordered = False
     with av.open(str(path)) as src:
         stream = src.streams.video[0]
-        tb = stream.time_base
+        tb = stream.time_base or Fraction(1, fps)
         for packet in src.demux(stream):
             if not packet.size or packet.pts is None:
                 continue
