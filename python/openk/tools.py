@@ -298,8 +298,8 @@ def verify(root: Path, echo: Callable[[str], None] = click.echo) -> None:
     did = finish_interrupted_edit(root)
     if did:
         echo(did)
-    if not (root / "meta" / "info.json").is_file():
-        raise DatasetError(f"no dataset at {root} (meta/info.json missing); check the path")
+    if not ds.meta.has_dataset(root):
+        raise DatasetError(f"no dataset at {root} ({ds.meta.INFO_PATH} missing); check the path")
     report = ds.verify(root)
     if report.ok:
         echo(str(report))
@@ -342,8 +342,8 @@ def recover(
     did = finish_interrupted_edit(root)
     if did:
         echo(did)
-    if not (root / "meta" / "info.json").is_file():
-        raise DatasetError(f"no dataset at {root} (meta/info.json missing); check the path")
+    if not ds.meta.has_dataset(root):
+        raise DatasetError(f"no dataset at {root} ({ds.meta.INFO_PATH} missing); check the path")
     pending = ds.pending_journal(root)
     if not pending:
         echo(f"{root}: no interrupted episode to recover")

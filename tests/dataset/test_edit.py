@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from ds_synth import features, record_episode
 
-from openk.dataset import DatasetWriter, layout, verify
+from openk.dataset import DatasetWriter, meta, verify
 from openk.dataset import edit as ops
 from openk.dataset.reader import open_dataset
 from openk.dataset.remux import _read_packets
@@ -80,7 +80,7 @@ def check_exact(root: Path) -> None:
     report = verify(root)
     assert report.ok, str(report)
     src = ops.Source(root)
-    total = from_jsonable(json.loads((root / layout.STATS_PATH).read_text()))
+    total = from_jsonable(json.loads((root / meta.STATS_PATH).read_text()))
     for key, feat in src.features.items():
         if feat["dtype"] == "string":
             continue
@@ -121,9 +121,7 @@ def test_delete_in_place_copies_packets_and_renumbers(synth: Path, synth_master:
     assert set(rows.column("episode_index").to_pylist()) == {1}
     # openk's telemetry followed its episode
     extras = [
-        json.loads(line)
-        for line in (synth / ops.OPENK_EPISODES_PATH).read_text().splitlines()
-        if line
+        json.loads(line) for line in (synth / meta.EXTRAS_PATH).read_text().splitlines() if line
     ]
     assert [(x["episode_index"], x["metadata"]["openk_loop"]["episode_tag"]) for x in extras] == [
         (0, 0),
@@ -149,7 +147,7 @@ def test_trim_reencodes_only_the_cut_gop(synth: Path, synth_master: Path) -> Non
     assert packets(synth, 0, key)[1:] == packets(synth_master, 0, key)[4:9]
     for e in (1, 2, 3):
         assert packets(synth, e, key) == packets(synth_master, e, key)
-    extras = (synth / ops.OPENK_EPISODES_PATH).read_text().splitlines()
+    extras = (synth / meta.EXTRAS_PATH).read_text().splitlines()
     assert json.loads(extras[0])["trimmed"] == {"from_frame": 3, "to_frame": 9}
 
 
@@ -192,7 +190,7 @@ def test_retask_split_and_merge_back(synth: Path, synth_master: Path, tmp_path: 
             synth_master, old, "observation.images.wrist"
         )
     # merged stats: lengths add up, means are the count-weighted means
-    stats = json.loads((merged / layout.STATS_PATH).read_text())
+    stats = json.loads((merged / meta.STATS_PATH).read_text())
     assert stats["action"]["count"] == [39]
 
 
@@ -207,9 +205,9 @@ def test_bad_requests_change_nothing(synth: Path, reference: Path) -> None:
         ops.plan_trim(src, 0, 0.2, 5.0)
     with pytest.raises(DatasetError, match="robot_type is 'openk-1-alpha_follower'"):
         ops.plan_merge([src, ops.Source(reference)])
-    info = json.loads((reference / layout.INFO_PATH).read_text())
+    info = json.loads((reference / meta.INFO_PATH).read_text())
     info["robot_type"] = "openk-1-alpha_follower"
-    (reference / layout.INFO_PATH).write_text(json.dumps(info))
+    (reference / meta.INFO_PATH).write_text(json.dumps(info))
     with pytest.raises(DatasetError, match="features differ"):
         ops.plan_merge([src, ops.Source(reference)])
     with pytest.raises(DatasetError, match="not empty"):

@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,12 +28,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from openk.dataset import layout, stats
+from openk.dataset import layout, meta, stats
 from openk.dataset.features import STAT_NAMES
 from openk.dataset.remux import RemuxReport, Segment, keyframes, plan_segment, write_segments
 from openk.errors import DatasetError
 
-OPENK_EPISODES_PATH = "meta/openk/episodes.jsonl"
 _MB = 1024 * 1024
 _ROW_COLUMNS = ("index", "episode_index", "frame_index", "timestamp", "task_index")
 
@@ -52,29 +51,23 @@ class Source:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        info_path = self.root / layout.INFO_PATH
-        if not info_path.is_file():
-            raise DatasetError(f"no dataset at {self.root} ({layout.INFO_PATH} missing)")
-        self.info: dict[str, Any] = json.loads(info_path.read_text())
-        if self.info.get("codebase_version") != layout.CODEBASE_VERSION:
+        self.info: dict[str, Any] = meta.read_info(self.root)
+        if self.info.get("codebase_version") != meta.CODEBASE_VERSION:
             raise DatasetError(
                 f"{self.root} is a {self.info.get('codebase_version')} dataset; openk edits "
                 "v3.0 datasets (convert it with lerobot's converter first)"
             )
         self.fps = int(self.info["fps"])
         self.features: dict[str, dict[str, Any]] = self.info["features"]
-        files = sorted((self.root / "meta" / "episodes").glob("*/*.parquet"))
         rows: list[dict[str, Any]] = []
-        for f in files:
-            rows += pq.read_table(f).to_pylist()
+        for f in meta.episode_files(self.root):
+            rows += pq.read_table(f).to_pylist()  # with the per-episode stats
         self.episodes = sorted(rows, key=lambda r: int(r["episode_index"]))
-        tasks_path = self.root / layout.TASKS_PATH
-        self.tasks: list[str] = []
-        if tasks_path.exists():
-            t = pq.read_table(tasks_path).sort_by("task_index")
-            self.tasks = [str(x) for x in t.column("task").to_pylist()]
+        self.tasks: list[str] = (
+            meta.task_texts(self.root) if meta.tasks_path(self.root).exists() else []
+        )
         self.extras: dict[int, dict[str, Any]] = {}
-        extras_path = self.root / OPENK_EPISODES_PATH
+        extras_path = meta.extras_path(self.root)
         if extras_path.exists():
             for line in extras_path.read_text().splitlines():
                 if line.strip():
@@ -92,17 +85,17 @@ class Source:
         return [k for k, f in self.features.items() if f["dtype"] == "image"]
 
     def data_path(self, ep: dict[str, Any]) -> Path:
-        template = str(self.info.get("data_path") or layout.DATA_PATH_TEMPLATE)
-        return self.root / template.format(
-            chunk_index=ep["data/chunk_index"], file_index=ep["data/file_index"]
+        return meta.data_path_of(
+            self.root, self.info, ep["data/chunk_index"], ep["data/file_index"]
         )
 
     def video_path(self, key: str, ep: dict[str, Any]) -> Path:
-        template = str(self.info.get("video_path") or layout.VIDEO_PATH_TEMPLATE)
-        return self.root / template.format(
-            video_key=key,
-            chunk_index=ep[f"videos/{key}/chunk_index"],
-            file_index=ep[f"videos/{key}/file_index"],
+        return meta.video_path_of(
+            self.root,
+            self.info,
+            key,
+            ep[f"videos/{key}/chunk_index"],
+            ep[f"videos/{key}/file_index"],
         )
 
     def video_first_frame(self, key: str, ep: dict[str, Any]) -> int:
@@ -285,7 +278,7 @@ def plan_trim(src: Source, episode: int, start_s: float | None, end_s: float | N
 
 def default_idle_threshold(src: Source, feature: str = "action") -> float:
     """1% of the widest per-joint range of `feature` over the dataset."""
-    st = stats.from_jsonable(json.loads((src.root / layout.STATS_PATH).read_text()))
+    st = meta.read_stats(src.root)
     if feature not in st:
         raise DatasetError(f"{feature!r} has no statistics in {src.root}; pass --idle-threshold")
     return float(np.max(st[feature]["max"] - st[feature]["min"])) * 0.01
@@ -402,16 +395,8 @@ def _features_schema(src: Source) -> pa.Schema:
     return pq.read_schema(first)
 
 
-def _tasks_table(tasks: list[str]) -> Callable[[Path], None]:
-    from openk.dataset.writer import _tasks_writer
-
-    return _tasks_writer({t: i for i, t in enumerate(tasks)})
-
-
 def build(plan: Plan, out: Path) -> BuildReport:
     """Write the plan's result as a complete dataset into the (new, empty) folder `out`."""
-    from openk.dataset.writer import episodes_schema
-
     picks = plan.picks
     if not picks:
         raise DatasetError("the edit would leave an empty dataset; nothing was changed")
@@ -419,9 +404,9 @@ def build(plan: Plan, out: Path) -> BuildReport:
     fps = base.fps
     features = base.features
     info = json.loads(json.dumps(base.info))
-    chunks_size = int(info.get("chunks_size") or layout.DEFAULT_CHUNKS_SIZE)
-    data_limit = float(info.get("data_files_size_in_mb") or layout.DEFAULT_DATA_FILE_SIZE_IN_MB)
-    video_limit = float(info.get("video_files_size_in_mb") or layout.DEFAULT_VIDEO_FILE_SIZE_IN_MB)
+    chunks_size = int(info.get("chunks_size") or meta.DEFAULT_CHUNKS_SIZE)
+    data_limit = float(info.get("data_files_size_in_mb") or meta.DEFAULT_DATA_FILE_SIZE_IN_MB)
+    video_limit = float(info.get("video_files_size_in_mb") or meta.DEFAULT_VIDEO_FILE_SIZE_IN_MB)
     video_keys = base.video_keys()
     schema = _features_schema(base)
     report = BuildReport(out, episodes=len(picks), frames=plan.total_frames)
@@ -435,7 +420,7 @@ def build(plan: Plan, out: Path) -> BuildReport:
     task_index = {t: i for i, t in enumerate(tasks)}
 
     # ---- data rows: copied, renumbered; one row group per episode; files roll at the limit
-    meta_rows: list[dict[str, Any]] = []
+    meta_rows: list[dict[str, Any]] = []  # the episode rows, their stats added at the end
     ep_stats: list[dict[str, stats.Stats]] = []
     chunk, file = 0, 0
     writer: pq.ParquetWriter | None = None
@@ -467,10 +452,10 @@ def build(plan: Plan, out: Path) -> BuildReport:
             if writer is not None and written + table.nbytes > data_limit * _MB:
                 writer.close()
                 writer = None
-                chunk, file = layout.next_file_index(chunk, file, chunks_size)
+                chunk, file = meta.next_file_index(chunk, file, chunks_size)
                 written = 0
             if writer is None:
-                path = out / layout.data_file(chunk, file)
+                path = out / meta.data_file(chunk, file)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 writer = pq.ParquetWriter(str(path), schema, compression="snappy")
             writer.write_table(table, row_group_size=max(table.num_rows, 1))
@@ -512,8 +497,8 @@ def build(plan: Plan, out: Path) -> BuildReport:
         vchunk, vfile = 0, 0
         for g, group in enumerate(groups):
             if g:
-                vchunk, vfile = layout.next_file_index(vchunk, vfile, chunks_size)
-            target = out / layout.video_file(key, vchunk, vfile)
+                vchunk, vfile = meta.next_file_index(vchunk, vfile, chunks_size)
+            target = out / meta.video_file(key, vchunk, vfile)
             target.parent.mkdir(parents=True, exist_ok=True)
             r = write_segments(target, [s for _, s in group], fps, features[key].get("info"))
             remux.frames += r.frames
@@ -536,22 +521,26 @@ def build(plan: Plan, out: Path) -> BuildReport:
     _crash_point("build-videos")
 
     # ---- meta/episodes, stats.json, tasks, telemetry, info
+    rows = []
     for e, row in enumerate(meta_rows):
-        for key, per in ep_stats[e].items():
-            for name in STAT_NAMES:
-                row[f"stats/{key}/{name}"] = np.asarray(per[name]).tolist()
-        row["meta/episodes/chunk_index"] = 0
-        row["meta/episodes/file_index"] = 0
-    meta_path = out / layout.episodes_file(0, 0)
+        full = meta.episode_row(
+            episode_index=e,
+            task=row["tasks"][0],
+            length=row["length"],
+            data_chunk=row["data/chunk_index"],
+            data_file=row["data/file_index"],
+            from_index=row["dataset_from_index"],
+            video_columns={k: v for k, v in row.items() if k.startswith("videos/")},
+            episode_stats=ep_stats[e],
+        )
+        full[meta.EPISODES_CHUNK_COLUMN], full[meta.EPISODES_FILE_COLUMN] = 0, 0
+        rows.append(full)
+    meta_path = out / meta.episodes_file(0, 0)
     meta_path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(
-        pa.Table.from_pylist(meta_rows, schema=episodes_schema(features, video_keys)),
-        str(meta_path),
-        compression="snappy",
-    )
+    meta.episodes_writer(features, video_keys, rows)(meta_path)
     total_stats = {key: stats.aggregate([s[key] for s in ep_stats]) for key in ep_stats[0]}
-    (out / layout.STATS_PATH).write_bytes(layout.json_bytes(stats.to_jsonable(total_stats)))
-    _tasks_table(tasks)(out / layout.TASKS_PATH)
+    meta.stats_writer(total_stats)(meta.stats_path(out))
+    meta.tasks_writer({t: i for i, t in enumerate(tasks)})(meta.tasks_path(out))
     extras = []
     for e, p in enumerate(picks):
         entry = p.source.extras.get(p.index)
@@ -564,15 +553,18 @@ def build(plan: Plan, out: Path) -> BuildReport:
             entry["edited_from"] = {"dataset": str(p.source.root), "episode_index": p.index}
         extras.append(json.dumps(entry))
     if extras:
-        (out / OPENK_EPISODES_PATH).parent.mkdir(parents=True, exist_ok=True)
-        (out / OPENK_EPISODES_PATH).write_text("\n".join(extras) + "\n")
+        meta.extras_path(out).parent.mkdir(parents=True, exist_ok=True)
+        meta.extras_path(out).write_text("\n".join(extras) + "\n")
     if (base.root / "README.md").is_file():
         shutil.copyfile(base.root / "README.md", out / "README.md")
-    info["total_episodes"] = len(picks)
-    info["total_frames"] = plan.total_frames
-    info["total_tasks"] = len(tasks)
-    info["splits"] = {"train": f"0:{len(picks)}"}
-    (out / layout.INFO_PATH).write_bytes(layout.json_bytes(info))
+    info = meta.info_after_episode(
+        info,
+        episode_index=len(picks) - 1,
+        total_frames=plan.total_frames,
+        total_tasks=len(tasks),
+        video_info={},
+    )
+    meta.info_writer(info)(meta.info_path(out))
     _fsync_tree(out)
     return report
 
@@ -620,7 +612,7 @@ def _png_stats(cells: list[dict[str, Any]]) -> stats.Stats:
 def _decoded_stats(root: Path, key: str, row: dict[str, Any], fps: int) -> stats.Stats:
     from openk.dataset.video import decode_frames
 
-    path = root / layout.video_file(
+    path = root / meta.video_file(
         key, row[f"videos/{key}/chunk_index"], row[f"videos/{key}/file_index"]
     )
     acc = stats.ImageStatsAccumulator()
