@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use openk_core::bus::feetech::{BusConfig, BusError, FailureKind, FeetechBus, Motor};
+use openk_core::error::{Classified, FaultKind};
 use openk_core::protocol::feetech::{self as ft, StatusFlags};
 use openk_core::sim::feetech::{FeetechSim, FeetechSimConfig, HandScript, SimMode};
 use openk_core::sim::pty::Corruption;
@@ -111,7 +112,7 @@ fn silent_motor_is_named_and_others_still_read() {
     sim.set_silent(4, true);
     let mut pos = [-1i64; 7];
     let err = bus.sync_read("Present_Position", &mut pos).unwrap_err();
-    assert!(err.is_timeout());
+    assert_eq!(err.fault_kind(), FaultKind::Timeout);
     let failures = err.failures();
     assert_eq!(failures.len(), 1);
     assert_eq!(failures[0].id, 4);
@@ -126,7 +127,7 @@ fn status_error_bits_are_reported_with_names() {
     sim.set_error_bits(2, StatusFlags::OVERHEAT | StatusFlags::OVERLOAD);
     let mut pos = [0i64; 3];
     let err = bus.sync_read("Present_Position", &mut pos).unwrap_err();
-    assert!(err.is_motor_status());
+    assert_eq!(err.fault_kind(), FaultKind::Motor);
     let msg = err.to_string();
     assert!(
         msg.contains("shoulder_lift") && msg.contains("overheat, overload"),
@@ -210,7 +211,7 @@ fn late_replies_time_out_and_do_not_poison_the_next_read() {
     let (sim, mut bus) = setup(2);
     sim.faults().set_extra_latency(Duration::from_millis(150));
     let err = bus.read("Present_Position", "shoulder_pan").unwrap_err();
-    assert!(err.is_timeout(), "{err}");
+    assert_eq!(err.fault_kind(), FaultKind::Timeout, "{err}");
     assert!(matches!(err, BusError::Timeout { tries: 2, .. }), "{err}");
     sim.faults().set_extra_latency(Duration::ZERO);
     // Let the late replies land; the next transaction flushes them before sending.

@@ -12,6 +12,7 @@ use super::rt::{self, ActiveRealtime, RealtimeError, RealtimeMode};
 use super::telemetry::{Telemetry, TelemetryReport};
 use super::workers::{PartSlot, Worker};
 use crate::arm::part::{FaultKind, Part, StopAction};
+use crate::error::Classified;
 use crate::clock::now_ns;
 use crate::record::builder::row_ring;
 use crate::record::{
@@ -126,6 +127,26 @@ pub enum ControlError {
     },
     #[error("could not start a loop thread: {0}")]
     Thread(#[source] std::io::Error),
+}
+
+impl Classified for LoopFailure {
+    fn fault_kind(&self) -> FaultKind {
+        self.kind
+    }
+}
+
+impl Classified for ControlError {
+    fn fault_kind(&self) -> FaultKind {
+        match self {
+            ControlError::Realtime(e) => e.fault_kind(),
+            ControlError::Record(e) => e.fault_kind(),
+            ControlError::Config(_) => FaultKind::Config,
+            ControlError::Device { failure } | ControlError::Stopped { failure } => failure.kind,
+            ControlError::NotRunning | ControlError::Timeout { .. } | ControlError::Thread(_) => {
+                FaultKind::Other
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
