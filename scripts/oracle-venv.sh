@@ -9,7 +9,11 @@ LEROBOT_VERSION="0.6.1"
 venv="${OPENK_ORACLE_VENV:-$HOME/.cache/openk/oracle/lerobot-${LEROBOT_VERSION}-py312}"
 marker="$venv/.openk-oracle-ready"
 # deepdiff: lerobot's motor bus imports it but lerobot[dataset] does not install it.
-want="lerobot[dataset]==${LEROBOT_VERSION} feetech-servo-sdk pydamiao pyserial deepdiff"
+# training: `lerobot-train` (accelerate, wandb), which the policy tests use to train a tiny ACT.
+# openk itself is not installed here: the tests run it from the checkout with
+# PYTHONPATH=<checkout>/python (the abi3 native module that scripts/bootstrap.sh built works
+# on 3.12 too), so the venv never holds a stale copy and one venv serves every checkout.
+want="lerobot[dataset,training]==${LEROBOT_VERSION} feetech-servo-sdk pydamiao pyserial deepdiff"
 
 if [[ -f "$marker" && "$(cat "$marker")" == "$want" && -x "$venv/bin/python" ]]; then
   echo "$venv/bin/python"

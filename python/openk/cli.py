@@ -21,6 +21,7 @@ from openk.config import (
     ConfigError,
     RecordConfig,
     ReplayConfig,
+    RolloutConfig,
     TeleoperateConfig,
     config_fields,
     parse_config,
@@ -131,12 +132,46 @@ def _record_impl(args: Sequence[str]) -> None:
 )
 @click.pass_context
 def record_cmd(ctx: click.Context) -> None:
-    """Record teleoperated episodes into a LeRobot v3.0 dataset.
+    """Record teleoperated (or, with --policy.path, policy-driven) episodes into a LeRobot
+    v3.0 dataset.
 
     While recording: → ends the episode early, ← re-records it, Esc stops; Ctrl-C stops and
     keeps every finished episode.
     """
     _record_impl(ctx.args)
+
+
+ROLLOUT_EXAMPLES = [
+    "openk rollout --robot.type=openk-1-alpha_follower --robot.port=/dev/ttyACM1 \\",
+    "    --robot.sts_port=/dev/ttyUSB0 --robot.id=follower \\",
+    "    --robot.cameras='{front: {type: opencv, index_or_path: 0}}' \\",
+    "    --policy.path=outputs/train/act/checkpoints/last/pretrained_model --duration=60",
+    "openk rollout ... --strategy.type=episodic --dataset.repo_id=<user>/rollout_<name> \\",
+    '    --task="Describe task" --dataset.num_episodes=5',
+]
+
+
+@main.command(
+    "rollout",
+    context_settings=DOTTED,
+    epilog=_options_epilog(RolloutConfig, ROLLOUT_EXAMPLES),
+)
+@click.pass_context
+def rollout_cmd(ctx: click.Context) -> None:
+    """Run a trained lerobot policy on the arm (needs pip install 'openk[policy]').
+
+    --strategy.type=base runs it for --duration seconds without recording; episodic records
+    episodes (→ ends one early, ← re-records, Esc stops). Ctrl-C stops; the arm holds.
+    """
+    argv, debug = _pop_debug(list(ctx.args))
+
+    def go() -> None:
+        cfg = parse_config(RolloutConfig, argv)
+        from openk.policy.rollout import rollout
+
+        rollout(cfg, debug=_debug_enabled(debug))
+
+    run_guarded(go, debug)
 
 
 @main.command(

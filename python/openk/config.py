@@ -179,10 +179,26 @@ class DatasetRecordConfig:
 
 
 @dataclass
+class PolicyConfig:
+    """A trained lerobot policy (`pip install 'openk[policy]'`)."""
+
+    path: str | None = field(
+        default=None, metadata=help_meta("policy checkpoint folder or Hub repo id")
+    )
+    device: str | None = field(
+        default=None, metadata=help_meta("torch device (default: the checkpoint's)")
+    )
+
+
+@dataclass
 class RecordConfig:
     robot: DeviceConfig = field(default_factory=DeviceConfig)
     dataset: DatasetRecordConfig = field(default_factory=DatasetRecordConfig)
-    teleop: DeviceConfig = field(default_factory=DeviceConfig)
+    # Optional with a policy (the policy drives the follower then).
+    teleop: DeviceConfig | None = field(default_factory=DeviceConfig)
+    policy: PolicyConfig | None = field(
+        default=None, metadata=help_meta("run a trained policy instead of the leader")
+    )
     direction_map: dict[str, float] | None = field(
         default=None, metadata=help_meta("per-joint sign flips {joint: -1}")
     )
@@ -202,6 +218,47 @@ class RecordConfig:
     vcodec: VideoCodec = field(
         default="libsvtav1", metadata=help_meta("video codec: libsvtav1 (lerobot's) or h264")
     )
+
+
+ROLLOUT_STRATEGIES: tuple[str, ...] = ("base", "episodic")
+
+
+@dataclass
+class RolloutStrategyConfig:
+    type: str = field(
+        default="base",
+        metadata=help_meta("base (no recording, runs --duration) or episodic (records)"),
+    )
+
+
+@dataclass
+class RolloutConfig:
+    """`openk rollout`: lerobot-rollout's flags where they apply to an openk arm."""
+
+    robot: DeviceConfig = field(default_factory=DeviceConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    strategy: RolloutStrategyConfig = field(default_factory=RolloutStrategyConfig)
+    dataset: DatasetRecordConfig | None = None
+    teleop: DeviceConfig | None = None
+    fps: int = field(default=30, metadata=help_meta("policy actions per second (base)"))
+    duration: float = field(
+        default=0.0, metadata=help_meta("seconds to run (base); 0 runs until Esc/Ctrl-C")
+    )
+    task: str = field(default="", metadata=help_meta("task text given to the policy"))
+    rename_map: dict[str, str] = field(
+        default_factory=dict, metadata=help_meta("rename robot keys for the policy {old: new}")
+    )
+    display_data: bool = False
+    play_sounds: bool = False
+    resume: bool = field(default=False, metadata=help_meta("append to an existing dataset"))
+    always_calibrate: bool = False
+    log_file: Path | None = field(default=Path("logs/openk_rollout.log"))
+    daily_log_file_name: bool = False
+    control_hz: float | None = field(
+        default=None, metadata=help_meta("control loop rate in Hz (default: the robot's)")
+    )
+    realtime: Realtime = "auto"
+    vcodec: VideoCodec = "libsvtav1"
 
 
 @dataclass
@@ -655,11 +712,108 @@ def _check_loop(cfg: Any, ctx: _Context) -> None:
         _check_positive(hz, "control_hz", ctx)
 
 
+EVAL_PREFIX = "eval_"
+ROLLOUT_PREFIX = "rollout_"
+
+
+def _check_policy(policy: PolicyConfig) -> None:
+    if not policy.path:
+        raise ConfigError(
+            "missing --policy.path; pass the checkpoint folder lerobot-train wrote "
+            "(.../checkpoints/last/pretrained_model) or a Hub repo id"
+        )
+
+
+def _check_eval_name(repo_id: str, policy: PolicyConfig | None) -> None:
+    """The reference's rule (lerobot's before 0.6): a dataset recorded with a policy is an
+    evaluation dataset and its name starts with `eval_`; without a policy it does not."""
+    name = repo_id.split("/", 1)[-1]
+    if policy is not None and not name.startswith(EVAL_PREFIX):
+        raise ConfigError(
+            f"--dataset.repo_id={repo_id}: a dataset recorded with --policy.path is an "
+            f"evaluation dataset and its name must start with '{EVAL_PREFIX}'; use "
+            f"--dataset.repo_id=<hf_user>/{EVAL_PREFIX}{name}"
+        )
+    if policy is None and name.startswith(EVAL_PREFIX):
+        raise ConfigError(
+            f"--dataset.repo_id={repo_id}: dataset names starting with '{EVAL_PREFIX}' are "
+            "reserved for policy evaluation; add --policy.path=<checkpoint> or choose a name "
+            f"without '{EVAL_PREFIX}'"
+        )
+
+
+def _validate_rollout(cfg: RolloutConfig, raw: dict[str, Any], ctx: _Context) -> None:
+    _check_device(cfg.robot, "robot", FOLLOWER_TYPES, ctx, raw.get("robot"))
+    _check_policy(cfg.policy)
+    kind = cfg.strategy.type
+    if kind in ("sentry", "highlight", "dagger"):
+        raise ConfigError(
+            f"--strategy.type={kind} is not supported by openk yet; use "
+            f"--strategy.type=base (no recording) or episodic (records episodes)"
+        )
+    if kind not in ROLLOUT_STRATEGIES:
+        raise ConfigError(
+            f"--strategy.type={kind!r} is unknown; valid types: {', '.join(ROLLOUT_STRATEGIES)}"
+        )
+    if cfg.teleop is not None:
+        raise ConfigError(
+            "--teleop.* in openk rollout: handing control to a leader arm (dagger) is not "
+            "supported yet; remove the --teleop.* options"
+        )
+    _check_positive(cfg.fps, "fps", ctx)
+    _check_positive(cfg.duration, "duration", ctx, allow_zero=True)
+    if kind == "base":
+        if cfg.dataset is not None:
+            raise ConfigError(
+                "--strategy.type=base does not record data; remove the --dataset.* options "
+                "or use --strategy.type=episodic"
+            )
+        if cfg.control_hz is not None and cfg.control_hz < cfg.fps:
+            raise ConfigError(f"--control_hz={cfg.control_hz:g} is below --fps={cfg.fps}")
+        return
+    ds = cfg.dataset
+    if ds is None or not ds.repo_id:
+        raise ConfigError(
+            f"--strategy.type={kind} records episodes and needs "
+            f"--dataset.repo_id=<hf_user>/{ROLLOUT_PREFIX}<name>"
+        )
+    validate_repo_id(ds.repo_id)
+    name = ds.repo_id.split("/", 1)[-1]
+    if not name.startswith(ROLLOUT_PREFIX) and not cfg.resume:
+        # lerobot-rollout 0.6.1's rule and words.
+        raise ConfigError(
+            f"--dataset.repo_id={ds.repo_id}: dataset names for rollout must start with "
+            f"'{ROLLOUT_PREFIX}'. Use --dataset.repo_id=<user>/{ROLLOUT_PREFIX}<name> for "
+            "policy deployment datasets."
+        )
+    if not ds.single_task and cfg.task:
+        ds.single_task = cfg.task
+    elif ds.single_task and not cfg.task:
+        cfg.task = ds.single_task
+    if not ds.single_task:
+        raise ConfigError('missing --task; add --task="what the robot does"')
+    if "fps" in (raw.get("dataset") or {}) and "fps" in raw and ds.fps != cfg.fps:
+        raise ConfigError(f"--fps={cfg.fps} and --dataset.fps={ds.fps} differ; give one")
+    if "fps" not in (raw.get("dataset") or {}):
+        ds.fps = cfg.fps
+    _check_positive(ds.num_episodes, "dataset.num_episodes", ctx)
+    _check_positive(ds.episode_time_s, "dataset.episode_time_s", ctx)
+    _check_positive(ds.reset_time_s, "dataset.reset_time_s", ctx, allow_zero=True)
+
+
 def _validate(cfg: Any, raw: dict[str, Any], ctx: _Context) -> None:
     if isinstance(cfg, RecordConfig):
         _check_device(cfg.robot, "robot", FOLLOWER_TYPES, ctx, raw.get("robot"))
-        if "policy" in raw:
-            raise ConfigError("openk record drives the robot from a teleoperator; remove --policy")
+        if cfg.policy is not None:
+            _check_policy(cfg.policy)
+            if "teleop" not in raw:
+                cfg.teleop = None
+            else:
+                raise ConfigError(
+                    "--policy.path with --teleop.*: the policy drives the follower and openk "
+                    "cannot hand it over to a leader arm yet; remove the --teleop.* options "
+                    "(the arm holds its pose between episodes)"
+                )
         _check_device(cfg.teleop, "teleop", LEADER_TYPES, ctx, raw.get("teleop"))
         ds = cfg.dataset
         if not ds.repo_id:
@@ -667,6 +821,7 @@ def _validate(cfg: Any, raw: dict[str, Any], ctx: _Context) -> None:
                 "missing --dataset.repo_id; add --dataset.repo_id=<hf_user>/<dataset_name>"
             )
         validate_repo_id(ds.repo_id)
+        _check_eval_name(ds.repo_id, cfg.policy)
         if not ds.single_task:
             raise ConfigError(
                 'missing --dataset.single_task; add --dataset.single_task="what the robot does"'
@@ -680,6 +835,8 @@ def _validate(cfg: Any, raw: dict[str, Any], ctx: _Context) -> None:
                 f"--control_hz={cfg.control_hz:g} is below --dataset.fps={ds.fps}; "
                 "the loop must run at least as fast as the dataset rows"
             )
+    elif isinstance(cfg, RolloutConfig):
+        _validate_rollout(cfg, raw, ctx)
     elif isinstance(cfg, TeleoperateConfig):
         _check_device(cfg.robot, "robot", FOLLOWER_TYPES, ctx, raw.get("robot"))
         _check_device(cfg.teleop, "teleop", LEADER_TYPES, ctx, raw.get("teleop"))

@@ -409,9 +409,18 @@ def record(
             "--dataset.repo_id, or drop --resume to create it"
         )
 
+    policy_setup: Any = None
+    if cfg.policy is not None and session_factory is None:
+        # Checked against the robot and loaded before anything is connected.
+        from openk.policy.run import policy_factories
+
+        policy_setup, session_factory, camera_factory = policy_factories(cfg, ui, camera_factory)
     session_factory = session_factory or connect_session
     camera_factory = camera_factory or make_camera
     session = session_factory(cfg)
+    bind_events = getattr(session, "bind_events", None)
+    if callable(bind_events):  # a policy session ends the episode on a policy failure
+        bind_events(events)
     cameras: dict[str, Camera] = {}
     writer: Any = None
     result = RecordResult(root=root, repo_id=ds.repo_id, episodes_saved=0, total_episodes=0)
@@ -451,10 +460,18 @@ def record(
                 writer.close()
         if writer is not None:
             result.total_episodes = writer.total_episodes
+    if policy_setup is not None:
+        from openk.policy.run import stats_line
+
+        log.info("policy: %s", policy_setup.stats())
+        ui.message(stats_line(policy_setup.stats()))
     log.info("saved %d episodes; dataset now has %d", result.episodes_saved, result.total_episodes)
     ui.message(
         f"dataset: {root.resolve()} ({result.total_episodes} episodes, {result.episodes_saved} new)"
     )
+    failure = getattr(session, "policy_error", None)
+    if failure is not None:
+        raise type(failure)(f"{failure}; the episodes recorded so far are kept in {root}")
     if ds.push_to_hub and result.episodes_saved > 0:
         _push(root, ds.repo_id, ds.private, ds.tags, ui)
         result.pushed = True

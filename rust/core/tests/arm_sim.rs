@@ -11,6 +11,10 @@ use openk_core::arm::ArmError;
 use openk_core::control::{ControlError, LoopSpec, RealtimeMode, TeleopLoop};
 use serde_json::{json, Value};
 
+mod common;
+
+use common::{rows_then_failure, wait_until, PATIENCE};
+
 fn tmp_dir(tag: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("openk-arm-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -193,23 +197,14 @@ fn unplugged_follower_stops_the_loop_and_keeps_rows() {
     s.max_consecutive_errors = 5;
     let lp = TeleopLoop::start(opened.arms, s).unwrap();
     lp.start_episode(Duration::from_secs(5)).unwrap();
-    std::thread::sleep(Duration::from_millis(400));
+    wait_until("the episode has 10 rows", PATIENCE, || {
+        lp.episode_telemetry().rows >= 10
+    });
     assert!(sims.unplug("robot", "damiao"));
-    let t0 = Instant::now();
-    while lp.is_running() && t0.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(!lp.is_running());
+    wait_until("the loop stopped", PATIENCE, || !lp.is_running());
     let failure = lp.failure().unwrap();
     assert!(failure.device.contains("follower"), "{failure}");
-    let mut rows = 0;
-    let err = loop {
-        match lp.next_batch(Duration::from_secs(1)) {
-            Ok(Some(b)) => rows += b.num_rows(),
-            Ok(None) => continue,
-            Err(e) => break e,
-        }
-    };
+    let (rows, err) = rows_then_failure(&lp);
     assert!(rows >= 10, "{rows}");
     assert!(matches!(err, ControlError::Stopped { .. }), "{err}");
     assert!(lp
@@ -262,7 +257,11 @@ fn sts_leader_drives_follower2_with_parallel_buses() {
     assert_eq!(opened.arms.follower.len(), 2);
     let lp = TeleopLoop::start(opened.arms, spec(250.0)).unwrap();
     lp.start_episode(Duration::from_secs(5)).unwrap();
-    std::thread::sleep(Duration::from_millis(2000));
+    // Two seconds of the hand's motion, and enough ticks to follow it on a busy machine.
+    let t0 = Instant::now();
+    wait_until("2 s and 100 ticks of the episode", PATIENCE, || {
+        t0.elapsed() >= Duration::from_secs(2) && lp.episode_telemetry().ticks > 100
+    });
     let report = lp.end_episode(Duration::from_secs(5)).unwrap();
     let (actions, states) = batches_rows(&lp);
     assert!(lp.failure().is_none(), "{report:?}");
@@ -328,12 +327,11 @@ fn unplugged_sts_leader_is_reported_as_leader_lost() {
     s.stop_action = openk_core::arm::part::StopAction::Limp;
     let lp = TeleopLoop::start(opened.arms, s).unwrap();
     lp.start_episode(Duration::from_secs(5)).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until("the episode has rows", PATIENCE, || {
+        lp.episode_telemetry().rows > 0
+    });
     assert!(sims.unplug("teleop", "sts"));
-    let t0 = Instant::now();
-    while lp.is_running() && t0.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until("the loop stopped", PATIENCE, || !lp.is_running());
     let failure = lp.failure().expect("the loop stopped on the leader");
     assert!(failure.device.starts_with("leader"), "{failure}");
     assert!(
@@ -362,14 +360,13 @@ fn a_checksum_storm_stops_the_loop_with_a_protocol_error() {
     s.max_consecutive_errors = 5;
     let lp = TeleopLoop::start(opened.arms, s).unwrap();
     lp.start_episode(Duration::from_secs(5)).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    wait_until("the episode has rows", PATIENCE, || {
+        lp.episode_telemetry().rows > 0
+    });
     sims.faults("robot", "sts")
         .unwrap()
         .corrupt_replies(1_000_000, Corruption::LastByte);
-    let t0 = Instant::now();
-    while lp.is_running() && t0.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until("the loop stopped", PATIENCE, || !lp.is_running());
     let failure = lp.failure().expect("the storm stopped the loop");
     assert_eq!(failure.kind, FaultKind::Protocol, "{failure:?}");
     assert!(failure.device.contains("STS"), "{failure}");
@@ -382,8 +379,10 @@ fn a_checksum_storm_stops_the_loop_with_a_protocol_error() {
         report.bus_errors.keys().any(|k| k.contains("STS")),
         "{report:?}"
     );
-    let (actions, _) = batches_rows(&lp);
-    assert!(!actions.is_empty());
+    // The rows recorded before the storm all arrive, then the failure is raised.
+    let (rows, err) = rows_then_failure(&lp);
+    assert!(rows > 0);
+    assert!(matches!(err, ControlError::Stopped { .. }), "{err}");
 }
 
 #[test]
@@ -439,7 +438,7 @@ fn dropped_replies_are_retried_and_booked_to_their_motor(
     let opened = open_arms(&robot, None).unwrap();
     let sims = opened.sims;
     let lp = TeleopLoop::start(opened.arms, spec(100.0)).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    wait_until("the loop ticked", PATIENCE, || lp.telemetry().ticks > 0);
     let retries = |lp: &TeleopLoop| -> (u64, u64) {
         let report = lp.telemetry();
         let of_part = || report.bus_retries.iter().filter(|(k, _)| k.contains(part));
@@ -456,11 +455,9 @@ fn dropped_replies_are_retried_and_booked_to_their_motor(
     // One reply dropped at a time, so each drop costs exactly one retry of one motor.
     for round in 1..=3u64 {
         sims.faults("robot", bus).unwrap().drop_replies(1);
-        let t0 = Instant::now();
-        while retries(&lp).0 < round && t0.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(retries(&lp).0 >= round, "{:?}", lp.telemetry());
+        wait_until(&format!("{round} retries"), PATIENCE, || {
+            retries(&lp).0 >= round
+        });
     }
     assert_eq!(retries(&lp).1, 0, "{:?}", lp.telemetry());
     assert!(lp.failure().is_none());

@@ -9,6 +9,10 @@ use openk_core::protocol::damiao::{
 use openk_core::sim::damiao::{DamiaoSim, DamiaoSimConfig, HandTrajectory};
 use openk_core::sim::pty::Corruption;
 
+mod common;
+
+use common::{wait_until, PATIENCE};
+
 fn arm_specs(cfg: &DamiaoSimConfig) -> Vec<DamiaoMotorSpec> {
     cfg.bus_specs()
 }
@@ -429,18 +433,13 @@ fn sts_can_bridge_servos_move_and_read_back() {
     .unwrap();
     assert_eq!(bus.read_position(1).unwrap(), 2048);
     bus.write_position(2, 3000).unwrap();
-    let mut last = 0;
-    for _ in 0..200 {
-        last = bus.read_position(2).unwrap();
-        if last == 3000 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    assert_eq!(last, 3000);
+    wait_until("servo 2 reached 3000", PATIENCE, || {
+        bus.read_position(2).unwrap() == 3000
+    });
     bus.write_position(1, 99_999).unwrap(); // clamped to 4095
-    std::thread::sleep(Duration::from_millis(700));
-    assert_eq!(bus.read_position(1).unwrap(), 4095);
+    wait_until("servo 1 reached 4095", PATIENCE, || {
+        bus.read_position(1).unwrap() == 4095
+    });
     let err = bus.read_position(7).unwrap_err();
     assert!(err.to_string().contains("STS servo 7"), "{err}");
 }

@@ -1,12 +1,16 @@
 //! FeetechBus against the STS3215 simulator over a real pty.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use openk_core::bus::feetech::{BusConfig, BusError, FailureKind, FeetechBus, Motor};
 use openk_core::error::{Classified, FaultKind};
 use openk_core::protocol::feetech::{self as ft, StatusFlags};
 use openk_core::sim::feetech::{FeetechSim, FeetechSimConfig, HandScript, SimMode};
 use openk_core::sim::pty::Corruption;
+
+mod common;
+
+use common::{wait_until, PATIENCE};
 
 const LEADER: [&str; 7] = [
     "shoulder_pan",
@@ -75,15 +79,10 @@ fn sync_write_moves_the_servos_and_sync_read_sees_it() {
     let goals = [1000, 1500, 2000, 2500, 3000, 3500, 4000];
     bus.sync_write("Goal_Position", &goals).unwrap();
     let mut pos = [0i64; 7];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    wait_until("the servos reached their goals", PATIENCE, || {
         bus.sync_read("Present_Position", &mut pos).unwrap();
-        if pos == goals || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert_eq!(pos, goals);
+        pos == goals
+    });
     assert_eq!(sim.register(7, "Torque_Enable"), Some(1));
 }
 
@@ -198,10 +197,9 @@ fn broadcast_write_reaches_every_servo() {
     bus.write_id(ft::register("Lock").unwrap(), ft::BROADCAST_ID, 0)
         .unwrap();
     bus.write_id(goal, ft::BROADCAST_ID, 2100).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while sim.register(2, "Goal_Position") != Some(2100) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until("servo 2 took the broadcast goal", PATIENCE, || {
+        sim.register(2, "Goal_Position") == Some(2100)
+    });
     assert_eq!(sim.register(1, "Goal_Position"), Some(2100));
     assert_eq!(sim.register(2, "Goal_Position"), Some(2100));
 }
@@ -210,12 +208,15 @@ fn broadcast_write_reaches_every_servo() {
 fn late_replies_time_out_and_do_not_poison_the_next_read() {
     let (sim, mut bus) = setup(2);
     sim.faults().set_extra_latency(Duration::from_millis(150));
+    let sent = sim.faults().stats().replies_sent;
     let err = bus.read("Present_Position", "shoulder_pan").unwrap_err();
     assert_eq!(err.fault_kind(), FaultKind::Timeout, "{err}");
     assert!(matches!(err, BusError::Timeout { tries: 2, .. }), "{err}");
     sim.faults().set_extra_latency(Duration::ZERO);
-    // Let the late replies land; the next transaction flushes them before sending.
-    std::thread::sleep(Duration::from_millis(400));
+    // Let both late replies land; the next transaction flushes them before sending.
+    wait_until("the simulator sent both late replies", PATIENCE, || {
+        sim.faults().stats().replies_sent >= sent + 2
+    });
     bus.write("Goal_Position", "shoulder_pan", 1234).unwrap();
     assert_eq!(bus.read("Goal_Position", "shoulder_pan").unwrap(), 1234);
 }

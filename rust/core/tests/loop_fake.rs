@@ -8,6 +8,10 @@ use openk_core::arm::part::{Part, StopAction};
 use openk_core::control::testing::{FakeFollower, FakeLeader};
 use openk_core::control::{ControlError, LoopSpec, RealtimeMode, TeleopArms, TeleopLoop};
 
+mod common;
+
+use common::{rows_then_failure, wait_until, PATIENCE};
+
 const JOINTS: [&str; 2] = ["a", "b"];
 
 fn spec(hz: f64, fps: f64) -> LoopSpec {
@@ -52,9 +56,9 @@ fn first_command_is_the_present_position_then_follows_the_leader() {
     let (follower, log) = FakeFollower::new("follower fake", &JOINTS, &[3.0, 4.0], true);
     let leader = FakeLeader::new(&JOINTS, constant_leader);
     let lp = TeleopLoop::start(arms(vec![Box::new(leader)], follower), spec(500.0, 50.0)).unwrap();
-    while log.exchanges.load(Ordering::Relaxed) < 5 {
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_until("the follower saw 5 exchanges", PATIENCE, || {
+        log.exchanges.load(Ordering::Relaxed) >= 5
+    });
     lp.stop();
     let goals = log.goals.lock().unwrap();
     assert_eq!(
@@ -74,9 +78,9 @@ fn direction_map_and_relative_clamp_shape_the_goals() {
     a.direction = vec![-1.0, 1.0];
     a.max_relative_target = vec![Some(4.0), None];
     let lp = TeleopLoop::start(a, spec(500.0, 50.0)).unwrap();
-    while log.exchanges.load(Ordering::Relaxed) < 6 {
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_until("the follower saw 6 exchanges", PATIENCE, || {
+        log.exchanges.load(Ordering::Relaxed) >= 6
+    });
     lp.stop();
     let goals = log.goals.lock().unwrap();
     // Joint a: leader 10 flipped to -10, approached in steps of at most 4 from the present.
@@ -157,13 +161,11 @@ fn leader_loss_stops_the_loop_holds_the_follower_and_keeps_rows() {
     s.max_consecutive_errors = 5;
     let lp = TeleopLoop::start(arms(vec![Box::new(leader)], follower), s).unwrap();
     lp.start_episode(Duration::from_secs(5)).unwrap();
-    std::thread::sleep(Duration::from_millis(50));
+    wait_until("the episode has rows", PATIENCE, || {
+        lp.episode_telemetry().rows > 0
+    });
     fail_after.store(0, Ordering::Relaxed);
-    let t0 = std::time::Instant::now();
-    while lp.is_running() && t0.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert!(!lp.is_running());
+    wait_until("the loop stopped", PATIENCE, || !lp.is_running());
     let failure = lp.failure().unwrap();
     assert_eq!(failure.device, "leader fake");
     assert_eq!(failure.motor.as_deref(), Some("a"));
@@ -173,14 +175,7 @@ fn leader_loss_stops_the_loop_holds_the_follower_and_keeps_rows() {
         "{events:?}"
     );
     // Rows recorded before the loss all arrive, then the failure is raised.
-    let mut rows = 0;
-    let err = loop {
-        match lp.next_batch(Duration::from_secs(2)) {
-            Ok(Some(b)) => rows += b.num_rows(),
-            Ok(None) => continue,
-            Err(e) => break e,
-        }
-    };
+    let (rows, err) = rows_then_failure(&lp);
     assert!(rows > 0);
     assert!(matches!(err, ControlError::Stopped { .. }), "{err}");
     assert!(matches!(
@@ -196,13 +191,15 @@ fn replay_takes_actions_from_send_action() {
     let mut s = spec(500.0, 50.0);
     s.stop_action = StopAction::Limp;
     let lp = TeleopLoop::start(arms(vec![], follower), s).unwrap();
-    while log.exchanges.load(Ordering::Relaxed) < 2 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_until("the follower saw 2 exchanges", PATIENCE, || {
+        log.exchanges.load(Ordering::Relaxed) >= 2
+    });
     lp.send_action(&[5.0, 6.0], Duration::from_secs(5)).unwrap();
     let err = lp.send_action(&[5.0], Duration::from_secs(5)).unwrap_err();
     assert!(err.to_string().contains("2 values"), "{err}");
-    std::thread::sleep(Duration::from_millis(20));
+    wait_until("the follower received the action sent", PATIENCE, || {
+        log.goals.lock().unwrap().last() == Some(&vec![5.0, 6.0])
+    });
     lp.stop();
     let goals = log.goals.lock().unwrap();
     assert_eq!(goals[0], vec![1.0, 1.0]);
@@ -349,12 +346,9 @@ fn bus_errors_are_counted_against_the_motor_that_failed() {
     let mut s = spec(500.0, 50.0);
     s.max_consecutive_errors = 3;
     let lp = TeleopLoop::start(arms(vec![Box::new(first), Box::new(second)], follower), s).unwrap();
-    std::thread::sleep(Duration::from_millis(20));
+    wait_until("the loop ticked", PATIENCE, || lp.telemetry().ticks > 0);
     fail_after.store(0, Ordering::Relaxed);
-    let t0 = std::time::Instant::now();
-    while lp.is_running() && t0.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until("the loop stopped", PATIENCE, || !lp.is_running());
     let report = lp.telemetry();
     let errors: Vec<(&str, u64)> = report
         .bus_errors
@@ -417,10 +411,10 @@ fn a_tick_collects_the_previous_round_and_never_waits_for_its_own() {
     );
 }
 
-/// A follower whose own code panics on its 20th exchange (a bug in a part, not a bus fault).
+/// A follower whose own code panics once the test says so (a bug in a part, not a bus fault).
 struct PanicsOnce {
     inner: Box<dyn Part>,
-    exchanges: u32,
+    panic_now: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Part for PanicsOnce {
@@ -442,8 +436,10 @@ impl Part for PanicsOnce {
         state: &mut [f32],
         retries: &mut [u32],
     ) -> Result<(), openk_core::arm::part::PartError> {
-        self.exchanges += 1;
-        assert!(self.exchanges != 20, "index out of range in a part");
+        assert!(
+            !self.panic_now.load(Ordering::Relaxed),
+            "index out of range in a part"
+        );
         self.inner.exchange(goal, state, retries)
     }
     fn read_state(&mut self, state: &mut [f32]) -> Result<(), openk_core::arm::part::PartError> {
@@ -460,32 +456,25 @@ fn a_panicking_part_stops_the_loop_safely_and_keeps_rows() {
     let leader = FakeLeader::new(&JOINTS, constant_leader);
     let mut a = arms(vec![Box::new(leader)], inner);
     let inner = a.follower.pop().unwrap();
+    let panic_now = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     a.follower = vec![Box::new(PanicsOnce {
         inner,
-        exchanges: 0,
+        panic_now: panic_now.clone(),
     })];
     let lp = TeleopLoop::start(a, spec(500.0, 500.0)).unwrap();
     lp.start_episode(Duration::from_secs(5)).unwrap();
-    let t0 = std::time::Instant::now();
-    while lp.is_running() && t0.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert!(
-        !lp.is_running(),
-        "the loop kept running after a part panicked"
-    );
+    wait_until("the episode has rows", PATIENCE, || {
+        lp.episode_telemetry().rows > 0
+    });
+    panic_now.store(true, Ordering::Relaxed);
+    wait_until("the loop stopped after a part panicked", PATIENCE, || {
+        !lp.is_running()
+    });
     let failure = lp.failure().unwrap();
     assert_eq!(failure.device, "follower fake");
     assert!(failure.message.contains("panicked"), "{failure}");
     assert!(failure.message.contains("index out of range"), "{failure}");
-    let mut rows = 0;
-    let err = loop {
-        match lp.next_batch(Duration::from_secs(2)) {
-            Ok(Some(b)) => rows += b.num_rows(),
-            Ok(None) => continue,
-            Err(e) => break e,
-        }
-    };
+    let (rows, err) = rows_then_failure(&lp);
     assert!(rows > 0, "rows recorded before the panic were lost");
     assert!(matches!(err, ControlError::Stopped { .. }), "{err}");
     // The follower was still brought to its stop state.

@@ -1,21 +1,57 @@
-//! The tick path allocates nothing: a counting global allocator watches this thread while
-//! `LoopCore::tick` runs hundreds of ticks, recording rows, with leader and follower parts.
+//! The tick path allocates nothing: a counting global allocator watches the control thread
+//! and, with parts on their own threads (the default, `LoopSpec::parallel`), every bus worker,
+//! while `LoopCore::tick` runs hundreds of ticks, recording rows, with leader and follower
+//! parts.
 
 use openk_core::arm::part::Part;
 use openk_core::clock::now_ns;
 use openk_core::control::testing::{FakeFollower, FakeLeader};
 use openk_core::control::{LoopCore, LoopSpec, RealtimeMode, TeleopArms, TickOutcome};
 use openk_core::record::builder::row_ring;
+use openk_core::record::Row;
 
 mod common;
 
-use common::counting_alloc::{allocations_on_this_thread, CountingAlloc};
+use common::counting_alloc::{CountingAlloc, ThreadWatch};
 
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
 
-#[test]
-fn ticks_do_not_allocate() {
+/// Where the parts' exchanges run.
+#[derive(Clone, Copy, Debug)]
+enum Parts {
+    /// On the control thread, within the tick.
+    Inline,
+    /// Each on its own worker thread (what `TeleopLoop` does by default).
+    OnWorkers,
+}
+
+/// Builds the core; the calling thread and, for [`Parts::OnWorkers`], every worker are
+/// enlisted in `watch` before any tick.
+/// Returns the core and the consumer end of its row ring.
+fn core_on(
+    arms: TeleopArms,
+    parts: Parts,
+    watch: &'static ThreadWatch,
+) -> (LoopCore, rtrb::Consumer<Row>) {
+    let spec = LoopSpec {
+        control_hz: 500.0,
+        record_fps: 100.0,
+        realtime: RealtimeMode::Off,
+        ..LoopSpec::default()
+    };
+    let (tx, rx) = row_ring(4096);
+    let (mut core, _shared) = LoopCore::new(arms, &spec, tx).unwrap();
+    watch.enlist_this_thread();
+    if let Parts::OnWorkers = parts {
+        core.parallelize(move || watch.enlist_this_thread())
+            .unwrap();
+    }
+    (core, rx)
+}
+
+/// The arm's seven joints: five on a DAMIAO-like follower part, two on an STS-like one.
+fn fake_arms(keep_goals: bool) -> TeleopArms {
     let joints = [
         "shoulder_pan",
         "shoulder_lift",
@@ -26,42 +62,44 @@ fn ticks_do_not_allocate() {
     let sts = ["wrist_flex", "grip"];
     let all: Vec<&str> = joints.iter().chain(&sts).copied().collect();
     let leader = FakeLeader::new(&all, |t, j| (t as f32 * 0.01 + j as f32).sin() * 50.0);
-    let (dm, _) = FakeFollower::new("follower dm", &joints, &[0.0; 5], false);
+    let (dm, _) = FakeFollower::new("follower dm", &joints, &[0.0; 5], keep_goals);
     let (st, _) = FakeFollower::new("follower sts", &sts, &[0.0; 2], false);
     let mut observation_names: Vec<String> = all.iter().map(|j| format!("{j}.pos")).collect();
     observation_names.extend(joints.iter().map(|j| format!("{j}.vel")));
     let action_names: Vec<String> = all.iter().map(|j| format!("{j}.pos")).collect();
     let n = action_names.len();
-    let arms = TeleopArms {
+    TeleopArms {
         leader: vec![Box::new(leader) as Box<dyn Part>],
         follower: vec![Box::new(dm), Box::new(st)],
         observation_names,
         action_names,
         direction: vec![-1.0; n],
         max_relative_target: vec![Some(5.0); n],
-    };
-    let spec = LoopSpec {
-        control_hz: 500.0,
-        record_fps: 100.0,
-        realtime: RealtimeMode::Off,
-        ..LoopSpec::default()
-    };
-    let (tx, mut rx) = row_ring(4096);
-    let (mut core, _shared) = LoopCore::new(arms, &spec, tx).unwrap();
+    }
+}
+
+/// Ticks 2000 times (4 s of 500 Hz wake times, recording) and returns the allocations the
+/// watched threads made meanwhile.
+fn allocations_over_ticks(core: &mut LoopCore, watch: &ThreadWatch) -> u64 {
     // Warm-up outside the watch (first-use lazy initialisation in std is not the loop's).
     for _ in 0..10 {
         assert_eq!(core.tick(now_ns(), 0), TickOutcome::Continue);
     }
     core.start_episode(0);
-    let before = allocations_on_this_thread();
+    let before = watch.allocations();
     // Wake times 2 ms apart (500 Hz), so the periodic telemetry publication runs too.
     let t0 = now_ns();
     for i in 0..2000u64 {
         let wake = t0 + i * 2_000_000;
         assert_eq!(core.tick(wake, i % 7), TickOutcome::Continue);
     }
-    let allocations = allocations_on_this_thread() - before;
-    assert_eq!(allocations, 0, "allocations on the tick path");
+    watch.allocations() - before
+}
+
+fn ticks_do_not_allocate(parts: Parts, watch: &'static ThreadWatch) {
+    let (mut core, mut rx) = core_on(fake_arms(false), parts, watch);
+    let allocations = allocations_over_ticks(&mut core, watch);
+    assert_eq!(allocations, 0, "allocations on the tick path ({parts:?})");
     // Sanity: the ticks did real work (goals followed the leader, clamped).
     assert!(core.action().iter().any(|v| *v != 0.0));
     // Rows were recorded on the dataset clock: 100 fps over 4 s of wake times.
@@ -73,11 +111,38 @@ fn ticks_do_not_allocate() {
 }
 
 #[test]
-fn ticks_over_the_simulated_buses_do_not_allocate() {
+fn ticks_with_inline_parts_do_not_allocate() {
+    static WATCH: ThreadWatch = ThreadWatch::new();
+    ticks_do_not_allocate(Parts::Inline, &WATCH);
+}
+
+#[test]
+fn ticks_with_parts_on_worker_threads_do_not_allocate() {
+    static WATCH: ThreadWatch = ThreadWatch::new();
+    ticks_do_not_allocate(Parts::OnWorkers, &WATCH);
+}
+
+#[test]
+fn the_watch_sees_what_a_worker_thread_allocates() {
+    // A follower that keeps a copy of every goal allocates in its exchange, which runs on its
+    // worker thread: the count must show it, or the test above could not fail.
+    static WATCH: ThreadWatch = ThreadWatch::new();
+    let (mut core, _rx) = core_on(fake_arms(true), Parts::OnWorkers, &WATCH);
+    let control_thread = common::counting_alloc::allocations_on_this_thread();
+    let allocations = allocations_over_ticks(&mut core, &WATCH);
+    assert!(allocations >= 2000, "{allocations} allocations seen");
+    assert_eq!(
+        common::counting_alloc::allocations_on_this_thread(),
+        control_thread,
+        "the allocations were the worker's, not the control thread's"
+    );
+}
+
+fn ticks_over_the_simulated_buses_do_not_allocate(parts: Parts, watch: &'static ThreadWatch) {
     use openk_core::arm::config::DeviceConfig;
     use openk_core::arm::device::open_arms;
     use openk_core::arm::spec::DeviceKind;
-    let dir = std::env::temp_dir().join(format!("openk-noalloc-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("openk-noalloc-{parts:?}-{}", std::process::id()));
     let robot = DeviceConfig::from_json(
         &serde_json::json!({"type": "openk-1-alpha_follower2", "port": "sim", "sts_port": "sim",
                             "id": "f", "calibration_dir": dir}),
@@ -91,14 +156,7 @@ fn ticks_over_the_simulated_buses_do_not_allocate() {
     )
     .unwrap();
     let opened = open_arms(&robot, Some(&teleop)).unwrap();
-    let spec = LoopSpec {
-        control_hz: 500.0,
-        record_fps: 100.0,
-        realtime: RealtimeMode::Off,
-        ..LoopSpec::default()
-    };
-    let (tx, _rx) = row_ring(4096);
-    let (mut core, _shared) = LoopCore::new(opened.arms, &spec, tx).unwrap();
+    let (mut core, _rx) = core_on(opened.arms, parts, watch);
     for _ in 0..50 {
         core.tick(now_ns(), 0);
     }
@@ -112,11 +170,11 @@ fn ticks_over_the_simulated_buses_do_not_allocate() {
             break;
         }
         let errors_before = errors(&core);
-        let allocations_before = allocations_on_this_thread();
+        let allocations_before = watch.allocations();
         for _ in 0..200 {
             core.tick(now_ns(), 0);
         }
-        let allocations = allocations_on_this_thread() - allocations_before;
+        let allocations = watch.allocations() - allocations_before;
         // A failed exchange can be counted a tick later (pipelined parts report on the next
         // tick), so let a few more ticks settle the count before judging the window clean.
         for _ in 0..5 {
@@ -125,7 +183,7 @@ fn ticks_over_the_simulated_buses_do_not_allocate() {
         if errors(&core) == errors_before {
             assert_eq!(
                 allocations, 0,
-                "allocations on the tick path over real buses"
+                "allocations on the tick path over real buses ({parts:?})"
             );
             clean_windows += 1;
         }
@@ -133,4 +191,16 @@ fn ticks_over_the_simulated_buses_do_not_allocate() {
     assert!(clean_windows > 0, "every window had bus errors");
     drop(core);
     drop(opened.sims);
+}
+
+#[test]
+fn ticks_over_the_simulated_buses_with_inline_parts_do_not_allocate() {
+    static WATCH: ThreadWatch = ThreadWatch::new();
+    ticks_over_the_simulated_buses_do_not_allocate(Parts::Inline, &WATCH);
+}
+
+#[test]
+fn ticks_over_the_simulated_buses_on_worker_threads_do_not_allocate() {
+    static WATCH: ThreadWatch = ThreadWatch::new();
+    ticks_over_the_simulated_buses_do_not_allocate(Parts::OnWorkers, &WATCH);
 }

@@ -8,6 +8,10 @@
 pub mod rt;
 pub mod telemetry;
 pub mod teleop;
+/// In-memory parts and the wait-with-deadline helper for the crate's tests and benchmarks
+/// (cargo feature `testing`, which the crate's dev-dependency on itself turns on; the library
+/// other crates link does not have it).
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod workers;
 

@@ -1,10 +1,33 @@
-//! In-memory parts for tests and the no-I/O hot-path benchmark. They answer instantly, so
-//! what is measured with them is the loop's own cost.
+//! In-memory parts for tests and the no-I/O hot-path benchmark (they answer instantly, so
+//! what is measured with them is the loop's own cost), and [`wait_until`], the one way tests
+//! wait for another thread. Built for the crate's own tests and with the `testing` feature.
 
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::arm::part::{FaultKind, Part, PartError, StopAction};
+
+/// How long a test waits for something that normally takes milliseconds: long enough for a
+/// machine busy with other work, short enough that a dead loop fails the test instead of
+/// hanging the run.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Polls `condition` every millisecond until it holds; panics naming `what` once `timeout`
+/// has passed without it.
+pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gave up after {timeout:?} waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
 
 /// What a fake part saw, readable from the test while the loop runs.
 #[derive(Default)]
@@ -173,12 +196,12 @@ impl Part for FakeFollower {
 /// exchange waits for the test to let it through (for proving what a tick waits for).
 pub struct SlowPart {
     inner: Box<dyn Part>,
-    delay: std::time::Duration,
+    delay: Duration,
     gate: Option<std::sync::mpsc::Receiver<()>>,
 }
 
 impl SlowPart {
-    pub fn new(inner: Box<dyn Part>, delay: std::time::Duration) -> Self {
+    pub fn new(inner: Box<dyn Part>, delay: Duration) -> Self {
         Self {
             inner,
             delay,
@@ -192,7 +215,7 @@ impl SlowPart {
         let (open, gate) = std::sync::mpsc::channel();
         let part = Self {
             inner,
-            delay: std::time::Duration::ZERO,
+            delay: Duration::ZERO,
             gate: Some(gate),
         };
         (part, open)

@@ -882,10 +882,11 @@ mod tests {
             assert_eq!(read_n(&mut t, 1, Duration::from_secs(2)), [1]);
         }
         // The simulator notices the client left...
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while sim.with_device(|d| d.gone) == 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        crate::control::testing::wait_until(
+            "the simulator saw the client leave",
+            crate::control::testing::PATIENCE,
+            || sim.with_device(|d| d.gone) > 0,
+        );
         assert_eq!(sim.with_device(|d| d.gone), 1);
         // ...and serves a second client.
         let mut t = SerialTransport::open(sim.port(), 1_000_000).unwrap();

@@ -413,7 +413,12 @@ mod tests {
 
         // Stale input is dropped.
         io::Write::write_all(&mut master, &[7; 4]).unwrap();
-        std::thread::sleep(Duration::from_millis(20));
+        // The pty hands written bytes over asynchronously: wait until they are queued.
+        crate::control::testing::wait_until(
+            "the stale bytes reached the port",
+            crate::control::testing::PATIENCE,
+            || slave.bytes_to_read().unwrap_or(0) >= 4,
+        );
         t.clear_input().unwrap();
         let n = t
             .read_some(&mut buf, Instant::now() + Duration::from_millis(5))

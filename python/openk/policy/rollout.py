@@ -1,0 +1,170 @@
+"""`openk rollout`: a trained policy drives the arm, as lerobot-rollout does.
+
+`--strategy.type=base` runs the policy for `--duration` seconds (0: until Esc/Ctrl-C) and records
+nothing; `episodic` records episodes with resets between them, through the same recorder as
+`openk record` (the policy in the leader's place).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from openk.config import RecordConfig, RolloutConfig, to_dict
+from openk.log import setup_logging
+from openk.terminal import StatusLine
+
+log = logging.getLogger("openk.rollout")
+
+
+@dataclass
+class RolloutResult:
+    strategy: str
+    duration_s: float = 0.0
+    stats: dict[str, Any] = field(default_factory=dict)
+    record: Any = None  # RecordResult of an episodic rollout
+
+
+def rollout(
+    cfg: RolloutConfig,
+    *,
+    debug: bool = False,
+    ui: StatusLine | None = None,
+    events: Any = None,
+) -> RolloutResult:
+    from openk.record import Events
+
+    ui = ui or StatusLine()
+    events = events or Events()
+    if cfg.strategy.type == "episodic":
+        return _episodic(cfg, debug=debug, ui=ui, events=events)
+    return _base(cfg, debug=debug, ui=ui, events=events)
+
+
+def _episodic(cfg: RolloutConfig, *, debug: bool, ui: StatusLine, events: Any) -> RolloutResult:
+    from openk.policy.run import policy_factories, stats_line
+    from openk.record import record
+
+    assert cfg.dataset is not None
+    rec = RecordConfig(
+        robot=cfg.robot,
+        dataset=cfg.dataset,
+        teleop=None,
+        policy=cfg.policy,
+        display_data=cfg.display_data,
+        always_calibrate=cfg.always_calibrate,
+        play_sounds=cfg.play_sounds,
+        resume=cfg.resume,
+        log_file=cfg.log_file,
+        daily_log_file_name=cfg.daily_log_file_name,
+        control_hz=cfg.control_hz,
+        realtime=cfg.realtime,
+        vcodec=cfg.vcodec,
+    )
+    # --rename_map renames for the policy only; the dataset keeps the robot's names.
+    renames = {**cfg.dataset.rename_map, **cfg.rename_map}
+    setup, sessions, cameras = policy_factories(rec, ui, None, rename_map=renames)
+    result = record(
+        rec, debug=debug, session_factory=sessions, camera_factory=cameras, ui=ui, events=events
+    )
+    stats = setup.stats()
+    log.info("policy: %s", stats)
+    ui.message(stats_line(stats))
+    return RolloutResult(strategy="episodic", stats=stats, record=result)
+
+
+def _base(cfg: RolloutConfig, *, debug: bool, ui: StatusLine, events: Any) -> RolloutResult:
+    from openk.policy.run import (
+        policy_camera_factory,
+        policy_session_factory,
+        prepare_policy,
+        stats_line,
+    )
+    from openk.record import STATUS_PERIOD_S, _sigterm_as_interrupt, check_ports
+    from openk.terminal import KeyReader
+
+    log_path = setup_logging(cfg.log_file, daily=cfg.daily_log_file_name, debug=debug)
+    log.info("openk rollout config: %s", to_dict(cfg))
+    if cfg.play_sounds:
+        ui.message("note: voice prompts (play_sounds) are not supported by openk; continuing")
+    if cfg.display_data:
+        ui.message("note: --display_data is not supported by openk rollout yet; continuing")
+    check_ports(cfg.robot, "robot")
+    ui.message(f"loading the policy {cfg.policy.path} ...")
+    setup = prepare_policy(cfg.policy, cfg.robot, rename_map=cfg.rename_map, task=cfg.task)
+    sessions = policy_session_factory(
+        setup,
+        fps=cfg.fps,
+        control_hz=cfg.control_hz,
+        realtime=cfg.realtime,
+        always_calibrate=cfg.always_calibrate,
+    )
+    make_camera = policy_camera_factory(setup)
+    session = sessions(cfg)
+    session.bind_events(events)
+    cameras: list[Any] = []
+    keys = KeyReader(events.on_key)
+    result = RolloutResult(strategy="base")
+    start = time.monotonic()
+    try:
+        for name, cam_cfg in cfg.robot.cameras.items():
+            cam = make_camera(name, cam_cfg)
+            cam.start(lambda frame, t_ns: None)  # frames only feed the policy
+            cameras.append(cam)
+        limit = cfg.duration if cfg.duration > 0 else None
+        ui.message(
+            f"rollout: the policy drives {cfg.robot.type} at {cfg.fps} actions/s "
+            + (f"for {limit:g} s" if limit else "until Esc or Ctrl-C")
+        )
+        if keys.start():
+            ui.message("keys: Esc or Ctrl-C stops")
+        if log_path is not None:
+            ui.message(f"log: {log_path}")
+        # Rows flow inside an episode: they carry the state the policy reads; none is stored.
+        session.start_episode()
+        start = time.monotonic()
+        last = 0.0
+        line = ""
+        with _sigterm_as_interrupt():
+            while not events.stop.is_set():
+                elapsed = time.monotonic() - start
+                if limit is not None and elapsed >= limit:
+                    break
+                session.read_batch(0.05)
+                for name, cam in zip(cfg.robot.cameras, cameras, strict=True):
+                    if cam.error is not None:
+                        from openk.errors import OpenKError
+
+                        raise OpenKError(f"camera {name!r} stopped: {cam.error}")
+                if time.monotonic() - last >= STATUS_PERIOD_S:
+                    last = time.monotonic()
+                    tele = session.telemetry()
+                    line = (
+                        f"rollout {elapsed:6.1f}s | {float(tele.get('achieved_hz', 0)):6.1f} Hz | "
+                        f"actions {tele.get('policy_actions', 0)}, late "
+                        f"{tele.get('policy_late_actions', 0)} | inference p99 "
+                        f"{float(tele.get('policy_inference_p99_ms', 0)):.1f} ms"
+                    )
+                    ui.update(line)
+        if line:
+            ui.finish(line)
+    except KeyboardInterrupt:
+        ui.message("stopped (Ctrl-C)")
+    finally:
+        result.duration_s = time.monotonic() - start
+        keys.stop()
+        with contextlib.suppress(Exception):
+            session.end_episode()
+        for cam in cameras:
+            with contextlib.suppress(Exception):
+                cam.stop()
+        session.close()
+    result.stats = setup.stats()
+    log.info("policy: %s", result.stats)
+    ui.message(stats_line(result.stats))
+    if session.policy_error is not None:
+        raise session.policy_error
+    return result
