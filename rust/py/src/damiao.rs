@@ -12,8 +12,8 @@ use openk_core::bus::damiao::{
     StsCanBus as CoreStsCanBus, DEFAULT_BAUD,
 };
 use openk_core::protocol::damiao::{
-    self as proto, AdapterStreamDecoder, ControlMode, Feedback, Limits,
-    MitCommand, MotorModel, MotorState,
+    self as proto, AdapterStreamDecoder, ControlMode, Feedback, Limits, MitCommand, MotorModel,
+    MotorState,
 };
 use openk_core::sim::damiao::{
     DamiaoSim as CoreSim, DamiaoSimConfig, HandTrajectory, SimMotorConfig, StsBridgeConfig,
@@ -124,8 +124,7 @@ fn damiao_encode_mit<'py>(
     limits: Option<(f64, f64, f64)>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let lim = limits_of(model, limits)?;
-    let payload =
-        proto::encode_mit(&MitCommand { q, dq, kp, kd, tau }, &lim).map_err(to_py)?;
+    let payload = proto::encode_mit(&MitCommand { q, dq, kp, kd, tau }, &lim).map_err(to_py)?;
     Ok(PyBytes::new(py, &payload))
 }
 

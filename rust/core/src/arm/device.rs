@@ -22,11 +22,11 @@ use super::calibration::{
 use super::config::{is_sim_port, DeviceConfig, DEFAULT_KD, DEFAULT_KP, DEFAULT_VELOCITY_LIMIT};
 use super::damiao_part::{control_mode, part_error, DamiaoDrive, DamiaoPart};
 use super::part::{Part, PartError};
-use crate::error::Classified;
 use super::spec::{names_of, ControlType, DeviceKind, JointSpec, MotorModel, StsLink};
 use super::sts_can_part::StsCanPart;
 use super::sts_part;
 use super::ArmError;
+use crate::error::Classified;
 
 /// Host-side id each DAMIAO motor answers with: unique per motor (0x10 + ESC id) so replies
 /// route unambiguously (spec B.9; the reference's shared 0x15 misroutes).
@@ -812,5 +812,19 @@ impl Calibrator {
                 RegisterValue::U32(v) => f64::from(v),
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_joint_model_the_damiao_codec_does_not_know_is_an_error_not_dm4310() {
+        assert_eq!(dm_model("j", MotorModel::Dm4310).unwrap(), DmModel::DM4310);
+        assert_eq!(dm_model("j", MotorModel::Dm6006).unwrap(), DmModel::DM6006);
+        let err = dm_model("wrist", MotorModel::Sts3215).unwrap_err();
+        assert!(matches!(err, ArmError::Config(_)), "{err}");
+        assert!(err.to_string().contains("wrist"), "{err}");
     }
 }

@@ -11,8 +11,8 @@ pub enum StopAction {
     Limp,
 }
 
-pub use crate::error::FaultKind;
 use crate::error::Classified;
+pub use crate::error::FaultKind;
 
 /// A failed exchange with one part. `motor` indexes the part's `motor_names()` when the fault
 /// is tied to one motor.

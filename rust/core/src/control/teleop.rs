@@ -12,8 +12,8 @@ use super::rt::{self, ActiveRealtime, RealtimeError, RealtimeMode};
 use super::telemetry::{Telemetry, TelemetryReport};
 use super::workers::{PartSlot, Worker};
 use crate::arm::part::{FaultKind, Part, StopAction};
-use crate::error::Classified;
 use crate::clock::now_ns;
+use crate::error::Classified;
 use crate::record::builder::row_ring;
 use crate::record::{
     BatchBuilder, BatchQueue, BuilderConfig, FrameLayout, RecordError, Row, RowKind, MAX_ACTION,
