@@ -118,7 +118,7 @@ def _record_impl(args: Sequence[str]) -> None:
 
     def go() -> None:
         cfg = parse_config(RecordConfig, argv)
-        from openk.record import record
+        from openk.commands.record import record
 
         record(cfg, debug=_debug_enabled(debug))
 
@@ -167,7 +167,7 @@ def rollout_cmd(ctx: click.Context) -> None:
 
     def go() -> None:
         cfg = parse_config(RolloutConfig, argv)
-        from openk.policy.rollout import rollout
+        from openk.commands.rollout import rollout
 
         rollout(cfg, debug=_debug_enabled(debug))
 
@@ -193,7 +193,7 @@ def teleoperate_cmd(ctx: click.Context) -> None:
 
     def go() -> None:
         cfg = parse_config(TeleoperateConfig, argv)
-        from openk.record import teleoperate
+        from openk.commands.teleoperate import teleoperate
 
         teleoperate(cfg, debug=_debug_enabled(debug))
 
@@ -219,7 +219,7 @@ def replay_cmd(ctx: click.Context) -> None:
 
     def go() -> None:
         cfg = parse_config(ReplayConfig, argv)
-        from openk.record import replay
+        from openk.commands.replay import replay
 
         replay(cfg, debug=_debug_enabled(debug))
 
@@ -245,7 +245,7 @@ def calibrate_cmd(ctx: click.Context) -> None:
 
     def go() -> None:
         cfg = parse_config(CalibrateConfig, argv)
-        from openk.record import calibrate
+        from openk.commands.calibrate import calibrate
 
         calibrate(cfg, debug=_debug_enabled(debug))
 

@@ -35,7 +35,7 @@ def rollout(
     ui: StatusLine | None = None,
     events: Any = None,
 ) -> RolloutResult:
-    from openk.record import Events
+    from openk.session import Events
 
     ui = ui or StatusLine()
     events = events or Events()
@@ -45,8 +45,8 @@ def rollout(
 
 
 def _episodic(cfg: RolloutConfig, *, debug: bool, ui: StatusLine, events: Any) -> RolloutResult:
+    from openk.commands.record import record
     from openk.policy.run import policy_factories, stats_line
-    from openk.record import record
 
     assert cfg.dataset is not None
     rec = RecordConfig(
@@ -83,7 +83,7 @@ def _base(cfg: RolloutConfig, *, debug: bool, ui: StatusLine, events: Any) -> Ro
         prepare_policy,
         stats_line,
     )
-    from openk.record import STATUS_PERIOD_S, _sigterm_as_interrupt, check_ports
+    from openk.session import STATUS_PERIOD_S, check_ports, sigterm_as_interrupt
     from openk.terminal import KeyReader
 
     log_path = setup_logging(cfg.log_file, daily=cfg.daily_log_file_name, debug=debug)
@@ -128,7 +128,7 @@ def _base(cfg: RolloutConfig, *, debug: bool, ui: StatusLine, events: Any) -> Ro
         start = time.monotonic()
         last = 0.0
         line = ""
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             while not events.stop.is_set():
                 elapsed = time.monotonic() - start
                 if limit is not None and elapsed >= limit:
