@@ -342,7 +342,7 @@ def _dataset_location(target: str, root: str | None) -> tuple[str | None, Path]:
     except ConfigError:
         raise ConfigError(
             f"{target!r} is neither an existing dataset folder nor a repo id <hf_user>/<name>; "
-            "pass the folder that holds meta/info.json"
+            "pass the folder that holds the dataset (meta/, data/, videos/)"
         ) from None
     return target, dataset_root(target, None)
 

@@ -293,8 +293,8 @@ def _dataset_module() -> Any:
 
 def verify(root: Path, echo: Callable[[str], None] = click.echo) -> None:
     ds = _dataset_module()
-    if not (root / "meta" / "info.json").is_file():
-        raise DatasetError(f"no dataset at {root} (meta/info.json missing); check the path")
+    if not ds.meta.has_dataset(root):
+        raise DatasetError(f"no dataset at {root} ({ds.meta.INFO_PATH} missing); check the path")
     report = ds.verify(root)
     if report.ok:
         echo(str(report))
@@ -332,8 +332,8 @@ def recover(
     echo: Callable[[str], None] = click.echo,
 ) -> None:
     ds = _dataset_module()
-    if not (root / "meta" / "info.json").is_file():
-        raise DatasetError(f"no dataset at {root} (meta/info.json missing); check the path")
+    if not ds.meta.has_dataset(root):
+        raise DatasetError(f"no dataset at {root} ({ds.meta.INFO_PATH} missing); check the path")
     pending = ds.pending_journal(root)
     if not pending:
         echo(f"{root}: no interrupted episode to recover")

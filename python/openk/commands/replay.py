@@ -43,10 +43,11 @@ def connect_replay_session(cfg: ReplayConfig) -> ReplaySession:
 
 def episode_actions(root: Path, episode: int) -> tuple[list[str], list[list[float]], int]:
     """(action names, actions in frame order, dataset fps) of one recorded episode."""
+    from openk.dataset import meta
     from openk.dataset.reader import DatasetReader
 
-    if not (root / "meta" / "info.json").is_file():
-        raise DatasetError(f"no dataset at {root} (meta/info.json missing); check --dataset.root")
+    if not meta.has_dataset(root):
+        raise DatasetError(f"no dataset at {root} ({meta.INFO_PATH} missing); check --dataset.root")
     reader = DatasetReader(root)
     total = reader.total_episodes
     if not 0 <= episode < total:
