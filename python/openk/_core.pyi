@@ -88,7 +88,7 @@ class FeetechStatus:
     def error(self) -> int: ...
     @property
     def error_names(self) -> list[str]:
-        """Every set error bit by name (input voltage, angle sensor, overheat, ...)."""
+        """Every set error bit by name (input_voltage, angle_sensor, overheat, ...)."""
     @property
     def params(self) -> bytes: ...
 
