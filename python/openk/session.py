@@ -27,8 +27,8 @@ from openk.config import (
     RecordConfig,
     ReplayConfig,
     TeleoperateConfig,
-    is_sim_port,
 )
+from openk.devices import is_sim_port
 from openk.errors import ConfigError, OpenKError, PortError
 from openk.terminal import Key, StatusLine
 
