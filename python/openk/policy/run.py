@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from openk.config import CameraConfig, DeviceConfig, PolicyConfig, TeleoperateConfig
+from openk.config import CameraConfig, DeviceConfig, PolicyConfig
 from openk.errors import ConfigError
 from openk.policy import require_lerobot
 from openk.policy.features import (
@@ -25,14 +25,6 @@ from openk.policy.features import (
 )
 
 log = logging.getLogger("openk.policy")
-
-MOTION_SAFETY = (
-    "start_ramp_time_s",
-    "start_ramp_dt_s",
-    "end_home_ramp_time_s",
-    "end_home_ramp_dt_s",
-    "end_home_settle_s",
-)
 
 
 def _core() -> Any:
@@ -147,11 +139,6 @@ def policy_session_factory(
         }
         if control_hz is not None:
             kwargs["control_hz"] = float(control_hz)
-        # The loop's motion safety: ramp from the present pose to the first action, and home
-        # then settle when the run ends (or the policy fails). A config that has these options
-        # sets them; otherwise the reference's defaults (openk teleoperate's) apply.
-        for key in MOTION_SAFETY:
-            kwargs[key] = float(getattr(cfg, key, getattr(TeleoperateConfig, key)))
         core_session = _core().TeleopSession(robot.to_core(), None, **kwargs)
         try:
             core_session.start()
