@@ -442,3 +442,25 @@ def test_a_nan_mid_episode_ends_it_like_esc_and_keeps_its_rows(tmp_path: Path) -
     # The policy saw the loop's newest state rows, in order.
     seen = [float(c[0]) for c in calls]
     assert seen == sorted(seen)
+
+
+def test_without_lerobot_the_install_command_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+    import sys
+
+    from openk.policy import require_lerobot
+
+    monkeypatch.setattr(sys, "version_info", (3, 11, 7))
+    with pytest.raises(ConfigError, match=r"needs Python ≥ 3\.12 .*pip install 'openk\[policy\]'"):
+        require_lerobot()
+    monkeypatch.setattr(sys, "version_info", (3, 12, 1))
+    real_import = builtins.__import__
+
+    def no_lerobot(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "lerobot":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_lerobot)
+    with pytest.raises(ConfigError, match=r"needs lerobot 0\.6\.1 with torch; pip install"):
+        require_lerobot()

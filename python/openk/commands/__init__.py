@@ -4,9 +4,10 @@
 - `teleoperate`: leader → follower without recording.
 - `replay`: a recorded episode's actions sent back to the follower.
 - `calibrate`: the calibration dialog (also run on connect by `--always_calibrate=true`).
+- `rollout`: a trained policy in place of the leader (`openk.policy`), over the same session;
+  `episodic` records through `record`.
 
-Rooms for the commands to come: `rollout` (a policy in place of the leader, over the same
-session), `edit` (dataset operations, on `openk.dataset`) and `view` (a recorded episode shown,
-no devices). A new command gets its own module here and a few lines in `openk.cli` that parse
-its config and call it.
+Rooms for the commands to come: `edit` (dataset operations, on `openk.dataset`) and `view`
+(a recorded episode shown, no devices). A new command gets its own module here and a few lines
+in `openk.cli` that parse its config and call it.
 """

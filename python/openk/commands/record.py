@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from openk.config import RecordConfig, dataset_root, to_dict
+from openk.dataset import meta
 from openk.errors import ConfigError, DatasetError, OpenKError
 from openk.log import setup_logging
 from openk.session import (
@@ -251,7 +252,7 @@ def _open_writer(
             rename_map=ds.rename_map,
             single_task=ds.single_task,
         )
-    if (root / "meta" / "info.json").exists():
+    if meta.info_path(root).exists():
         raise DatasetError(
             f"a dataset already exists at {root}; add --resume=true to append to it, or choose "
             "another --dataset.root / --dataset.repo_id"
@@ -291,7 +292,7 @@ def record(
     root = dataset_root(ds.repo_id, resolve_root(ds.root, cfg.resume, started))
     check_ports(cfg.robot, "robot")
     check_ports(cfg.teleop, "teleop")
-    if cfg.resume and not (root / "meta" / "info.json").exists():
+    if cfg.resume and not meta.info_path(root).exists():
         raise DatasetError(
             f"--resume=true but there is no dataset at {root}; check --dataset.root/"
             "--dataset.repo_id, or drop --resume to create it"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -43,6 +44,9 @@ class LoadedPolicy:
         from lerobot.configs.policies import PreTrainedConfig
         from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 
+        # Leave a core to the control loop and the cameras: torch takes every core otherwise.
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), cores - 1)))
         cfg = PreTrainedConfig.from_pretrained(path)
         if device is not None:
             cfg.device = device
