@@ -5,6 +5,7 @@
 
 use pyo3::prelude::*;
 
+mod catalog;
 mod control;
 mod convert;
 mod damiao;
@@ -55,5 +56,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         damiao::register,
     )?;
     control::register(m)?;
+    catalog::register(m)?;
     Ok(())
 }
