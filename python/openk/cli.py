@@ -26,6 +26,7 @@ from openk.config import (
     config_fields,
     parse_config,
 )
+from openk.devices import example
 from openk.errors import OpenKError
 
 DOTTED = {
@@ -101,11 +102,17 @@ def main() -> None:
     """
 
 
+# Example device types, picked from the core's catalogue by what the example shows: a follower
+# with a second (STS) port, a DAMIAO leader, an all-STS leader.
+_FOLLOWER = example("robot", needs_sts_port=True)
+_DAMIAO_LEADER = example("teleop", compliant=True)
+_STS_LEADER = example("teleop", compliant=False, needs_sts_port=False, sts_link="ttl")
+
 RECORD_EXAMPLES = [
     "openk record --config_path=config/record_sim.yaml",
-    "openk record --robot.type=openk-1-alpha_follower --robot.port=/dev/ttyACM1 \\",
+    f"openk record --robot.type={_FOLLOWER} --robot.port=/dev/ttyACM1 \\",
     "    --robot.sts_port=/dev/ttyUSB0 --robot.id=follower \\",
-    "    --teleop.type=openk_leader --teleop.port=/dev/ttyACM0 --teleop.id=leader \\",
+    f"    --teleop.type={_DAMIAO_LEADER} --teleop.port=/dev/ttyACM0 --teleop.id=leader \\",
     "    --dataset.repo_id=<user>/<dataset> --dataset.num_episodes=2 \\",
     '    --dataset.single_task="Describe task" --log_file=logs/openk_record.log',
     "openk record --config_path=config/record_example.yaml \\",
@@ -142,7 +149,7 @@ def record_cmd(ctx: click.Context) -> None:
 
 
 ROLLOUT_EXAMPLES = [
-    "openk rollout --robot.type=openk-1-alpha_follower --robot.port=/dev/ttyACM1 \\",
+    f"openk rollout --robot.type={_FOLLOWER} --robot.port=/dev/ttyACM1 \\",
     "    --robot.sts_port=/dev/ttyUSB0 --robot.id=follower \\",
     "    --robot.cameras='{front: {type: opencv, index_or_path: 0}}' \\",
     "    --policy.path=outputs/train/act/checkpoints/last/pretrained_model --duration=60",
@@ -181,8 +188,8 @@ def rollout_cmd(ctx: click.Context) -> None:
         TeleoperateConfig,
         [
             "openk teleoperate --config_path=config/teleop_example.yaml",
-            "openk teleoperate --teleop.type=openk-1-sts_leader --teleop.port=sim \\",
-            "    --robot.type=openk-1-alpha_follower --robot.port=sim --teleop_time_s=10",
+            f"openk teleoperate --teleop.type={_STS_LEADER} --teleop.port=sim \\",
+            f"    --robot.type={_FOLLOWER} --robot.port=sim --teleop_time_s=10",
         ],
     ),
 )
@@ -206,7 +213,7 @@ def teleoperate_cmd(ctx: click.Context) -> None:
     epilog=_options_epilog(
         ReplayConfig,
         [
-            "openk replay --robot.type=openk-1-alpha_follower --robot.port=sim \\",
+            f"openk replay --robot.type={_FOLLOWER} --robot.port=sim \\",
             "    --dataset.repo_id=<user>/<dataset> --dataset.root=outputs/datasets/x \\",
             "    --dataset.episode=0",
         ],
@@ -232,9 +239,9 @@ def replay_cmd(ctx: click.Context) -> None:
     epilog=_options_epilog(
         CalibrateConfig,
         [
-            "openk calibrate --robot.type=openk-1-alpha_follower --robot.port=/dev/ttyACM1 \\",
+            f"openk calibrate --robot.type={_FOLLOWER} --robot.port=/dev/ttyACM1 \\",
             "    --robot.sts_port=/dev/ttyUSB0 --robot.id=follower",
-            "openk calibrate --teleop.type=openk-1-sts_leader --teleop.port=sim --scripted=true",
+            f"openk calibrate --teleop.type={_STS_LEADER} --teleop.port=sim --scripted=true",
         ],
     ),
 )

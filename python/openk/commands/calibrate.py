@@ -11,7 +11,8 @@ import os
 import time
 from collections.abc import Callable, Sequence
 
-from openk.config import CalibrateConfig, DeviceConfig, is_sim_port, to_dict
+from openk.config import CalibrateConfig, DeviceConfig, to_dict
+from openk.devices import is_sim_port, radian_joints
 from openk.errors import BusTimeoutError, CalibrationError
 from openk.log import setup_logging
 from openk.session import check_ports, load_core
@@ -29,13 +30,6 @@ STS_STEPS_PER_TURN = 4096
 def _min_sweep(radians: bool) -> float:
     turn = 2 * math.pi if radians else STS_STEPS_PER_TURN
     return turn * MIN_SWEEP_DEG / 360.0
-
-
-def radian_joints(type_name: str, role: str) -> set[str]:
-    """Joints whose raw positions are radians (DAMIAO; they have a velocity feature); the
-    others (STS) read steps."""
-    names = load_core().device_features(type_name, role)["observation.state"]["names"]
-    return {n.removesuffix(".vel") for n in names if n.endswith(".vel")}
 
 
 def unswept_joints(rows: Sequence[tuple[str, float, float, float]], radians: set[str]) -> list[str]:
