@@ -18,7 +18,6 @@ import click
 
 from openk.config import (
     CalibrateConfig,
-    ConfigError,
     RecordConfig,
     ReplayConfig,
     RolloutConfig,
@@ -26,7 +25,7 @@ from openk.config import (
     config_fields,
     parse_config,
 )
-from openk.errors import OpenKError
+from openk.errors import ConfigError, OpenKError
 
 DOTTED = {
     "ignore_unknown_options": True,
