@@ -7,14 +7,17 @@ from typing import TypeAlias, final
 # pyo3 lists every export in the module's __all__; stubtest checks this copy against it.
 __all__ = [
     "FEETECH_BROADCAST_ID",
+    "SIM_PORT",
     "Calibrator",
     "DamiaoBus",
     "DamiaoSim",
     "DamiaoStreamDecoder",
+    "DeviceInfo",
     "FeetechBus",
     "FeetechSim",
     "FeetechStatus",
     "FrameBatch",
+    "JointInfo",
     "SimRig",
     "StsCanBus",
     "TeleopSession",
@@ -26,6 +29,7 @@ __all__ = [
     "damiao_host_frame",
     "damiao_model_limits",
     "damiao_scan",
+    "device_catalog",
     "device_features",
     "device_types",
     "feetech_baud_from_code",
@@ -45,6 +49,7 @@ __all__ = [
     "feetech_encode_value",
     "feetech_encode_write",
     "feetech_error_names",
+    "is_sim_port",
     "now_ns",
 ]
 
@@ -83,7 +88,7 @@ class FeetechStatus:
     def error(self) -> int: ...
     @property
     def error_names(self) -> list[str]:
-        """Every set error bit by name (input voltage, angle sensor, overheat, ...)."""
+        """Every set error bit by name (input_voltage, angle_sensor, overheat, ...)."""
     @property
     def params(self) -> bytes: ...
 
@@ -494,6 +499,88 @@ class SimRig:
     @property
     def ports(self) -> dict[str, str]: ...
     def close(self) -> None: ...
+
+# --- device catalogue (the core's device facts) ---
+
+SIM_PORT: str
+
+@final
+class JointInfo:
+    """One joint of a device type, in feature order."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def model(self) -> str:
+        """ "DM4310", "DM6006" or "sts3215"."""
+
+    @property
+    def bus(self) -> str:
+        """ "damiao" (on `port`) or "sts" (on `sts_port` beside DAMIAO motors, else `port`)."""
+
+    @property
+    def motor_id(self) -> int: ...
+    @property
+    def raw_unit(self) -> str:
+        """ "rad" (DAMIAO) or "step" (STS, 4096 per turn)."""
+
+    @property
+    def radians(self) -> bool: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __ne__(self, value: object, /) -> bool: ...
+
+@final
+class DeviceInfo:
+    """A robot or teleoperator type as the core knows it."""
+
+    @property
+    def type_name(self) -> str: ...
+    @property
+    def aliases(self) -> list[str]: ...
+    @property
+    def names(self) -> list[str]:
+        """The canonical name, then the aliases."""
+
+    @property
+    def kind(self) -> str:
+        """ "robot" or "teleop"."""
+
+    @property
+    def joints(self) -> list[JointInfo]: ...
+    @property
+    def radian_joints(self) -> list[str]: ...
+    @property
+    def needs_sts_port(self) -> bool: ...
+    @property
+    def sts_link(self) -> str | None:
+        """ "ttl" or "can"; None without STS servos."""
+
+    @property
+    def config_keys(self) -> list[str]: ...
+    @property
+    def default_id(self) -> str: ...
+    @property
+    def default_control_type(self) -> str: ...
+    @property
+    def default_norm_mode(self) -> str: ...
+    @property
+    def default_sts_norm_mode(self) -> str: ...
+    @property
+    def default_disable_torque_on_disconnect(self) -> bool: ...
+    @property
+    def compliant(self) -> bool: ...
+    @property
+    def observation_names(self) -> list[str]: ...
+    @property
+    def action_names(self) -> list[str]: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __ne__(self, value: object, /) -> bool: ...
+
+def device_catalog() -> list[DeviceInfo]:
+    """Every robot and teleoperator type, robots first."""
+
+def is_sim_port(port: str) -> bool:
+    """`sim` or `sim://...` selects the simulator; anything else names a serial device."""
 
 def device_features(type_name: str, kind: str = "robot") -> dict[str, dict[str, object]]: ...
 def device_types() -> dict[str, list[str]]: ...

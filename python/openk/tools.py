@@ -293,6 +293,11 @@ def _dataset_module() -> Any:
 
 def verify(root: Path, echo: Callable[[str], None] = click.echo) -> None:
     ds = _dataset_module()
+    from openk.dataset.edit import finish_interrupted_edit
+
+    did = finish_interrupted_edit(root)
+    if did:
+        echo(did)
     if not ds.meta.has_dataset(root):
         raise DatasetError(f"no dataset at {root} ({ds.meta.INFO_PATH} missing); check the path")
     report = ds.verify(root)
@@ -332,6 +337,11 @@ def recover(
     echo: Callable[[str], None] = click.echo,
 ) -> None:
     ds = _dataset_module()
+    from openk.dataset.edit import finish_interrupted_edit
+
+    did = finish_interrupted_edit(root)
+    if did:
+        echo(did)
     if not ds.meta.has_dataset(root):
         raise DatasetError(f"no dataset at {root} ({ds.meta.INFO_PATH} missing); check the path")
     pending = ds.pending_journal(root)

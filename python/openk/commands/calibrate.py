@@ -11,7 +11,8 @@ import os
 import time
 from collections.abc import Callable, Sequence
 
-from openk.config import CalibrateConfig, DeviceConfig, is_sim_port, to_dict
+from openk.config import CalibrateConfig, DeviceConfig, to_dict
+from openk.devices import Role, is_sim_port, radian_joints
 from openk.errors import BusTimeoutError, CalibrationError
 from openk.log import setup_logging
 from openk.session import check_ports, load_core
@@ -29,13 +30,6 @@ STS_STEPS_PER_TURN = 4096
 def _min_sweep(radians: bool) -> float:
     turn = 2 * math.pi if radians else STS_STEPS_PER_TURN
     return turn * MIN_SWEEP_DEG / 360.0
-
-
-def radian_joints(type_name: str, role: str) -> set[str]:
-    """Joints whose raw positions are radians (DAMIAO; they have a velocity feature); the
-    others (STS) read steps."""
-    names = load_core().device_features(type_name, role)["observation.state"]["names"]
-    return {n.removesuffix(".vel") for n in names if n.endswith(".vel")}
 
 
 def unswept_joints(rows: Sequence[tuple[str, float, float, float]], radians: set[str]) -> list[str]:
@@ -93,7 +87,7 @@ def _wait_enter_or(stop_after_s: float | None, on_tick: Callable[[], None], fd: 
 
 def run_calibration(
     dev: DeviceConfig,
-    role: str,
+    role: Role,
     *,
     scripted: bool,
     ui: StatusLine,
@@ -188,6 +182,7 @@ def calibrate(cfg: CalibrateConfig, *, debug: bool = False, ui: StatusLine | Non
     log.info("openk calibrate config: %s", to_dict(cfg))
     check_ports(cfg.robot, "robot")
     check_ports(cfg.teleop, "teleop")
-    dev, role = (cfg.robot, "robot") if cfg.robot is not None else (cfg.teleop, "teleop")
-    assert dev is not None
-    return run_calibration(dev, role, scripted=cfg.scripted, ui=ui)
+    if cfg.robot is not None:
+        return run_calibration(cfg.robot, "robot", scripted=cfg.scripted, ui=ui)
+    assert cfg.teleop is not None
+    return run_calibration(cfg.teleop, "teleop", scripted=cfg.scripted, ui=ui)

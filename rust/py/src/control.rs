@@ -11,53 +11,14 @@ use pyo3::types::{PyCapsule, PyDict, PyList};
 use openk_core::arm::calibration::calibration_path as core_calibration_path;
 use openk_core::arm::config::DeviceConfig;
 use openk_core::arm::device::{self, Calibrator as CoreCalibrator, OpenedArms};
-use openk_core::arm::part::{FaultKind, StopAction};
+use openk_core::arm::part::StopAction;
 use openk_core::arm::spec::{lookup, valid_types, DeviceKind};
 use openk_core::arm::ArmError;
-use openk_core::control::{
-    ControlError, LoopFailure, LoopSpec, RealtimeMode, SafetyEvent, TelemetryReport, TeleopLoop,
-};
+use openk_core::control::{LoopSpec, RealtimeMode, SafetyEvent, TelemetryReport, TeleopLoop};
 use openk_core::record::stream::to_ffi_stream;
 use openk_core::record::BuilderConfig;
 
-use crate::errors::{
-    BusTimeoutError, CalibrationError, ConfigError, MotorError, OpenKError, PortError,
-    ProtocolError,
-};
-
-fn failure_err(kind: FaultKind, msg: String) -> PyErr {
-    match kind {
-        FaultKind::Port => PortError::new_err(msg),
-        FaultKind::Timeout => BusTimeoutError::new_err(msg),
-        FaultKind::Motor => MotorError::new_err(msg),
-        FaultKind::Protocol => ProtocolError::new_err(msg),
-        FaultKind::Calibration => CalibrationError::new_err(msg),
-        FaultKind::Other => OpenKError::new_err(msg),
-    }
-}
-
-fn failure_to_py(f: &LoopFailure, prefix: &str) -> PyErr {
-    failure_err(f.kind, format!("{prefix}{f}"))
-}
-
-fn control_err(e: ControlError) -> PyErr {
-    match &e {
-        ControlError::Realtime(_) | ControlError::Config(_) => ConfigError::new_err(e.to_string()),
-        ControlError::Device { failure } => failure_to_py(failure, ""),
-        ControlError::Stopped { failure } => failure_to_py(failure, "the control loop stopped: "),
-        _ => OpenKError::new_err(e.to_string()),
-    }
-}
-
-fn arm_err(e: ArmError) -> PyErr {
-    match &e {
-        ArmError::UnknownType { .. } | ArmError::Config(_) => ConfigError::new_err(e.to_string()),
-        ArmError::CalibrationMissing { .. }
-        | ArmError::CalibrationInvalid { .. }
-        | ArmError::Rezeroed { .. } => CalibrationError::new_err(e.to_string()),
-        ArmError::Bus { kind, .. } => failure_err(*kind, e.to_string()),
-    }
-}
+use crate::errors::{to_py, ConfigError, OpenKError};
 
 fn kind_of(kind: &str) -> PyResult<DeviceKind> {
     match kind {
@@ -84,7 +45,7 @@ fn device_config(
     obj: &Bound<'_, PyAny>,
     kind: DeviceKind,
 ) -> PyResult<DeviceConfig> {
-    DeviceConfig::from_json_text(&to_json(py, obj)?, kind).map_err(arm_err)
+    DeviceConfig::from_json_text(&to_json(py, obj)?, kind).map_err(to_py)
 }
 
 fn report_dict<'py>(py: Python<'py>, r: &TelemetryReport) -> PyResult<Bound<'py, PyAny>> {
@@ -292,7 +253,7 @@ impl TeleopSession {
         };
         let opened = py
             .detach(|| device::open_arms(&robot, teleop.as_ref()))
-            .map_err(arm_err)?;
+            .map_err(to_py)?;
         self.lock().opened = Some(opened);
         Ok(())
     }
@@ -312,9 +273,7 @@ impl TeleopSession {
             (opened, st.spec.clone())
         };
         let OpenedArms { arms, sims } = opened;
-        let lp = py
-            .detach(|| TeleopLoop::start(arms, spec))
-            .map_err(control_err)?;
+        let lp = py.detach(|| TeleopLoop::start(arms, spec)).map_err(to_py)?;
         let mut st = self.lock();
         st.running = Some(Arc::new(lp));
         st.sims = Some(sims);
@@ -347,8 +306,7 @@ impl TeleopSession {
     #[pyo3(signature = (timeout=5.0))]
     fn start_episode(&self, py: Python<'_>, timeout: f64) -> PyResult<i64> {
         let lp = self.running()?;
-        py.detach(|| lp.start_episode(secs(timeout)))
-            .map_err(control_err)
+        py.detach(|| lp.start_episode(secs(timeout))).map_err(to_py)
     }
 
     /// Stops recording. When it returns, every row of the episode can be read with
@@ -356,9 +314,7 @@ impl TeleopSession {
     #[pyo3(signature = (timeout=10.0))]
     fn end_episode<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Bound<'py, PyAny>> {
         let lp = self.running()?;
-        let report = py
-            .detach(|| lp.end_episode(secs(timeout)))
-            .map_err(control_err)?;
+        let report = py.detach(|| lp.end_episode(secs(timeout))).map_err(to_py)?;
         report_dict(py, &report)
     }
 
@@ -368,9 +324,7 @@ impl TeleopSession {
     fn next_batch(&self, py: Python<'_>, timeout: f64) -> PyResult<Option<FrameBatch>> {
         let lp = self.running()?;
         let schema = lp.schema();
-        let batch = py
-            .detach(|| lp.next_batch(secs(timeout)))
-            .map_err(control_err)?;
+        let batch = py.detach(|| lp.next_batch(secs(timeout))).map_err(to_py)?;
         Ok(batch.map(|b| FrameBatch {
             schema,
             batches: vec![b],
@@ -395,7 +349,7 @@ impl TeleopSession {
     fn send_action(&self, action: &Bound<'_, PyAny>) -> PyResult<()> {
         let (lp, names) = self.scheduled("send_action")?;
         let values = action_values(action, &names)?;
-        lp.send_actions(&values, None).map_err(control_err)
+        lp.send_actions(&values, None).map_err(to_py)
     }
 
     /// A timed sequence of actions (rows in action order, e.g. a policy's action chunk or a
@@ -427,7 +381,7 @@ impl TeleopSession {
             )));
         }
         let flat: Vec<f32> = rows.into_iter().flatten().collect();
-        lp.send_actions(&flat, start_ns).map_err(control_err)
+        lp.send_actions(&flat, start_ns).map_err(to_py)
     }
 
     /// Scheduled actions not yet reached (nor replaced, dropped as late or refused).
@@ -442,7 +396,7 @@ impl TeleopSession {
     fn wait_idle(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         let lp = self.running()?;
         let timeout = timeout.map_or(Duration::from_secs(u64::from(u32::MAX)), secs);
-        py.detach(|| lp.wait_idle(timeout)).map_err(control_err)
+        py.detach(|| lp.wait_idle(timeout)).map_err(to_py)
     }
 
     /// Safety events so far (leader lost, bus errors, stop), each with device, motor, reason.
@@ -463,7 +417,7 @@ impl TeleopSession {
     /// Why the loop stopped on its own (as the exception it maps to), or None.
     fn failure(&self) -> Option<PyErr> {
         let lp = self.lock().running.clone()?;
-        lp.failure().map(|f| failure_to_py(&f, ""))
+        lp.failure().map(to_py)
     }
 
     /// Test hook: the simulator behind `device` ("robot" or "teleop") and `bus` ("damiao" or
@@ -609,7 +563,7 @@ fn device_features<'py>(
     type_name: &str,
     kind: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let spec = lookup(type_name, kind_of(kind)?).map_err(arm_err)?;
+    let spec = lookup(type_name, kind_of(kind)?).map_err(to_py)?;
     let out = PyDict::new(py);
     for (key, names) in [
         ("observation.state", spec.observation_names()),
@@ -658,7 +612,7 @@ impl Calibrator {
         let cal = guard
             .as_mut()
             .ok_or_else(|| OpenKError::new_err("the calibrator is closed"))?;
-        f(cal).map_err(arm_err)
+        f(cal).map_err(to_py)
     }
 }
 
@@ -668,9 +622,7 @@ impl Calibrator {
     #[pyo3(signature = (config, kind="robot"))]
     fn new(py: Python<'_>, config: &Bound<'_, PyAny>, kind: &str) -> PyResult<Self> {
         let cfg = device_config(py, config, kind_of(kind)?)?;
-        let cal = py
-            .detach(|| CoreCalibrator::connect(cfg))
-            .map_err(arm_err)?;
+        let cal = py.detach(|| CoreCalibrator::connect(cfg)).map_err(to_py)?;
         Ok(Self {
             inner: Mutex::new(Some(cal)),
         })
@@ -726,7 +678,7 @@ impl SimRig {
     fn new(py: Python<'_>, robot_type: &str, teleop_type: Option<&str>) -> PyResult<Self> {
         let sims = py
             .detach(|| device::start_sim_rig(robot_type, teleop_type))
-            .map_err(arm_err)?;
+            .map_err(to_py)?;
         Ok(Self {
             sims: Mutex::new(Some(sims)),
         })

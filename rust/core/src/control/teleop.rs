@@ -14,6 +14,7 @@ use super::telemetry::{Telemetry, TelemetryReport};
 use super::workers::{PartSlot, Worker};
 use crate::arm::part::{FaultKind, Part, StopAction};
 use crate::clock::now_ns;
+use crate::error::Classified;
 use crate::record::builder::row_ring;
 use crate::record::{
     BatchBuilder, BatchQueue, BuilderConfig, FrameLayout, RecordError, Row, RowKind, MAX_ACTION,
@@ -162,6 +163,26 @@ pub enum ControlError {
     },
     #[error("could not start a loop thread: {0}")]
     Thread(#[source] std::io::Error),
+}
+
+impl Classified for LoopFailure {
+    fn fault_kind(&self) -> FaultKind {
+        self.kind
+    }
+}
+
+impl Classified for ControlError {
+    fn fault_kind(&self) -> FaultKind {
+        match self {
+            ControlError::Realtime(e) => e.fault_kind(),
+            ControlError::Record(e) => e.fault_kind(),
+            ControlError::Config(_) => FaultKind::Config,
+            ControlError::Device { failure } | ControlError::Stopped { failure } => failure.kind,
+            ControlError::NotRunning | ControlError::Timeout { .. } | ControlError::Thread(_) => {
+                FaultKind::Other
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
