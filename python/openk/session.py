@@ -21,6 +21,7 @@ from types import FrameType
 from typing import Any, Protocol
 
 from openk.config import (
+    MOTION_SAFETY,
     CameraConfig,
     DeviceConfig,
     RecordConfig,
@@ -243,6 +244,20 @@ class NativeSession:
     def send_action(self, values: Sequence[float]) -> None:
         self.core.send_action(list(values))
 
+    def send_actions(self, actions: Any, start_ns: int | None = None) -> None:
+        """A timed sequence played by the loop's clock (see `TeleopSession.send_actions`)."""
+        self.core.send_actions(actions, start_ns)
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """True once every scheduled action was reached; False after `timeout_s`."""
+        done = bool(self.core.wait_idle(timeout_s))
+        self._log_events()
+        return done
+
+    @property
+    def pending_actions(self) -> int:
+        return int(self.core.pending_actions)
+
     def close(self) -> None:
         self.core.stop()
 
@@ -265,6 +280,12 @@ def _device_dict(dev: DeviceConfig, direction_map: Mapping[str, float] | None) -
     return out
 
 
+def motion_kwargs(cfg: Any) -> dict[str, Any]:
+    """The motion-safety options of a command's config (`MOTION_SAFETY`: start ramp, return
+    home) as `TeleopSession` keyword arguments. A config without them gets none (ramps off)."""
+    return {name: getattr(cfg, name) for name in MOTION_SAFETY if hasattr(cfg, name)}
+
+
 def start_native(
     robot: DeviceConfig,
     teleop: DeviceConfig | None,
@@ -273,9 +294,10 @@ def start_native(
     fps: float,
     control_hz: float | None,
     realtime: str,
+    motion: Mapping[str, Any] | None = None,
 ) -> NativeSession:
     core = load_core()
-    kwargs: dict[str, Any] = {"record_fps": float(fps), "realtime": realtime}
+    kwargs: dict[str, Any] = {"record_fps": float(fps), "realtime": realtime, **(motion or {})}
     if control_hz is not None:
         kwargs["control_hz"] = float(control_hz)
     # The reference applies direction_map to the leader's action on its way to the follower;
@@ -345,6 +367,7 @@ def connect_session(cfg: RecordConfig | TeleoperateConfig | ReplayConfig) -> Ses
         fps=fps,
         control_hz=cfg.control_hz,
         realtime=cfg.realtime,
+        motion=motion_kwargs(cfg),
     )
 
 
