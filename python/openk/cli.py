@@ -18,7 +18,6 @@ import click
 
 from openk.config import (
     CalibrateConfig,
-    ConfigError,
     RecordConfig,
     ReplayConfig,
     RolloutConfig,
@@ -27,7 +26,7 @@ from openk.config import (
     parse_config,
 )
 from openk.devices import example
-from openk.errors import OpenKError
+from openk.errors import ConfigError, OpenKError
 
 DOTTED = {
     "ignore_unknown_options": True,
