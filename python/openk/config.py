@@ -878,7 +878,7 @@ def config_fields(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         name = f"{prefix}{f.name}"
-        inner = [a for a in _union_args(tp) if dataclasses.is_dataclass(a)]
+        inner = [a for a in _union_args(tp) if isinstance(a, type) and dataclasses.is_dataclass(a)]
         if inner and f.name != "cameras":
             out.extend(config_fields(inner[0], name + "."))
             continue
@@ -898,7 +898,8 @@ def to_dict(cfg: Any) -> dict[str, Any]:
             return [conv(v) for v in value]
         return value
 
-    return conv(dataclasses.asdict(cfg))
+    out: dict[str, Any] = conv(dataclasses.asdict(cfg))
+    return out
 
 
 def dataset_root(repo_id: str, root: Path | None) -> Path:

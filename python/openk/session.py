@@ -28,7 +28,7 @@ from openk.config import (
     ReplayConfig,
     TeleoperateConfig,
 )
-from openk.devices import is_sim_port
+from openk.devices import Role, is_sim_port
 from openk.errors import ConfigError, OpenKError, PortError
 from openk.terminal import Key, StatusLine
 
@@ -317,7 +317,7 @@ def start_native(
     return NativeSession(session)
 
 
-def maybe_calibrate(dev: DeviceConfig | None, role: str, always: bool, ui: StatusLine) -> None:
+def maybe_calibrate(dev: DeviceConfig | None, role: Role, always: bool, ui: StatusLine) -> None:
     """`--always_calibrate=true` runs the calibration dialog on connect, as the reference does
     (simulated devices are calibrated by construction, so they skip it)."""
     if not always or dev is None or is_sim_port(dev.port):

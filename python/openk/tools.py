@@ -219,7 +219,7 @@ def realtime_report() -> list[tuple[str, str]]:
     ok, text = sched_fifo_permitted()
     rows.append(("SCHED_FIFO permitted", text))
     try:
-        soft, hard = resource.getrlimit(resource.RLIMIT_RTPRIO)  # type: ignore[attr-defined]
+        soft, hard = resource.getrlimit(resource.RLIMIT_RTPRIO)
 
         def show(v: int) -> str:
             return "unlimited" if v == resource.RLIM_INFINITY else str(v)
