@@ -135,6 +135,24 @@ class PolicyConfig:
     )
 
 
+# Motion safety: the reference's teleoperate options, acted on by the Rust loop for teleoperate,
+# record and replay (openk._core.TeleopSession documents the behaviour). Defaults are the
+# reference's, except the *_dt_s step periods: None moves the ramp every control tick (the
+# reference's Python loop could only step every 0.05 s); a number is honoured as that step.
+MOTION_SAFETY: dict[str, tuple[float | None, str]] = {
+    "start_ramp_time_s": (2.0, "seconds to blend from the follower's pose to the first goal"),
+    "start_ramp_dt_s": (None, "start ramp step period in s (default: every control tick)"),
+    "end_home_ramp_time_s": (3.0, "seconds to return home (0 per joint) on stop; 0: stay"),
+    "end_home_ramp_dt_s": (None, "end ramp step period in s (default: every control tick)"),
+    "end_home_settle_s": (1.0, "seconds home is held before torque off / hold"),
+}
+
+
+def _ramp_field(name: str) -> Any:
+    default, text = MOTION_SAFETY[name]
+    return field(default=default, metadata=help_meta(text))
+
+
 @dataclass
 class RecordConfig:
     robot: DeviceConfig = field(default_factory=DeviceConfig)
@@ -163,6 +181,11 @@ class RecordConfig:
     vcodec: VideoCodec = field(
         default="libsvtav1", metadata=help_meta("video codec: libsvtav1 (lerobot's) or h264")
     )
+    start_ramp_time_s: float = _ramp_field("start_ramp_time_s")
+    start_ramp_dt_s: float | None = _ramp_field("start_ramp_dt_s")
+    end_home_ramp_time_s: float = _ramp_field("end_home_ramp_time_s")
+    end_home_ramp_dt_s: float | None = _ramp_field("end_home_ramp_dt_s")
+    end_home_settle_s: float = _ramp_field("end_home_settle_s")
 
 
 ROLLOUT_STRATEGIES: tuple[str, ...] = ("base", "episodic")
@@ -204,6 +227,11 @@ class RolloutConfig:
     )
     realtime: Realtime = "auto"
     vcodec: VideoCodec = "libsvtav1"
+    start_ramp_time_s: float = _ramp_field("start_ramp_time_s")
+    start_ramp_dt_s: float | None = _ramp_field("start_ramp_dt_s")
+    end_home_ramp_time_s: float = _ramp_field("end_home_ramp_time_s")
+    end_home_ramp_dt_s: float | None = _ramp_field("end_home_ramp_dt_s")
+    end_home_settle_s: float = _ramp_field("end_home_settle_s")
 
 
 @dataclass
@@ -221,11 +249,11 @@ class TeleoperateConfig:
     play_sounds: bool = False
     log_file: Path | None = field(default=Path("logs/openk_teleoperate.log"))
     daily_log_file_name: bool = False
-    start_ramp_time_s: float = 2.0
-    start_ramp_dt_s: float = 0.05
-    end_home_ramp_time_s: float = 3.0
-    end_home_ramp_dt_s: float = 0.05
-    end_home_settle_s: float = 1.0
+    start_ramp_time_s: float = _ramp_field("start_ramp_time_s")
+    start_ramp_dt_s: float | None = _ramp_field("start_ramp_dt_s")
+    end_home_ramp_time_s: float = _ramp_field("end_home_ramp_time_s")
+    end_home_ramp_dt_s: float | None = _ramp_field("end_home_ramp_dt_s")
+    end_home_settle_s: float = _ramp_field("end_home_settle_s")
     control_hz: float | None = None
     realtime: Realtime = "auto"
 
@@ -248,6 +276,11 @@ class ReplayConfig:
     daily_log_file_name: bool = False
     control_hz: float | None = None
     realtime: Realtime = "auto"
+    start_ramp_time_s: float = _ramp_field("start_ramp_time_s")
+    start_ramp_dt_s: float | None = _ramp_field("start_ramp_dt_s")
+    end_home_ramp_time_s: float = _ramp_field("end_home_ramp_time_s")
+    end_home_ramp_dt_s: float | None = _ramp_field("end_home_ramp_dt_s")
+    end_home_settle_s: float = _ramp_field("end_home_settle_s")
 
 
 @dataclass
@@ -849,7 +882,7 @@ def config_fields(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         name = f"{prefix}{f.name}"
-        inner = [a for a in _union_args(tp) if dataclasses.is_dataclass(a)]
+        inner = [a for a in _union_args(tp) if isinstance(a, type) and dataclasses.is_dataclass(a)]
         if inner and f.name != "cameras":
             out.extend(config_fields(inner[0], name + "."))
             continue
@@ -869,7 +902,8 @@ def to_dict(cfg: Any) -> dict[str, Any]:
             return [conv(v) for v in value]
         return value
 
-    return conv(dataclasses.asdict(cfg))
+    out: dict[str, Any] = conv(dataclasses.asdict(cfg))
+    return out
 
 
 def dataset_root(repo_id: str, root: Path | None) -> Path:
