@@ -2,7 +2,7 @@
 
 Every edit is a list of `Pick`s (an episode of a source dataset, the frames kept, its task)
 that `build` writes as a new, complete dataset: parquet rows copied and renumbered, videos
-joined by packet copy (`remux`), `meta/episodes`, tasks and `meta/stats.json` rebuilt so the
+joined by packet copy (`remux`), the episodes, tasks and stats metadata rebuilt (`meta`) so the
 stats equal the aggregate of the per-episode stats of the result, openk's per-episode telemetry
 carried along. The result is verified before it is used.
 
@@ -530,7 +530,7 @@ def build(plan: Plan, out: Path) -> BuildReport:
                 ep_stats[e][key] = _decoded_stats(out, key, meta_rows[e], fps)
     _crash_point("build-videos")
 
-    # ---- meta/episodes, stats.json, tasks, telemetry, info
+    # ---- episode rows, stats, tasks, telemetry, info
     rows = []
     for e, row in enumerate(meta_rows):
         full = meta.episode_row(
@@ -565,13 +565,13 @@ def build(plan: Plan, out: Path) -> BuildReport:
     if extras:
         meta.extras_path(out).parent.mkdir(parents=True, exist_ok=True)
         meta.extras_path(out).write_text("\n".join(extras) + "\n")
-    for entry in sorted(base.root.iterdir()):  # the dataset card, .gitattributes, notes
-        if entry.name in _LAYOUT_ENTRIES:
+    for item in sorted(base.root.iterdir()):  # the dataset card, .gitattributes, notes
+        if item.name in _LAYOUT_ENTRIES:
             continue
-        if entry.is_dir():
-            shutil.copytree(entry, out / entry.name, symlinks=True)
+        if item.is_dir():
+            shutil.copytree(item, out / item.name, symlinks=True)
         else:
-            shutil.copy2(entry, out / entry.name, follow_symlinks=False)
+            shutil.copy2(item, out / item.name, follow_symlinks=False)
     info = meta.info_after_episode(
         info,
         episode_index=len(picks) - 1,
