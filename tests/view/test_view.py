@@ -257,3 +257,39 @@ def test_page_in_headless_chromium(server: tuple[str, Path]) -> None:
         driver.quit()
     assert open_dataset(root).total_episodes == 2
     assert verify(root).ok
+
+
+def test_cli_serves_until_stopped(master: Path) -> None:
+    import signal
+    import subprocess
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "openk.cli",
+            "view",
+            str(master),
+            "--port",
+            str(port),
+            "--no-browser",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "python")},
+    )
+    try:
+        status = _wait(
+            "the server",
+            lambda: (
+                _get(f"http://127.0.0.1:{port}/api/dataset")[0] if proc.poll() is None else "exited"
+            ),
+            timeout=60,
+        )
+        assert status == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert f"at http://127.0.0.1:{port}/" in out, err
