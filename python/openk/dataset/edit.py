@@ -565,13 +565,13 @@ def build(plan: Plan, out: Path) -> BuildReport:
     if extras:
         meta.extras_path(out).parent.mkdir(parents=True, exist_ok=True)
         meta.extras_path(out).write_text("\n".join(extras) + "\n")
-    for entry in sorted(base.root.iterdir()):  # the dataset card, .gitattributes, notes
-        if entry.name in _LAYOUT_ENTRIES:
+    for item in sorted(base.root.iterdir()):  # the dataset card, .gitattributes, notes
+        if item.name in _LAYOUT_ENTRIES:
             continue
-        if entry.is_dir():
-            shutil.copytree(entry, out / entry.name, symlinks=True)
+        if item.is_dir():
+            shutil.copytree(item, out / item.name, symlinks=True)
         else:
-            shutil.copy2(entry, out / entry.name, follow_symlinks=False)
+            shutil.copy2(item, out / item.name, follow_symlinks=False)
     info = meta.info_after_episode(
         info,
         episode_index=len(picks) - 1,
