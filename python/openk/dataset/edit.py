@@ -2,7 +2,7 @@
 
 Every edit is a list of `Pick`s (an episode of a source dataset, the frames kept, its task)
 that `build` writes as a new, complete dataset: parquet rows copied and renumbered, videos
-joined by packet copy (`remux`), `meta/episodes`, tasks and `meta/stats.json` rebuilt so the
+joined by packet copy (`remux`), the episodes, tasks and stats metadata rebuilt (`meta`) so the
 stats equal the aggregate of the per-episode stats of the result, openk's per-episode telemetry
 carried along. The result is verified before it is used.
 
@@ -530,7 +530,7 @@ def build(plan: Plan, out: Path) -> BuildReport:
                 ep_stats[e][key] = _decoded_stats(out, key, meta_rows[e], fps)
     _crash_point("build-videos")
 
-    # ---- meta/episodes, stats.json, tasks, telemetry, info
+    # ---- episode rows, stats, tasks, telemetry, info
     rows = []
     for e, row in enumerate(meta_rows):
         full = meta.episode_row(
