@@ -28,8 +28,8 @@ from openk.config import (
     ReplayConfig,
     TeleoperateConfig,
 )
-from openk.devices import Role, is_sim_port
-from openk.errors import ConfigError, OpenKError, PortError
+from openk.devices import Role, is_sim_port, load_core
+from openk.errors import ConfigError, PortError
 from openk.terminal import Key, StatusLine
 
 log = logging.getLogger(__name__)
@@ -153,19 +153,6 @@ def end_quietly(session: Session) -> None:
 
 
 # --- the native session and cameras -----------------------------------------------------------
-
-
-def load_core() -> Any:
-    """`openk._core`, or an error saying how to install it."""
-    import importlib
-
-    try:
-        return importlib.import_module("openk._core")
-    except ImportError as err:
-        raise OpenKError(
-            f"the native module openk._core is missing ({err}); install openk with "
-            "scripts/bootstrap.sh (or pip install .)"
-        ) from None
 
 
 def _vector_field(name: str, names: Sequence[str]) -> Any:

@@ -28,6 +28,7 @@ __all__ = [
     "feetech",
     "is_sim_port",
     "now_ns",
+    "validate_loop",
 ]
 
 __version__: str
@@ -275,4 +276,14 @@ def is_sim_port(port: str) -> bool:
 
 def device_features(type_name: str, kind: str = "robot") -> dict[str, dict[str, object]]: ...
 def device_types() -> dict[str, list[str]]: ...
+def validate_loop(
+    control_hz: float | None = None,
+    record_fps: float | None = None,
+    *,
+    max_consecutive_errors: int | None = None,
+    names: dict[str, str] | None = None,
+) -> None:
+    """Check the loop's rates and error budget as TeleopSession does (ConfigError), naming the
+    options as `names` maps them ({"control_hz": "--control_hz", "record_fps": ...})."""
+
 def calibration_path(config: dict[str, object], kind: str = "robot") -> str: ...
