@@ -15,7 +15,24 @@ marker="$venv/.openk-oracle-ready"
 # on 3.12 too), so the venv never holds a stale copy and one venv serves every checkout.
 want="lerobot[dataset,training]==${LEROBOT_VERSION} feetech-servo-sdk pydamiao pyserial deepdiff"
 
+# `pip install 'openk[policy]'` must resolve beside lerobot (e.g. one huggingface_hub both
+# accept): pip resolves this checkout's extra in the venv without installing or compiling
+# anything (maturin writes the metadata only), once per pyproject.toml.
+checkout="$(cd "$(dirname "$0")/.." && pwd)"
+check_policy_extra() {
+  local stamp
+  stamp="$venv/.openk-policy-extra-$(sha256sum "$checkout/pyproject.toml" | cut -c1-16)"
+  [[ -f "$stamp" ]] && return 0
+  if ! "$venv/bin/python" -m pip install --dry-run --quiet "$checkout[policy]" >&2; then
+    echo "oracle-venv: pip cannot install openk[policy] beside lerobot ${LEROBOT_VERSION}" \
+      "(see above); fix the dependencies in pyproject.toml" >&2
+    exit 1
+  fi
+  touch "$stamp"
+}
+
 if [[ -f "$marker" && "$(cat "$marker")" == "$want" && -x "$venv/bin/python" ]]; then
+  check_policy_extra
   echo "$venv/bin/python"
   exit 0
 fi
@@ -38,6 +55,7 @@ if [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c "import importlib.metada
   # shellcheck disable=SC2086
   "$venv/bin/python" -m pip install --quiet $want >&2
   echo "$want" > "$marker"
+  check_policy_extra
   echo "$venv/bin/python"
   exit 0
 fi
@@ -51,4 +69,5 @@ mkdir -p "$(dirname "$venv")"
 "$venv/bin/python" -m pip install --quiet $want >&2
 "$venv/bin/python" -c 'import lerobot, scservo_sdk; from lerobot.datasets.lerobot_dataset import LeRobotDataset' >&2
 echo "$want" > "$marker"
+check_policy_extra
 echo "$venv/bin/python"

@@ -1,19 +1,23 @@
 """Type stubs for the native module `openk._core` (rust/py). Checked against the built module
 by `python -m mypy.stubtest openk._core` (scripts/test.sh)."""
 
+from collections.abc import Sequence
 from typing import TypeAlias, final
 
 # pyo3 lists every export in the module's __all__; stubtest checks this copy against it.
 __all__ = [
     "FEETECH_BROADCAST_ID",
+    "SIM_PORT",
     "Calibrator",
     "DamiaoBus",
     "DamiaoSim",
     "DamiaoStreamDecoder",
+    "DeviceInfo",
     "FeetechBus",
     "FeetechSim",
     "FeetechStatus",
     "FrameBatch",
+    "JointInfo",
     "SimRig",
     "StsCanBus",
     "TeleopSession",
@@ -25,6 +29,7 @@ __all__ = [
     "damiao_host_frame",
     "damiao_model_limits",
     "damiao_scan",
+    "device_catalog",
     "device_features",
     "device_types",
     "feetech_baud_from_code",
@@ -44,6 +49,7 @@ __all__ = [
     "feetech_encode_value",
     "feetech_encode_write",
     "feetech_error_names",
+    "is_sim_port",
     "now_ns",
 ]
 
@@ -82,7 +88,7 @@ class FeetechStatus:
     def error(self) -> int: ...
     @property
     def error_names(self) -> list[str]:
-        """Every set error bit by name (input voltage, angle sensor, overheat, ...)."""
+        """Every set error bit by name (input_voltage, angle_sensor, overheat, ...)."""
     @property
     def params(self) -> bytes: ...
 
@@ -358,12 +364,32 @@ class FrameBatch:
 
 @final
 class TeleopSession:
-    """Leader -> follower teleoperation (or replay without a teleop) on a dedicated Rust thread.
+    """Leader -> follower teleoperation, or, without a teleop, replay and policy rollout, on a
+    dedicated Rust thread ticking at `control_hz`.
 
     `robot`/`teleop` are plain dicts: {type, port, sts_port, id, calibration_dir,
     max_relative_target, disable_torque_on_disconnect, control_type, direction_map,
     damiao_kp, damiao_kd, damiao_velocity_limit, motor_norm_mode, sts_motor_norm_mode}.
     `port: "sim"` starts the matching simulator. Every blocking call releases the GIL.
+
+    Without a teleop the goals come from a schedule of timed actions (`send_action`,
+    `send_actions`): the loop interpolates between them at `control_hz` and never waits for
+    the producer; when the schedule runs out it holds the last goal and counts every dataset
+    row period without a fresh action in the telemetry's `late_actions`. A NaN or infinite
+    action is refused: the goal holds, a safety event names the joint, and
+    `max_invalid_actions` of them in a row stop the loop (failure device "actions").
+
+    Motion safety (all 0 = off, the defaults here; the CLI passes its config's values):
+    `start_ramp_time_s`: once the first leader value or scheduled action exists, the goal
+    blends from the follower's pose then to the live target over this time.
+    `end_home_ramp_time_s`: stop() (or a leader loss, or too many invalid actions) first moves
+    the goal to home (0 for every `.pos` action, as the reference) over this time, holds it
+    `end_home_settle_s`, then the follower holds or goes limp (disable_torque_on_disconnect);
+    0 skips the return home. A failing follower bus stops at once. `*_dt_s`: the ramp advances
+    in steps this far apart (the reference's ramp_action); None steps every control tick.
+    `goal_velocity_limit`: largest goal speed (units/s; one number or {joint: number}) of the
+    scheduled goals. `schedule_capacity`: actions the loop holds ahead; more wait on this side
+    and are handed over by `wait_idle` / `next_batch`.
     """
 
     def __new__(
@@ -378,6 +404,14 @@ class TeleopSession:
         batch_rows: int = 256,
         max_consecutive_errors: int | None = None,
         parallel: bool = True,
+        start_ramp_time_s: float = 0.0,
+        start_ramp_dt_s: float | None = None,
+        end_home_ramp_time_s: float = 0.0,
+        end_home_ramp_dt_s: float | None = None,
+        end_home_settle_s: float = 0.0,
+        goal_velocity_limit: float | dict[str, float] | None = None,
+        max_invalid_actions: int = 5,
+        schedule_capacity: int = 4096,
     ) -> TeleopSession: ...
     def connect(self) -> None: ...
     def start(self) -> None: ...
@@ -395,20 +429,49 @@ class TeleopSession:
     def telemetry(self) -> dict[str, object]:
         """The whole run's loop report (published by the loop every 20 ms, exact at episode
         ends and at stop): `ticks`, `overruns`, `rows`, `rows_dropped`, `rows_repeated`,
-        `target_hz`, `achieved_hz`, `duration_s`, `lateness_{p50,p99,p999,max}_us`,
+        `late_actions` (row periods without a fresh scheduled action, plus actions that arrived
+        after their time), `target_hz`, `achieved_hz`, `duration_s`,
+        `lateness_{p50,p99,p999,max}_us`,
         `busy_{p50,p99,max}_us`, `bus_round_us` ({part: {p50_us, p99_us, p999_us, max_us}}),
         `bus_errors` / `bus_retries` ({"<part>.<motor>": count}), `realtime`."""
 
     def episode_telemetry(self) -> dict[str, object]:
         """The same report for the current (or last) episode."""
 
-    def send_action(
-        self, action: dict[str, float] | list[float] | tuple[float, ...], timeout: float = 1.0
-    ) -> None: ...
+    def send_action(self, action: dict[str, float] | Sequence[float]) -> None:
+        """One action (a dict by action name, or values in `action_names` order): the goal
+        reaches it one dataset row period (1/record_fps) after the loop receives it, moving
+        linearly from the goal in force at control_hz. Same as `send_actions([action])`.
+        Never blocks. Only without a teleop (ConfigError otherwise)."""
+
+    def send_actions(self, actions: Sequence[Sequence[float]], start_ns: int | None = None) -> None:
+        """A timed sequence of actions (rows in `action_names` order; a list of lists or a 2-D
+        numpy array), e.g. a policy's action chunk or a whole episode to replay. Row i is due at
+        `start_ns + i / record_fps`, `start_ns` on the loop's clock (`openk._core.now_ns()`,
+        which is `time.monotonic_ns()` on Linux); None: row 0 is due one row period after the
+        loop receives it. The goal is interpolated between rows at control_hz, reaching each
+        row at its time. The sequence replaces whatever was scheduled from its start on (so a
+        new chunk supersedes the rest of the previous one), and the interpolation restarts
+        from the goal in force: nothing jumps. Rows whose time has already passed when the loop
+        receives them are dropped and counted in `late_actions`. Never blocks."""
+
+    @property
+    def pending_actions(self) -> int:
+        """Scheduled actions not yet reached (nor superseded, dropped as late or refused); a
+        policy can compute its next chunk when this runs low."""
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Waits (GIL released) until every scheduled action has been reached, i.e. a replay
+        has played to its end; True when done, False after `timeout` seconds. Raises the
+        loop's failure if it stopped."""
+
     def events(self) -> list[dict[str, object]]: ...
     def failure(self) -> Exception | None: ...
     def simulate_unplug(self, device: str, bus: str = "damiao") -> None: ...
-    def stop(self) -> None: ...
+    def stop(self) -> None:
+        """Stops the loop and closes the ports; returns once the follower reached its stop
+        state (after the return home when end_home_ramp_time_s > 0; Ctrl-C cuts that short)."""
+
     def __enter__(self) -> TeleopSession: ...
     def __exit__(self, *args: object) -> bool: ...
 
@@ -436,6 +499,88 @@ class SimRig:
     @property
     def ports(self) -> dict[str, str]: ...
     def close(self) -> None: ...
+
+# --- device catalogue (the core's device facts) ---
+
+SIM_PORT: str
+
+@final
+class JointInfo:
+    """One joint of a device type, in feature order."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def model(self) -> str:
+        """ "DM4310", "DM6006" or "sts3215"."""
+
+    @property
+    def bus(self) -> str:
+        """ "damiao" (on `port`) or "sts" (on `sts_port` beside DAMIAO motors, else `port`)."""
+
+    @property
+    def motor_id(self) -> int: ...
+    @property
+    def raw_unit(self) -> str:
+        """ "rad" (DAMIAO) or "step" (STS, 4096 per turn)."""
+
+    @property
+    def radians(self) -> bool: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __ne__(self, value: object, /) -> bool: ...
+
+@final
+class DeviceInfo:
+    """A robot or teleoperator type as the core knows it."""
+
+    @property
+    def type_name(self) -> str: ...
+    @property
+    def aliases(self) -> list[str]: ...
+    @property
+    def names(self) -> list[str]:
+        """The canonical name, then the aliases."""
+
+    @property
+    def kind(self) -> str:
+        """ "robot" or "teleop"."""
+
+    @property
+    def joints(self) -> list[JointInfo]: ...
+    @property
+    def radian_joints(self) -> list[str]: ...
+    @property
+    def needs_sts_port(self) -> bool: ...
+    @property
+    def sts_link(self) -> str | None:
+        """ "ttl" or "can"; None without STS servos."""
+
+    @property
+    def config_keys(self) -> list[str]: ...
+    @property
+    def default_id(self) -> str: ...
+    @property
+    def default_control_type(self) -> str: ...
+    @property
+    def default_norm_mode(self) -> str: ...
+    @property
+    def default_sts_norm_mode(self) -> str: ...
+    @property
+    def default_disable_torque_on_disconnect(self) -> bool: ...
+    @property
+    def compliant(self) -> bool: ...
+    @property
+    def observation_names(self) -> list[str]: ...
+    @property
+    def action_names(self) -> list[str]: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __ne__(self, value: object, /) -> bool: ...
+
+def device_catalog() -> list[DeviceInfo]:
+    """Every robot and teleoperator type, robots first."""
+
+def is_sim_port(port: str) -> bool:
+    """`sim` or `sim://...` selects the simulator; anything else names a serial device."""
 
 def device_features(type_name: str, kind: str = "robot") -> dict[str, dict[str, object]]: ...
 def device_types() -> dict[str, list[str]]: ...

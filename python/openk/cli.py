@@ -26,6 +26,7 @@ from openk.config import (
     config_fields,
     parse_config,
 )
+from openk.devices import example
 from openk.errors import OpenKError
 
 DOTTED = {
@@ -101,11 +102,17 @@ def main() -> None:
     """
 
 
+# Example device types, picked from the core's catalogue by what the example shows: a follower
+# with a second (STS) port, a DAMIAO leader, an all-STS leader.
+_FOLLOWER = example("robot", needs_sts_port=True)
+_DAMIAO_LEADER = example("teleop", compliant=True)
+_STS_LEADER = example("teleop", compliant=False, needs_sts_port=False, sts_link="ttl")
+
 RECORD_EXAMPLES = [
     "openk record --config_path=config/record_sim.yaml",
-    "openk record --robot.type=openk-1-alpha_follower --robot.port=/dev/ttyACM1 \\",
+    f"openk record --robot.type={_FOLLOWER} --robot.port=/dev/ttyACM1 \\",
     "    --robot.sts_port=/dev/ttyUSB0 --robot.id=follower \\",
-    "    --teleop.type=openk_leader --teleop.port=/dev/ttyACM0 --teleop.id=leader \\",
+    f"    --teleop.type={_DAMIAO_LEADER} --teleop.port=/dev/ttyACM0 --teleop.id=leader \\",
     "    --dataset.repo_id=<user>/<dataset> --dataset.num_episodes=2 \\",
     '    --dataset.single_task="Describe task" --log_file=logs/openk_record.log',
     "openk record --config_path=config/record_example.yaml \\",
@@ -118,7 +125,7 @@ def _record_impl(args: Sequence[str]) -> None:
 
     def go() -> None:
         cfg = parse_config(RecordConfig, argv)
-        from openk.record import record
+        from openk.commands.record import record
 
         record(cfg, debug=_debug_enabled(debug))
 
@@ -142,7 +149,7 @@ def record_cmd(ctx: click.Context) -> None:
 
 
 ROLLOUT_EXAMPLES = [
-    "openk rollout --robot.type=openk-1-alpha_follower --robot.port=/dev/ttyACM1 \\",
+    f"openk rollout --robot.type={_FOLLOWER} --robot.port=/dev/ttyACM1 \\",
     "    --robot.sts_port=/dev/ttyUSB0 --robot.id=follower \\",
     "    --robot.cameras='{front: {type: opencv, index_or_path: 0}}' \\",
     "    --policy.path=outputs/train/act/checkpoints/last/pretrained_model --duration=60",
@@ -167,7 +174,7 @@ def rollout_cmd(ctx: click.Context) -> None:
 
     def go() -> None:
         cfg = parse_config(RolloutConfig, argv)
-        from openk.policy.rollout import rollout
+        from openk.commands.rollout import rollout
 
         rollout(cfg, debug=_debug_enabled(debug))
 
@@ -181,8 +188,8 @@ def rollout_cmd(ctx: click.Context) -> None:
         TeleoperateConfig,
         [
             "openk teleoperate --config_path=config/teleop_example.yaml",
-            "openk teleoperate --teleop.type=openk-1-sts_leader --teleop.port=sim \\",
-            "    --robot.type=openk-1-alpha_follower --robot.port=sim --teleop_time_s=10",
+            f"openk teleoperate --teleop.type={_STS_LEADER} --teleop.port=sim \\",
+            f"    --robot.type={_FOLLOWER} --robot.port=sim --teleop_time_s=10",
         ],
     ),
 )
@@ -193,7 +200,7 @@ def teleoperate_cmd(ctx: click.Context) -> None:
 
     def go() -> None:
         cfg = parse_config(TeleoperateConfig, argv)
-        from openk.record import teleoperate
+        from openk.commands.teleoperate import teleoperate
 
         teleoperate(cfg, debug=_debug_enabled(debug))
 
@@ -206,7 +213,7 @@ def teleoperate_cmd(ctx: click.Context) -> None:
     epilog=_options_epilog(
         ReplayConfig,
         [
-            "openk replay --robot.type=openk-1-alpha_follower --robot.port=sim \\",
+            f"openk replay --robot.type={_FOLLOWER} --robot.port=sim \\",
             "    --dataset.repo_id=<user>/<dataset> --dataset.root=outputs/datasets/x \\",
             "    --dataset.episode=0",
         ],
@@ -219,7 +226,7 @@ def replay_cmd(ctx: click.Context) -> None:
 
     def go() -> None:
         cfg = parse_config(ReplayConfig, argv)
-        from openk.record import replay
+        from openk.commands.replay import replay
 
         replay(cfg, debug=_debug_enabled(debug))
 
@@ -232,9 +239,9 @@ def replay_cmd(ctx: click.Context) -> None:
     epilog=_options_epilog(
         CalibrateConfig,
         [
-            "openk calibrate --robot.type=openk-1-alpha_follower --robot.port=/dev/ttyACM1 \\",
+            f"openk calibrate --robot.type={_FOLLOWER} --robot.port=/dev/ttyACM1 \\",
             "    --robot.sts_port=/dev/ttyUSB0 --robot.id=follower",
-            "openk calibrate --teleop.type=openk-1-sts_leader --teleop.port=sim --scripted=true",
+            f"openk calibrate --teleop.type={_STS_LEADER} --teleop.port=sim --scripted=true",
         ],
     ),
 )
@@ -245,7 +252,7 @@ def calibrate_cmd(ctx: click.Context) -> None:
 
     def go() -> None:
         cfg = parse_config(CalibrateConfig, argv)
-        from openk.record import calibrate
+        from openk.commands.calibrate import calibrate
 
         calibrate(cfg, debug=_debug_enabled(debug))
 
@@ -335,6 +342,12 @@ def _dataset_location(target: str, root: str | None) -> tuple[str | None, Path]:
     if root:
         return validate_repo_id(target, "ROOT_OR_REPO"), Path(root)
     path = Path(target)
+    if not path.exists():
+        from openk.dataset.edit import finish_interrupted_edit
+
+        did = finish_interrupted_edit(path)  # a crash mid-swap leaves the folder renamed
+        if did:
+            click.echo(did)
     if path.exists():
         return None, path
     try:
@@ -342,7 +355,7 @@ def _dataset_location(target: str, root: str | None) -> tuple[str | None, Path]:
     except ConfigError:
         raise ConfigError(
             f"{target!r} is neither an existing dataset folder nor a repo id <hf_user>/<name>; "
-            "pass the folder that holds meta/info.json"
+            "pass the folder that holds the dataset (meta/, data/, videos/)"
         ) from None
     return target, dataset_root(target, None)
 
@@ -425,6 +438,171 @@ def recover_cmd(root_or_repo: str, root: str | None, discard: bool, debug: bool)
 
         repo_id, path = _dataset_location(root_or_repo, root)
         tools.recover(path, repo_id=repo_id, discard=discard)
+
+    run_guarded(go, debug)
+
+
+def _dataset_path(target: str) -> Path:
+    return _dataset_location(target, None)[1]
+
+
+_OUTPUT_HELP = "Write the result as a new dataset here (default: edit in place, atomically)."
+
+
+@main.group("edit", context_settings={"help_option_names": ["-h", "--help"]})
+def edit_group() -> None:
+    """Delete, trim, split, retask or merge episodes without re-encoding video.
+
+    DATASET is a dataset folder or a repo id under $HF_LEROBOT_HOME. Without --output the
+    dataset is changed in place: the result is built beside it, verified, then swapped in by
+    rename (a crash leaves the old or the new dataset). --dry-run prints what would change.
+
+    \b
+    Examples:
+      openk edit delete outputs/datasets/pick --episodes 3,7
+      openk edit trim outputs/datasets/pick --episode 2 --start 1.5 --end 9
+      openk edit trim outputs/datasets/pick --idle --dry-run
+      openk edit split outputs/datasets/pick --episodes 0-4 --output outputs/datasets/pick_val
+      openk edit retask outputs/datasets/pick --episodes 5 --task "place the cube"
+      openk edit merge outputs/datasets/arm1 outputs/datasets/arm2 --output outputs/datasets/all
+    """
+
+
+def _out(output: str | None) -> Path | None:
+    return Path(output) if output else None
+
+
+@edit_group.command("delete")
+@click.argument("dataset")
+@click.option("--episodes", required=True, help="Episodes to delete: 3,7 or 2-5.")
+@click.option("--output", default=None, help=_OUTPUT_HELP)
+@click.option("--dry-run", is_flag=True, help="Print what would change; write nothing.")
+@click.option("--debug", is_flag=True, hidden=True)
+def edit_delete_cmd(
+    dataset: str, episodes: str, output: str | None, dry_run: bool, debug: bool
+) -> None:
+    """Delete episodes (the rest are renumbered from 0)."""
+    from openk.commands import edit
+
+    run_guarded(
+        lambda: edit.delete(_dataset_path(dataset), episodes, output=_out(output), dry_run=dry_run),
+        debug,
+    )
+
+
+@edit_group.command("trim")
+@click.argument("dataset")
+@click.option("--episode", type=int, default=None, help="The episode to trim.")
+@click.option("--start", type=float, default=None, help="Keep from this time (seconds).")
+@click.option("--end", type=float, default=None, help="Keep up to this time (seconds).")
+@click.option(
+    "--idle", is_flag=True, help="Drop idle frames at the start and end of every episode."
+)
+@click.option(
+    "--idle-threshold",
+    type=float,
+    default=None,
+    help="With --idle: a frame is idle while every action joint stays within this of the "
+    "first/last frame (default: 1%% of the widest joint range; printed).",
+)
+@click.option("--output", default=None, help=_OUTPUT_HELP)
+@click.option("--dry-run", is_flag=True, help="Print what would change; write nothing.")
+@click.option("--debug", is_flag=True, hidden=True)
+def edit_trim_cmd(
+    dataset: str,
+    episode: int | None,
+    start: float | None,
+    end: float | None,
+    idle: bool,
+    idle_threshold: float | None,
+    output: str | None,
+    dry_run: bool,
+    debug: bool,
+) -> None:
+    """Cut frames at the start/end of an episode (or idle frames of every episode)."""
+    from openk.commands import edit
+
+    run_guarded(
+        lambda: edit.trim(
+            _dataset_path(dataset),
+            episode=episode,
+            start=start,
+            end=end,
+            idle=idle,
+            idle_threshold=idle_threshold,
+            output=_out(output),
+            dry_run=dry_run,
+        ),
+        debug,
+    )
+
+
+@edit_group.command("split")
+@click.argument("dataset")
+@click.option("--episodes", required=True, help="Episodes that move to the new dataset.")
+@click.option("--output", required=True, help="The new dataset's folder.")
+@click.option("--dry-run", is_flag=True, help="Print what would change; write nothing.")
+@click.option("--debug", is_flag=True, hidden=True)
+def edit_split_cmd(dataset: str, episodes: str, output: str, dry_run: bool, debug: bool) -> None:
+    """Move episodes out of DATASET into a new dataset at --output."""
+    from openk.commands import edit
+
+    run_guarded(
+        lambda: edit.split(_dataset_path(dataset), episodes, Path(output), dry_run=dry_run),
+        debug,
+    )
+
+
+@edit_group.command("retask")
+@click.argument("dataset")
+@click.option("--episodes", required=True, help="Episodes to relabel: 3,7 or 2-5.")
+@click.option("--task", required=True, help="The new task text.")
+@click.option("--output", default=None, help=_OUTPUT_HELP)
+@click.option("--dry-run", is_flag=True, help="Print what would change; write nothing.")
+@click.option("--debug", is_flag=True, hidden=True)
+def edit_retask_cmd(
+    dataset: str, episodes: str, task: str, output: str | None, dry_run: bool, debug: bool
+) -> None:
+    """Give episodes a new task text."""
+    from openk.commands import edit
+
+    run_guarded(
+        lambda: edit.retask(
+            _dataset_path(dataset), episodes, task, output=_out(output), dry_run=dry_run
+        ),
+        debug,
+    )
+
+
+@edit_group.command("merge")
+@click.argument("datasets", nargs=-1, required=True)
+@click.option("--output", default=None, help="The merged dataset's folder.")
+@click.option(
+    "--repo-id",
+    "--repo_id",
+    "repo_id",
+    default=None,
+    help="Write the merged dataset to $HF_LEROBOT_HOME/<repo id> (instead of --output).",
+)
+@click.option("--dry-run", is_flag=True, help="Print what would change; write nothing.")
+@click.option("--debug", is_flag=True, hidden=True)
+def edit_merge_cmd(
+    datasets: tuple[str, ...], output: str | None, repo_id: str | None, dry_run: bool, debug: bool
+) -> None:
+    """Merge datasets of the same fps, robot type and features into a new one."""
+    from openk.commands import edit
+
+    def go() -> None:
+        from openk.config import dataset_root, validate_repo_id
+
+        if (output is None) == (repo_id is None):
+            raise ConfigError("merge writes a new dataset: give --output DIR or --repo-id ID")
+        target = (
+            Path(output)
+            if output is not None
+            else dataset_root(validate_repo_id(str(repo_id), "--repo-id"), None)
+        )
+        edit.merge([_dataset_path(d) for d in datasets], target, dry_run=dry_run)
 
     run_guarded(go, debug)
 

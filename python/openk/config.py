@@ -20,70 +20,18 @@ from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
+from openk import devices
+from openk.devices import is_sim_port
 from openk.errors import ConfigError, OpenKError
 
 # --- robots and teleoperators ---------------------------------------------------------------
-
-FOLLOWER_TYPES: tuple[str, ...] = (
-    "openk-1-alpha_follower",
-    "openk-1-alpha_follower2",
-    "one-motor-test_follower",
-)
-LEADER_TYPES: tuple[str, ...] = (
-    "openk_leader",
-    "openk-1-alpha_leader",  # the reference project's folder name for openk_leader
-    "openk-1-sts_leader",
-    "one-motor-test_leader",
-)
-
-# Keys each device type accepts, as the reference project's config classes declare them.
-_COMMON_KEYS = frozenset(
-    {
-        "type",
-        "id",
-        "port",
-        "calibration_dir",
-        "calibration_root",
-        "disable_torque_on_disconnect",
-        "motor_norm_mode",
-    }
-)
-DEVICE_KEYS: dict[str, frozenset[str]] = {
-    "openk-1-alpha_follower": _COMMON_KEYS
-    | {"sts_port", "control_type", "sts_motor_norm_mode", "max_relative_target", "cameras"},
-    "openk-1-alpha_follower2": _COMMON_KEYS
-    | {
-        "sts_port",
-        "control_type",
-        "sts_motor_norm_mode",
-        "max_relative_target",
-        "cameras",
-        "damiao_kp",
-        "damiao_kd",
-        "damiao_velocity_limit",
-        "damiao_motors",
-        "sts_motors",
-    },
-    "one-motor-test_follower": _COMMON_KEYS | {"control_type", "max_relative_target", "cameras"},
-    "openk_leader": _COMMON_KEYS | {"control_type"},
-    "openk-1-alpha_leader": _COMMON_KEYS | {"control_type"},
-    "openk-1-sts_leader": _COMMON_KEYS | {"sts_motors"},
-    "one-motor-test_leader": _COMMON_KEYS,
-}
-# Types whose follower needs a second serial port for the STS servos.
-NEEDS_STS_PORT = frozenset({"openk-1-alpha_follower", "openk-1-alpha_follower2"})
+# Device facts (types, aliases, keys, defaults, the simulator-port rule) are the core's: see
+# `openk.devices`, which reads the native catalogue.
 
 CAMERA_TYPES: tuple[str, ...] = ("synthetic", "opencv", "realsense")
 
-SIM_PORT = "sim"
-
 Realtime = Literal["auto", "require", "off"]
 VideoCodec = Literal["libsvtav1", "h264", "libx264", "hevc", "libx265"]
-
-
-def is_sim_port(port: str | None) -> bool:
-    """`sim` or `sim://<anything>` selects a simulated motor bus on a pseudo-terminal."""
-    return port is not None and (port == SIM_PORT or port.startswith("sim://"))
 
 
 def help_meta(text: str) -> dict[str, str]:
@@ -122,7 +70,6 @@ class DeviceConfig:
     calibration_dir: Path | None = field(
         default=None, metadata=help_meta("folder of calibration JSON files")
     )
-    calibration_root: Path | None = None
     disable_torque_on_disconnect: bool | None = None
     control_type: Literal["MIT", "POS_VEL"] | None = None
     motor_norm_mode: str | None = None
@@ -131,8 +78,6 @@ class DeviceConfig:
     damiao_kp: float | dict[str, float] | None = None
     damiao_kd: float | dict[str, float] | None = None
     damiao_velocity_limit: float | dict[str, float] | None = None
-    damiao_motors: list[dict[str, Any]] | None = None
-    sts_motors: list[dict[str, Any]] | None = None
     cameras: dict[str, CameraConfig] = field(
         default_factory=dict, metadata=help_meta("cameras as YAML/JSON {name: {type, ...}}")
     )
@@ -640,24 +585,24 @@ def _overlay(tree: dict[str, Any], dotted: str, value: CliValue) -> None:
     node[parts[-1]] = value
 
 
-def _check_device(
-    dev: DeviceConfig | None, role: str, valid_types: Sequence[str], ctx: _Context, raw: Any
-) -> None:
+def _check_device(dev: DeviceConfig | None, role: devices.Role, ctx: _Context, raw: Any) -> None:
     if dev is None:
         return
+    valid_types = devices.type_names(role)
     if dev.type is None:
         raise ConfigError(f"missing --{role}.type; add --{role}.type=<{'|'.join(valid_types)}>")
-    if dev.type not in valid_types:
+    info = devices.find(dev.type, role)
+    if info is None:
         close = difflib.get_close_matches(dev.type, list(valid_types), n=1, cutoff=0.6)
         hint = f"did you mean {close[0]}? " if close else ""
-        other_role = "teleop" if role == "robot" else "robot"
-        if dev.type in (LEADER_TYPES if role == "robot" else FOLLOWER_TYPES):
-            hint = f"{dev.type} is a {other_role} type, pass it as --{other_role}.type; "
+        other = devices.find(dev.type)
+        if other is not None:
+            hint = f"{dev.type} is a {other.kind} type, pass it as --{other.kind}.type; "
         raise ConfigError(
             f"unknown {role} type {dev.type!r} ({ctx.name(role + '.type')}); {hint}"
             f"valid types: {', '.join(valid_types)}"
         )
-    allowed = DEVICE_KEYS[dev.type]
+    allowed = info.config_keys
     if isinstance(raw, Mapping):
         for key in raw:
             if key not in allowed:
@@ -668,7 +613,7 @@ def _check_device(
             f"missing --{role}.port; add --{role}.port=<serial port> (see `openk find-port`) "
             f"or --{role}.port=sim"
         )
-    if dev.type in NEEDS_STS_PORT and not dev.sts_port:
+    if info.needs_sts_port and not dev.sts_port:
         if is_sim_port(dev.port):
             dev.sts_port = dev.port
         else:
@@ -683,7 +628,7 @@ def _check_device(
                 f"valid types: {', '.join(CAMERA_TYPES)}"
             )
     if dev.id is None:
-        dev.id = "follower" if role == "robot" else "leader"
+        dev.id = info.default_id
 
 
 def validate_repo_id(repo_id: str, flag: str = "--dataset.repo_id") -> str:
@@ -743,7 +688,7 @@ def _check_eval_name(repo_id: str, policy: PolicyConfig | None) -> None:
 
 
 def _validate_rollout(cfg: RolloutConfig, raw: dict[str, Any], ctx: _Context) -> None:
-    _check_device(cfg.robot, "robot", FOLLOWER_TYPES, ctx, raw.get("robot"))
+    _check_device(cfg.robot, "robot", ctx, raw.get("robot"))
     _check_policy(cfg.policy)
     kind = cfg.strategy.type
     if kind in ("sentry", "highlight", "dagger"):
@@ -803,7 +748,7 @@ def _validate_rollout(cfg: RolloutConfig, raw: dict[str, Any], ctx: _Context) ->
 
 def _validate(cfg: Any, raw: dict[str, Any], ctx: _Context) -> None:
     if isinstance(cfg, RecordConfig):
-        _check_device(cfg.robot, "robot", FOLLOWER_TYPES, ctx, raw.get("robot"))
+        _check_device(cfg.robot, "robot", ctx, raw.get("robot"))
         if cfg.policy is not None:
             _check_policy(cfg.policy)
             if "teleop" not in raw:
@@ -814,7 +759,7 @@ def _validate(cfg: Any, raw: dict[str, Any], ctx: _Context) -> None:
                     "cannot hand it over to a leader arm yet; remove the --teleop.* options "
                     "(the arm holds its pose between episodes)"
                 )
-        _check_device(cfg.teleop, "teleop", LEADER_TYPES, ctx, raw.get("teleop"))
+        _check_device(cfg.teleop, "teleop", ctx, raw.get("teleop"))
         ds = cfg.dataset
         if not ds.repo_id:
             raise ConfigError(
@@ -838,13 +783,13 @@ def _validate(cfg: Any, raw: dict[str, Any], ctx: _Context) -> None:
     elif isinstance(cfg, RolloutConfig):
         _validate_rollout(cfg, raw, ctx)
     elif isinstance(cfg, TeleoperateConfig):
-        _check_device(cfg.robot, "robot", FOLLOWER_TYPES, ctx, raw.get("robot"))
-        _check_device(cfg.teleop, "teleop", LEADER_TYPES, ctx, raw.get("teleop"))
+        _check_device(cfg.robot, "robot", ctx, raw.get("robot"))
+        _check_device(cfg.teleop, "teleop", ctx, raw.get("teleop"))
         _check_positive(cfg.fps, "fps", ctx)
         if cfg.teleop_time_s is not None:
             _check_positive(cfg.teleop_time_s, "teleop_time_s", ctx)
     elif isinstance(cfg, ReplayConfig):
-        _check_device(cfg.robot, "robot", FOLLOWER_TYPES, ctx, raw.get("robot"))
+        _check_device(cfg.robot, "robot", ctx, raw.get("robot"))
         if not cfg.dataset.repo_id:
             raise ConfigError(
                 "missing --dataset.repo_id; add --dataset.repo_id=<hf_user>/<dataset_name>"
@@ -859,8 +804,8 @@ def _validate(cfg: Any, raw: dict[str, Any], ctx: _Context) -> None:
                 "calibrate one device: give either --robot.type/--robot.port or "
                 "--teleop.type/--teleop.port, not both"
             )
-        _check_device(cfg.robot, "robot", FOLLOWER_TYPES, ctx, raw.get("robot"))
-        _check_device(cfg.teleop, "teleop", LEADER_TYPES, ctx, raw.get("teleop"))
+        _check_device(cfg.robot, "robot", ctx, raw.get("robot"))
+        _check_device(cfg.teleop, "teleop", ctx, raw.get("teleop"))
     _check_loop(cfg, ctx)
 
 

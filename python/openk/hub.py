@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from openk.dataset.meta import INFO_PATH, read_info
 from openk.errors import DatasetError, HubError, RepoIdError
 from openk.repo_id import validate_repo_id
 
@@ -110,23 +111,6 @@ def files_to_upload(root: Path) -> list[str]:
     return chosen
 
 
-def read_info(root: Path) -> dict[str, Any]:
-    """The dataset's meta/info.json, or DatasetError naming what is wrong."""
-    info_path = Path(root) / "meta" / "info.json"
-    try:
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DatasetError(
-            f"{info_path} does not exist: {root} is not a LeRobot dataset root "
-            "(pass the folder that contains meta/, data/ and videos/)"
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{info_path} is unreadable ({exc}); run `openk verify {root}`") from exc
-    if not isinstance(info, dict):
-        raise DatasetError(f"{info_path} is not a JSON object; run `openk verify {root}`")
-    return info
-
-
 def dataset_card(
     info: dict[str, Any],
     repo_id: str,
@@ -160,7 +144,7 @@ def dataset_card(
         + "\n\nLoad it with lerobot:\n\n```python\n"
         "from lerobot.datasets.lerobot_dataset import LeRobotDataset\n\n"
         f'dataset = LeRobotDataset("{repo_id}")\n```\n\n'
-        "## meta/info.json\n\n```json\n" + json.dumps(info, indent=2) + "\n```\n"
+        f"## {INFO_PATH}\n\n```json\n" + json.dumps(info, indent=2) + "\n```\n"
     )
     return "---\n" + yaml.safe_dump(front, sort_keys=False) + "---\n\n" + body
 
@@ -258,7 +242,7 @@ def push_dataset(
     version = str(info.get("codebase_version") or "")
     if tag_version and not _VERSION_TAG.fullmatch(version):
         raise DatasetError(
-            f"{root}/meta/info.json has codebase_version {version!r}, not like 'v3.0'; "
+            f"{root}/{INFO_PATH} has codebase_version {version!r}, not like 'v3.0'; "
             f"run `openk verify {root}`"
         )
     if (root / PENDING_COMMIT_LOG).exists():

@@ -293,8 +293,13 @@ def _dataset_module() -> Any:
 
 def verify(root: Path, echo: Callable[[str], None] = click.echo) -> None:
     ds = _dataset_module()
-    if not (root / "meta" / "info.json").is_file():
-        raise DatasetError(f"no dataset at {root} (meta/info.json missing); check the path")
+    from openk.dataset.edit import finish_interrupted_edit
+
+    did = finish_interrupted_edit(root)
+    if did:
+        echo(did)
+    if not ds.meta.has_dataset(root):
+        raise DatasetError(f"no dataset at {root} ({ds.meta.INFO_PATH} missing); check the path")
     report = ds.verify(root)
     if report.ok:
         echo(str(report))
@@ -332,8 +337,13 @@ def recover(
     echo: Callable[[str], None] = click.echo,
 ) -> None:
     ds = _dataset_module()
-    if not (root / "meta" / "info.json").is_file():
-        raise DatasetError(f"no dataset at {root} (meta/info.json missing); check the path")
+    from openk.dataset.edit import finish_interrupted_edit
+
+    did = finish_interrupted_edit(root)
+    if did:
+        echo(did)
+    if not ds.meta.has_dataset(root):
+        raise DatasetError(f"no dataset at {root} ({ds.meta.INFO_PATH} missing); check the path")
     pending = ds.pending_journal(root)
     if not pending:
         echo(f"{root}: no interrupted episode to recover")

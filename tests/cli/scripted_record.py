@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fakes import ScriptedSession
 
 import openk.cli as cli
-import openk.record as rec
+import openk.commands.record as rec
 from openk.config import RecordConfig, parse_config
 
 

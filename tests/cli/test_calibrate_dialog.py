@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from openk import _core
-from openk.record import MIN_SWEEP_DEG, radian_joints, unswept_joints
+from openk.commands.calibrate import MIN_SWEEP_DEG, radian_joints, unswept_joints
 from openk.terminal import LiveBlock
 
 from ..helpers import wait_until

@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
-import openk.record as rec
+import openk.commands.record as rec
 from openk.config import RecordConfig, parse_config
+from openk.errors import ConfigError, DatasetError, PortError
+from openk.session import Events
 from openk.terminal import Key, StatusLine
 
 from .fakes import RecordingWriter, ScriptedSession
@@ -40,7 +42,7 @@ def _run(
     tmp_path: Path, keys: dict[tuple[int, int], Any], *extra: str
 ) -> tuple[rec.RecordResult, ScriptedSession, RecordingWriter, str]:
     cfg = _cfg(tmp_path, *extra)
-    events = rec.Events()
+    events = Events()
     session = ScriptedSession(on_key=events.on_key, keys=keys)
     writer = RecordingWriter()
     out = io.StringIO()
@@ -112,14 +114,14 @@ def test_status_lines_show_the_loop_figures(tmp_path: Path) -> None:
 
 def test_resume_without_a_dataset_says_so(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path, "--resume=true")
-    with pytest.raises(rec.DatasetError, match="no dataset at"):
+    with pytest.raises(DatasetError, match="no dataset at"):
         rec.record(cfg, session_factory=lambda c: ScriptedSession())
 
 
 def test_now_in_root_makes_a_fresh_folder_and_refuses_resume() -> None:
     root = rec.resolve_root(Path("out/ds_{now}"), False, 0.0)
     assert root is not None and "{now}" not in str(root) and str(root).startswith("out/ds_")
-    with pytest.raises(rec.ConfigError, match="resume"):
+    with pytest.raises(ConfigError, match="resume"):
         rec.resolve_root(Path("out/ds_{now}"), True, 0.0)
 
 
@@ -138,7 +140,7 @@ def test_a_camera_that_cannot_start_leaves_no_dataset_behind(tmp_path: Path) -> 
 
     class Unplugged:
         def start(self, on_frame: Any) -> None:
-            raise rec.PortError("camera 'front': cannot open '/dev/video99'")
+            raise PortError("camera 'front': cannot open '/dev/video99'")
 
         def stop(self) -> None:
             pass
@@ -148,7 +150,7 @@ def test_a_camera_that_cannot_start_leaves_no_dataset_behind(tmp_path: Path) -> 
         "--robot.cameras={front: {type: opencv, index_or_path: /dev/video99}}",
         "--dataset.num_episodes=1",
     )
-    with pytest.raises(rec.PortError, match="video99"):
+    with pytest.raises(PortError, match="video99"):
         rec.record(
             cfg,
             session_factory=lambda c: ScriptedSession(),

@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import openk.record as rec
+import openk.commands.record as rec
 from openk.config import RecordConfig, parse_config
+from openk.session import Events
 from openk.terminal import Key, StatusLine
 
 from .conftest import REPO_ROOT, WRITE_TOKEN, FakeHub, _env, hub_env, one_line_error
@@ -46,7 +47,7 @@ def recorded_dataset(tmp_path: Path) -> Path:
             f"--log_file={tmp_path / 'rec.log'}",
         ],
     )
-    events = rec.Events()
+    events = Events()
     keys: dict[tuple[int, int], Any] = {(1, 9): Key.RIGHT, (2, 6): Key.RIGHT}
     rec.record(
         cfg,

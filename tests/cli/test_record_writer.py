@@ -11,8 +11,11 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-import openk.record as rec
+import openk.commands.record as rec
+from openk.commands.replay import replay
 from openk.config import RecordConfig, ReplayConfig, parse_config
+from openk.errors import DatasetError
+from openk.session import Events
 from openk.terminal import Key, StatusLine
 
 from .fakes import ACTION, ScriptedSession
@@ -38,7 +41,7 @@ def _record(tmp_path: Path, keys: dict[tuple[int, int], Any], *extra: str) -> re
             *extra,
         ],
     )
-    events = rec.Events()
+    events = Events()
     session = ScriptedSession(on_key=events.on_key, keys=dict(keys), paced=True)
     return rec.record(
         cfg,
@@ -67,7 +70,7 @@ def test_resume_with_another_fps_is_refused_and_nothing_is_lost(tmp_path: Path) 
     _record(tmp_path, {(1, 6): Key.RIGHT}, "--dataset.num_episodes=1")
     try:
         _record(tmp_path, {}, "--resume=true", "--dataset.fps=15")
-    except rec.DatasetError as err:
+    except DatasetError as err:
         assert "fps" in str(err)
     else:
         raise AssertionError("resume with another fps must fail")
@@ -103,7 +106,7 @@ def test_replay_sends_the_recorded_actions_in_order(tmp_path: Path) -> None:
             f"--log_file={tmp_path / 'replay.log'}",
         ],
     )
-    result = rec.replay(cfg, session_factory=lambda c: follower, ui=StatusLine(io.StringIO()))
+    result = replay(cfg, session_factory=lambda c: follower, ui=StatusLine(io.StringIO()))
     assert (result.sent, result.total) == (9, 9) and follower.closed
     # ScriptedSession's action i of an episode is [i, 0.5].
     assert follower.sent == [[float(i), 0.5] for i in range(9)]
@@ -123,8 +126,8 @@ def test_replay_of_a_missing_episode_names_the_range(tmp_path: Path) -> None:
         ],
     )
     try:
-        rec.replay(cfg, session_factory=lambda c: _Follower())
-    except rec.DatasetError as err:
+        replay(cfg, session_factory=lambda c: _Follower())
+    except DatasetError as err:
         assert "has episodes 0..0" in str(err)
     else:
         raise AssertionError("replaying a missing episode must fail")

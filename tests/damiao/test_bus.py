@@ -70,7 +70,7 @@ def test_device_fault_is_a_motor_error_naming_motor_and_state(
     bus.enable()
     bus.mit([HOLD] * 5)
     sim.inject_fault("shoulder_roll", "over_current")
-    with pytest.raises(MotorError, match=r"shoulder_roll.*over-current") as err:
+    with pytest.raises(MotorError, match=r"shoulder_roll.*over_current") as err:
         bus.mit([HOLD] * 5)
     assert "clear the error" in str(err.value)
     fb = bus.last_feedback("shoulder_roll")

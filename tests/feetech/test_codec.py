@@ -37,7 +37,7 @@ def test_decoder_keeps_every_error_bit_and_resyncs(vectors_dir: Path) -> None:
     v = vectors(vectors_dir)
     multi = bytes.fromhex(v["ft_read_error_multi"]["inputs"]["servo_replies_hex"][0])
     (status,) = _core.feetech_decode_status(multi)
-    assert status.error_names == ["input voltage", "overheat", "overload"]
+    assert status.error_names == ["input_voltage", "overheat", "overload"]
     garbage = bytes.fromhex(v["ft_read_leading_garbage"]["inputs"]["servo_replies_hex"][0])
     (status,) = _core.feetech_decode_status(garbage)
     assert (status.id, int.from_bytes(status.params, "little")) == (3, 4095)

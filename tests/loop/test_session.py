@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -181,6 +182,45 @@ def test_follower_tracks_the_moving_leader(make_session: Callable[..., Any]) -> 
     late = list(zip(actions, states, strict=True))[len(actions) // 2 :]
     err = sum(abs(a[0] - st[0]) for a, st in late) / len(late)
     assert err < spread, (err, spread)
+
+
+@pytest.mark.parametrize("control_type", ["POS_VEL", "MIT"])
+def test_simulated_follower_reports_real_looking_velocity_and_torque(
+    make_session: Callable[..., Any], control_type: str
+) -> None:
+    robot = {
+        "type": "openk-1-alpha_follower",
+        "port": "sim",
+        "sts_port": "sim",
+        "id": "follower",
+        "control_type": control_type,
+    }
+    s = make_session(robot, dict(STS_LEADER), control_hz=200.0, record_fps=30.0)
+    s.start()
+    table, _ = record(s, 3.0)
+    names = s.observation_names
+    t = np.asarray(table.column("capture_time_ns").to_pylist(), dtype=np.float64) / 1e9
+    state = np.asarray(table.column("observation.state").to_pylist(), dtype=np.float64)
+    action = np.asarray(table.column("action").to_pylist(), dtype=np.float64)
+    # Rows a late tick repeated carry no new measurement: compare measured rows only.
+    fresh = np.concatenate(([True], np.diff(t) > 0))
+    t, state = t[fresh], state[fresh]
+    joints = [n.removesuffix(".vel") for n in names if n.endswith(".vel")]
+    assert len(joints) == 5, names
+    for j in joints:
+        pos, vel = state[:, names.index(f"{j}.pos")], state[:, names.index(f"{j}.vel")]
+        tor = state[:, names.index(f"{j}.tor")]
+        # .pos is normalised (-100..100 over the calibrated range), .vel in rad/s: the
+        # correlation does not care about the scale.
+        slope = (pos[2:] - pos[:-2]) / (t[2:] - t[:-2])
+        r = float(np.corrcoef(vel[1:-1], slope)[0, 1])
+        assert len(np.unique(vel)) >= 10, (j, np.unique(vel))
+        assert r > 0.5, (j, r)
+        # Smooth motion needs a fraction of the smallest TMAX (10 N·m), never the limit.
+        assert np.abs(tor).max() < 2.5, (j, tor.min(), tor.max())
+        assert len(np.unique(tor)) >= 10, (j, np.unique(tor))
+    # The simulated hand moves the leader's joints each their own way: never all at zero.
+    assert not np.any(np.all(action == 0.0, axis=1))
 
 
 def test_max_relative_target_limits_each_step(make_session: Callable[..., Any]) -> None:

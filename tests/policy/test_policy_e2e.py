@@ -189,3 +189,26 @@ def test_rollout_base_runs_the_policy_for_its_duration_and_records_nothing(
     assert actions >= 30, proc.stdout
     assert "for 2 s" in proc.stdout
     assert not (tmp_path / "lerobot_home").exists()
+
+
+def test_rollout_episodic_records_a_rollout_dataset(
+    trained_policy: Path, run_openk_oracle: RunIn, tmp_path: Path
+) -> None:
+    root = tmp_path / "rollout_ds"
+    flags = [f for f in sim_record_flags(root, tmp_path / "calibration") if "single_task" not in f]
+    proc = run_openk_oracle(
+        "rollout",
+        *flags,
+        "--strategy.type=episodic",
+        f"--policy.path={trained_policy}",
+        "--dataset.repo_id=tester/rollout_policy",
+        f"--task={TASK}",
+        "--dataset.num_episodes=1",
+        "--dataset.episode_time_s=2",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"dataset: {root} (1 episodes, 1 new)" in proc.stdout
+    actions, _p50, _p99, _late = policy_stats(proc)
+    assert actions >= 30, proc.stdout
+    info = json.loads((root / "meta" / "info.json").read_text())
+    assert info["total_frames"] >= 50 and "observation.images.front" in info["features"]

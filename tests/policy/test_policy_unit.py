@@ -260,13 +260,20 @@ def wait_for(predicate: Any, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-def make_runner(predict: Any, loop: FakeLoop, fps: float = 50) -> Any:
+def make_runner(
+    predict: Any, loop: FakeLoop, fps: float = 50, observe: Any = None, names: Any = ("a", "b")
+) -> Any:
     from openk.policy.runner import PolicyRunner
 
     resets: list[int] = []
     obs = {"observation.state": np.zeros(2, dtype=np.float32)}
     runner = PolicyRunner(
-        predict, lambda: resets.append(1), lambda: obs, loop.send, fps=fps, action_names=["a", "b"]
+        predict,
+        lambda: resets.append(1),
+        observe or (lambda: obs),
+        loop.send,
+        fps=fps,
+        action_names=list(names),
     )
     runner.resets = resets  # type: ignore[attr-defined]
     return runner
@@ -371,3 +378,89 @@ def test_a_crashing_policy_surfaces_as_a_policy_error_from_the_pump() -> None:
     assert "policy_late_actions" in session.telemetry()
     session.close()
     assert inner.closed
+
+
+def test_a_nan_mid_episode_ends_it_like_esc_and_keeps_its_rows(tmp_path: Path) -> None:
+    """record() with a policy session: the NaN stops the policy, the loop (fake) keeps going,
+    the episode so far is saved, then the command fails naming the joint."""
+    import io
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
+    from fakes import RecordingWriter, ScriptedSession  # type: ignore[import-not-found]
+
+    import openk.commands.record as rec
+    from openk.policy.runner import ObservationTap, PolicySession
+    from openk.terminal import StatusLine
+
+    calls = []
+
+    def predict(obs: Any) -> np.ndarray:
+        calls.append(obs["observation.state"].copy())
+        value = np.nan if len(calls) > 5 else 0.1 * len(calls)
+        return np.array([0.0, value], dtype=np.float32)
+
+    loop = FakeLoop()
+    inner = ScriptedSession(rows_per_read=1, paced=True)
+    tap = ObservationTap([])
+    runner = make_runner(
+        predict, loop, fps=30, observe=tap.observe, names=("shoulder_pan.pos", "grip.pos")
+    )
+    session = PolicySession(inner, runner, tap)
+    cfg = parse_config(
+        RecordConfig,
+        [
+            *SIM,
+            "--policy.path=ckpt",
+            "--dataset.repo_id=me/eval_ds",
+            "--dataset.single_task=t",
+            f"--dataset.root={tmp_path / 'ds'}",
+            "--dataset.push_to_hub=false",
+            "--dataset.episode_time_s=3600",
+            "--dataset.num_episodes=3",
+            f"--log_file={tmp_path / 'rec.log'}",
+        ],
+    )
+    writer = RecordingWriter()
+    original = rec._open_writer
+    rec._open_writer = lambda *a: writer  # type: ignore[assignment]
+    out = io.StringIO()
+    try:
+        with pytest.raises(PolicyError) as err:
+            rec.record(
+                cfg,
+                session_factory=lambda c: session,
+                ui=StatusLine(out, tty=False, plain_interval_s=0),
+            )
+    finally:
+        rec._open_writer = original  # type: ignore[assignment]
+    assert "non-finite action for grip.pos" in str(err.value)
+    assert "the episodes recorded so far are kept" in str(err.value)
+    assert len(writer.saved) == 1 and len(writer.saved[0]) >= 5  # the partial episode
+    assert inner.closed and writer.closed
+    assert len(loop.sent) == 5  # nothing after the NaN
+    # The policy saw the loop's newest state rows, in order.
+    seen = [float(c[0]) for c in calls]
+    assert seen == sorted(seen)
+
+
+def test_without_lerobot_the_install_command_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+    import sys
+
+    from openk.policy import require_lerobot
+
+    monkeypatch.setattr(sys, "version_info", (3, 11, 7))
+    with pytest.raises(ConfigError, match=r"needs Python ≥ 3\.12 .*pip install 'openk\[policy\]'"):
+        require_lerobot()
+    monkeypatch.setattr(sys, "version_info", (3, 12, 1))
+    real_import = builtins.__import__
+
+    def no_lerobot(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "lerobot":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_lerobot)
+    with pytest.raises(ConfigError, match=r"needs lerobot 0\.6\.1 with torch; pip install"):
+        require_lerobot()

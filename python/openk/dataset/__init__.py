@@ -6,7 +6,7 @@ Recording (the recorder calls these; cameras and rows may come from different th
     from openk.dataset import DatasetWriter, VideoConfig, features_from_arrow_schema
 
     features = features_from_arrow_schema(batch.schema, cameras={"front": (480, 640)})
-    writer = DatasetWriter.create("alice/pick", 30, features, robot_type="openk-1-alpha_follower",
+    writer = DatasetWriter.create("alice/pick", 30, features, robot_type=cfg.robot.type,
                                   single_task="pick the cube", video=VideoConfig())
     capture = CaptureThread(OpenCVCamera("front", 0), writer.add_camera_frame).start()
     writer.start_episode()

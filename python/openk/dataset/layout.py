@@ -1,4 +1,7 @@
-"""Paths, names and atomic file replacement for the LeRobot v3.0 layout."""
+"""Where datasets live and how their files are replaced atomically (temp + fsync + rename).
+
+The LeRobot metadata itself (paths, info, tasks, episodes, stats) is `openk.dataset.meta`.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +13,6 @@ from typing import Any
 
 from openk.repo_id import validate_repo_id
 
-CODEBASE_VERSION = "v3.0"
-DEFAULT_CHUNKS_SIZE = 1000
-DEFAULT_DATA_FILE_SIZE_IN_MB = 100
-DEFAULT_VIDEO_FILE_SIZE_IN_MB = 200
-DATA_PATH_TEMPLATE = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
-VIDEO_PATH_TEMPLATE = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
-EPISODES_PATH_TEMPLATE = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
-INFO_PATH = "meta/info.json"
-STATS_PATH = "meta/stats.json"
-TASKS_PATH = "meta/tasks.parquet"
 # Our private state (journal, commit log). push must skip it, like lerobot skips images/.
 OPENK_DIR = ".openk"
 TEMP_SUFFIX = ".openk-tmp"
@@ -36,26 +29,6 @@ def lerobot_home() -> Path:
 
 def default_root(repo_id: str) -> Path:
     return lerobot_home() / validate_repo_id(repo_id)
-
-
-def data_file(chunk: int, file: int) -> str:
-    return DATA_PATH_TEMPLATE.format(chunk_index=chunk, file_index=file)
-
-
-def video_file(key: str, chunk: int, file: int) -> str:
-    return VIDEO_PATH_TEMPLATE.format(video_key=key, chunk_index=chunk, file_index=file)
-
-
-def episodes_file(chunk: int, file: int) -> str:
-    return EPISODES_PATH_TEMPLATE.format(chunk_index=chunk, file_index=file)
-
-
-def next_file_index(chunk: int, file: int, chunks_size: int) -> tuple[int, int]:
-    """lerobot's numbering: file_index counts up to chunks_size-1, then a new chunk starts."""
-    file += 1
-    if file >= chunks_size:
-        return chunk + 1, 0
-    return chunk, file
 
 
 def temp_path_for(final: Path) -> Path:

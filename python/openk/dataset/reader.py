@@ -6,7 +6,6 @@ reading an episode costs one small parquet read, not a pass over the dataset.
 
 from __future__ import annotations
 
-import json
 import os
 from functools import cached_property
 from pathlib import Path
@@ -16,8 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from openk.dataset import layout
-from openk.dataset.stats import Stats, from_jsonable
+from openk.dataset import layout, meta
+from openk.dataset.stats import Stats
 from openk.errors import DatasetError
 
 Format = Literal["numpy", "arrow", "pandas"]
@@ -33,11 +32,11 @@ def open_dataset(
     """Open a dataset directory, or a repo id (local `$HF_LEROBOT_HOME/<repo_id>` first, else a
     Hub snapshot via huggingface_hub)."""
     path = Path(source).expanduser()
-    if root is None and (path / layout.INFO_PATH).exists():
+    if root is None and meta.info_path(path).exists():
         return DatasetReader(path)
     repo_id = layout.validate_repo_id(str(source))
     local = Path(root).expanduser() if root is not None else layout.default_root(repo_id)
-    if (local / layout.INFO_PATH).exists():
+    if meta.info_path(local).exists():
         return DatasetReader(local, repo_id=repo_id)
     try:
         from huggingface_hub import snapshot_download
@@ -63,11 +62,12 @@ class DatasetReader:
     def __init__(self, root: str | os.PathLike[str], *, repo_id: str | None = None) -> None:
         self.root = Path(root)
         self.repo_id = repo_id
-        info_path = self.root / layout.INFO_PATH
         try:
-            self.info: dict[str, Any] = json.loads(info_path.read_text())
+            self.info: dict[str, Any] = meta.load_info(self.root)
         except (OSError, ValueError) as exc:
-            raise DatasetError(f"{info_path} is missing or not valid JSON: {exc}") from exc
+            raise DatasetError(
+                f"{meta.info_path(self.root)} is missing or not valid JSON: {exc}"
+            ) from exc
         self.fps = int(self.info["fps"])
         self.features: dict[str, dict[str, Any]] = self.info["features"]
 
@@ -82,21 +82,12 @@ class DatasetReader:
 
     @cached_property
     def tasks(self) -> list[str]:
-        table = pq.read_table(self.root / layout.TASKS_PATH).sort_by("task_index")
-        return [str(t) for t in table.column("task").to_pylist()]
+        return meta.task_texts(self.root)
 
     @cached_property
     def episodes(self) -> pa.Table:
         """One row per episode (without the per-episode stats columns), in episode order."""
-        files = sorted((self.root / "meta" / "episodes").glob("*/*.parquet"))
-        if not files:
-            return pa.table({"episode_index": pa.array([], pa.int64())})
-        tables = []
-        for f in files:
-            schema = pq.read_schema(f)
-            cols = [n for n in schema.names if not n.startswith("stats/")]
-            tables.append(pq.read_table(f, columns=cols))
-        return pa.concat_tables(tables, promote_options="default").sort_by("episode_index")
+        return meta.read_episodes(self.root)
 
     def list_episodes(self) -> list[dict[str, Any]]:
         """[{episode_index, length, tasks, duration_s}] for every episode."""
@@ -118,10 +109,7 @@ class DatasetReader:
 
     @cached_property
     def stats(self) -> dict[str, Stats]:
-        path = self.root / layout.STATS_PATH
-        if not path.exists():
-            return {}
-        return from_jsonable(json.loads(path.read_text()))
+        return meta.read_stats(self.root)
 
     def joint_names(self, feature: str) -> list[str]:
         names = self.features[feature].get("names")
@@ -143,8 +131,8 @@ class DatasetReader:
     def episode_table(self, episode_index: int, columns: list[str] | None = None) -> pa.Table:
         """The episode's data rows as a pyarrow Table (pyarrow filter on `episode_index`)."""
         row = self._episode_row(episode_index)
-        path = self.root / str(self.info.get("data_path") or layout.DATA_PATH_TEMPLATE).format(
-            chunk_index=row["data/chunk_index"], file_index=row["data/file_index"]
+        path = meta.data_path_of(
+            self.root, self.info, row["data/chunk_index"], row["data/file_index"]
         )
         return pq.read_table(path, columns=columns, filters=[("episode_index", "=", episode_index)])
 
@@ -196,10 +184,12 @@ class DatasetReader:
             return np.stack([decode_png(v["bytes"]) for v in col])
         from openk.dataset.video import decode_frames
 
-        path = self.root / str(self.info.get("video_path") or layout.VIDEO_PATH_TEMPLATE).format(
-            video_key=key,
-            chunk_index=row[f"videos/{key}/chunk_index"],
-            file_index=row[f"videos/{key}/file_index"],
+        path = meta.video_path_of(
+            self.root,
+            self.info,
+            key,
+            row[f"videos/{key}/chunk_index"],
+            row[f"videos/{key}/file_index"],
         )
         return decode_frames(
             path, float(row[f"videos/{key}/from_timestamp"]), int(row["length"]), self.fps

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from openk.dataset import layout
+from openk.dataset import layout, meta
 from openk.dataset.features import STAT_NAMES
 from openk.dataset.journal import JOURNAL_DIR, list_journal
 
@@ -53,12 +53,11 @@ def verify(root: str | os.PathLike[str], *, check_videos: bool = True) -> Verify
 
 def _verify(report: VerifyReport, root: Path, check_videos: bool) -> None:
     problems = report.problems
-    info_path = root / layout.INFO_PATH
-    if not info_path.exists():
-        problems.append("meta/info.json is missing: this is not a LeRobot v3.0 dataset")
+    if not meta.info_path(root).exists():
+        problems.append(f"{meta.INFO_PATH} is missing: this is not a LeRobot v3.0 dataset")
         return
-    info = json.loads(info_path.read_text())
-    if info.get("codebase_version") != layout.CODEBASE_VERSION:
+    info = meta.load_info(root)
+    if info.get("codebase_version") != meta.CODEBASE_VERSION:
         problems.append(f"codebase_version is {info.get('codebase_version')!r}, expected 'v3.0'")
     fps = int(info["fps"])
     features: dict[str, dict[str, Any]] = info["features"]
@@ -71,33 +70,30 @@ def _verify(report: VerifyReport, root: Path, check_videos: bool) -> None:
     _check_leftovers(report, root)
 
     # ---- tasks
-    tasks_path = root / layout.TASKS_PATH
+    tasks_path = meta.tasks_path(root)
     n_tasks = 0
     if tasks_path.exists():
         tasks = pq.read_table(tasks_path)
         n_tasks = tasks.num_rows
-        meta = json.loads((tasks.schema.metadata or {}).get(b"pandas", b"{}"))
-        if meta.get("index_columns") != ["task"]:
+        pandas = json.loads((tasks.schema.metadata or {}).get(b"pandas", b"{}"))
+        if pandas.get("index_columns") != ["task"]:
             problems.append(
-                "meta/tasks.parquet lacks the pandas index metadata: lerobot would return the "
+                f"{meta.TASKS_PATH} lacks the pandas index metadata: lerobot would return the "
                 "task number instead of the task text"
             )
         if tasks.column("task_index").to_pylist() != list(range(n_tasks)):
-            problems.append("meta/tasks.parquet task_index is not 0..T-1 in order")
+            problems.append(f"{meta.TASKS_PATH} task_index is not 0..T-1 in order")
     elif total_episodes:
-        problems.append("meta/tasks.parquet is missing")
+        problems.append(f"{meta.TASKS_PATH} is missing")
     if n_tasks != total_tasks:
         problems.append(f"info.json says {total_tasks} tasks but tasks.parquet has {n_tasks}")
     report.checked.append("tasks")
 
     # ---- episodes metadata
-    ep_files = sorted((root / "meta" / "episodes").glob("*/*.parquet"))
     episodes: list[dict[str, Any]] = []
-    for f in ep_files:
+    for f in meta.episode_files(root):
         try:
-            t = pq.read_table(
-                f, columns=[c for c in pq.read_schema(f).names if not c.startswith("stats/")]
-            )
+            t = meta.read_episode_file(f)
         except (pa.ArrowInvalid, OSError) as exc:
             problems.append(f"{f.relative_to(root)} is not a readable parquet file ({exc})")
             continue
@@ -107,7 +103,8 @@ def _verify(report: VerifyReport, root: Path, check_videos: bool) -> None:
             episodes.append(row)
     if len(episodes) != total_episodes:
         problems.append(
-            f"info.json says {total_episodes} episodes but meta/episodes holds {len(episodes)}"
+            f"info.json says {total_episodes} episodes but {meta.EPISODES_DIR} holds "
+            f"{len(episodes)}"
         )
     expected_from = 0
     for pos, ep in enumerate(episodes):
@@ -123,15 +120,11 @@ def _verify(report: VerifyReport, root: Path, check_videos: bool) -> None:
         if ep["dataset_to_index"] - ep["dataset_from_index"] != ep["length"]:
             problems.append(f"episode {e}: dataset_to_index - dataset_from_index != length")
         if (
-            "meta/episodes/chunk_index" in ep
-            and (
-                ep["meta/episodes/chunk_index"],
-                ep["meta/episodes/file_index"],
-            )
-            != ep["_file"]
+            meta.EPISODES_CHUNK_COLUMN in ep
+            and (ep[meta.EPISODES_CHUNK_COLUMN], ep[meta.EPISODES_FILE_COLUMN]) != ep["_file"]
         ):
             problems.append(
-                f"episode {e}: meta/episodes chunk/file index does not name its own file"
+                f"episode {e}: {meta.EPISODES_DIR} chunk/file index does not name its own file"
             )
         expected_from = ep["dataset_to_index"]
     if episodes and sum(ep["length"] for ep in episodes) != total_frames:
@@ -209,9 +202,8 @@ def _verify(report: VerifyReport, root: Path, check_videos: bool) -> None:
         _check_videos(report, root, info, features, episodes, fps)
 
     # ---- stats
-    stats_path = root / layout.STATS_PATH
-    if stats_path.exists():
-        stats = json.loads(stats_path.read_text())
+    stats = meta.load_stats_json(root)
+    if stats is not None:
         for key, feat in features.items():
             if feat["dtype"] == "string":
                 continue
@@ -238,7 +230,7 @@ def _verify(report: VerifyReport, root: Path, check_videos: bool) -> None:
                     problems.append(f"stats.json {key!r} is not in [0, 1] units")
         report.checked.append("stats")
     elif total_episodes:
-        problems.append("meta/stats.json is missing (lerobot-train needs it)")
+        problems.append(f"{meta.STATS_PATH} is missing (lerobot-train needs it)")
 
 
 def _check_videos(
@@ -252,7 +244,7 @@ def _check_videos(
     from openk.dataset.video import frame_numbers_of_packets
 
     problems = report.problems
-    template = str(info.get("video_path") or layout.VIDEO_PATH_TEMPLATE)
+    template = str(info.get("video_path") or meta.VIDEO_PATH_TEMPLATE)
     for key, feat in features.items():
         if feat["dtype"] != "video":
             continue

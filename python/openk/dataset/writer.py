@@ -33,11 +33,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from openk.dataset import layout, stats
+from openk.dataset import layout, meta, stats
 from openk.dataset.encoder_process import EncoderSession, EncoderWorker
 from openk.dataset.features import (
     CAMERA_PREFIX,
-    STAT_NAMES,
     Features,
     arrow_type,
     camera_keys,
@@ -262,6 +261,34 @@ class _Cursor:
     frames: int = 0  # frames already in the file (videos) / rows (data)
 
 
+@dataclass
+class _Commit:
+    """One episode's commit, gathered step by step before its commit point."""
+
+    ready: _ReadyEpisode
+    length: int
+    episode_index: int
+    from_index: int  # global index of the episode's first row
+    task_index: int
+    new_task: bool
+    tasks: dict[str, int]  # every task, the episode's included
+    videos: dict[str, EncodedEpisodeVideo] = field(default_factory=dict)
+    image_stats: dict[str, stats.Stats] = field(default_factory=dict)
+    image_dirs: dict[str, Path] = field(default_factory=dict)
+    data: pa.Table | None = None
+    episode_stats: dict[str, stats.Stats] = field(default_factory=dict)
+    dataset_stats: dict[str, stats.Stats] = field(default_factory=dict)
+    data_cursor: _Cursor | None = None
+    video_cursors: dict[str, _Cursor] = field(default_factory=dict)
+    video_columns: dict[str, Any] = field(default_factory=dict)
+    video_info: dict[str, dict[str, Any]] = field(default_factory=dict)  # probed, for info.json
+    meta_cursor: _Cursor | None = None
+    meta_rows: list[dict[str, Any]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+    # (temp file, final name) of every file the commit replaces, info.json last
+    renames: list[tuple[Path, Path]] = field(default_factory=list)
+
+
 class DatasetWriter:
     """Writes LeRobot v3.0 episodes. Build it with `create` or `resume`."""
 
@@ -330,9 +357,9 @@ class DatasetWriter:
         video: VideoConfig | None = None,
         rename_map: Mapping[str, str] | None = None,
         single_task: str | None = None,
-        chunks_size: int = layout.DEFAULT_CHUNKS_SIZE,
-        data_files_size_in_mb: float = layout.DEFAULT_DATA_FILE_SIZE_IN_MB,
-        video_files_size_in_mb: float = layout.DEFAULT_VIDEO_FILE_SIZE_IN_MB,
+        chunks_size: int = meta.DEFAULT_CHUNKS_SIZE,
+        data_files_size_in_mb: float = meta.DEFAULT_DATA_FILE_SIZE_IN_MB,
+        video_files_size_in_mb: float = meta.DEFAULT_VIDEO_FILE_SIZE_IN_MB,
     ) -> DatasetWriter:
         """Create a new dataset at `root` (default `$HF_LEROBOT_HOME/<repo_id>`).
 
@@ -353,7 +380,7 @@ class DatasetWriter:
                 if spec.get("dtype") in ("video", "image"):
                     feats[key] = {**spec, "dtype": "video" if use_videos else "image"}
         full = with_defaults(feats)
-        if (root_path / layout.INFO_PATH).exists():
+        if meta.info_path(root_path).exists():
             raise DatasetError(
                 f"a dataset already exists at {root_path}; resume it (--resume=true) or choose "
                 "another --dataset.root / repo id"
@@ -364,24 +391,16 @@ class DatasetWriter:
                 raise DatasetError(
                     f"{root_path} exists and is not empty; choose an empty or new --dataset.root"
                 )
-            info = {
-                "codebase_version": layout.CODEBASE_VERSION,
-                "fps": fps,
-                "features": full,
-                "total_episodes": 0,
-                "total_frames": 0,
-                "total_tasks": 0,
-                "chunks_size": chunks_size,
-                "data_files_size_in_mb": data_files_size_in_mb,
-                "video_files_size_in_mb": video_files_size_in_mb,
-                "data_path": layout.DATA_PATH_TEMPLATE,
-                "video_path": layout.VIDEO_PATH_TEMPLATE if video_keys(full) else None,
-                "robot_type": robot_type,
-                "splits": {},
-            }
-            layout.replace_atomically(
-                root_path / layout.INFO_PATH, layout.write_bytes_to(layout.json_bytes(info))
+            info = meta.new_info(
+                fps,
+                full,
+                robot_type=robot_type,
+                chunks_size=chunks_size,
+                data_files_size_in_mb=data_files_size_in_mb,
+                video_files_size_in_mb=video_files_size_in_mb,
+                has_videos=bool(video_keys(full)),
             )
+            layout.replace_atomically(meta.info_path(root_path), meta.info_writer(info))
         except OSError as exc:
             raise DatasetError(layout.describe_os_error(exc, f"cannot create {root_path}")) from exc
         return cls(
@@ -417,10 +436,9 @@ class DatasetWriter:
         """
         layout.validate_repo_id(repo_id)
         root_path = Path(root).expanduser() if root is not None else layout.default_root(repo_id)
-        info_path = root_path / layout.INFO_PATH
-        if not info_path.exists():
+        if not meta.info_path(root_path).exists():
             raise DatasetError(
-                f"no dataset at {root_path} (no meta/info.json); create it first (--resume=false)"
+                f"no dataset at {root_path} (no {meta.INFO_PATH}); create it first (--resume=false)"
             )
         try:
             roll_forward(root_path)
@@ -430,7 +448,7 @@ class DatasetWriter:
                     exc, f"cannot finish the interrupted commit in {root_path}"
                 )
             ) from exc
-        info = json.loads(info_path.read_text())
+        info = meta.load_info(root_path)
         problems = []
         if fps is not None and int(info["fps"]) != fps:
             problems.append(f"fps {fps} differs from the dataset's {info['fps']}")
@@ -863,22 +881,13 @@ class DatasetWriter:
     # ------------------------------------------------------------------ state on disk
     def _load_state(self) -> None:
         info = self._info
-        self._tasks: dict[str, int] = {}
-        tasks_path = self.root / layout.TASKS_PATH
-        if tasks_path.exists():
-            t = pq.read_table(tasks_path)
-            for task, index in zip(
-                t.column("task").to_pylist(), t.column("task_index").to_pylist(), strict=True
-            ):
-                self._tasks[task] = int(index)
-        stats_path = self.root / layout.STATS_PATH
+        self._tasks: dict[str, int] = meta.read_tasks(self.root)
         self._stats: dict[str, stats.Stats] = {}
-        if stats_path.exists() and info["total_episodes"] > 0:
-            self._stats = stats.from_jsonable(json.loads(stats_path.read_text()))
-        self._extras_path = self.root / "meta" / "openk" / "episodes.jsonl"
+        if info["total_episodes"] > 0:
+            self._stats = meta.read_stats(self.root)
         # Resumed datasets always continue in new files, as lerobot does: a file another
         # process wrote (or one left by a crash) is never rewritten.
-        last = _last_episode_row(self.root) if info["total_episodes"] > 0 else None
+        last = meta.last_episode_row(self.root) if info["total_episodes"] > 0 else None
         if last is None:
             self._data = _Cursor(0, 0, open=False)
             self._data_fresh = True
@@ -898,8 +907,8 @@ class DatasetWriter:
                 self._videos[k] = _Cursor(int(ck or 0), int(fk or 0), open=False)
                 self._videos_fresh[k] = ck is None
             self._meta = _Cursor(
-                int(last.get("meta/episodes/chunk_index") or 0),
-                int(last.get("meta/episodes/file_index") or 0),
+                int(last.get(meta.EPISODES_CHUNK_COLUMN) or 0),
+                int(last.get(meta.EPISODES_FILE_COLUMN) or 0),
                 open=False,
             )
             self._meta_fresh = False
@@ -909,62 +918,100 @@ class DatasetWriter:
         self, cursor: _Cursor, fresh: bool, current: Path | None, limit_mb: float, incoming: float
     ) -> tuple[_Cursor, bool]:
         """Where the next episode goes: append to the open file, or roll to the next file."""
-        chunks_size = int(self._info.get("chunks_size") or layout.DEFAULT_CHUNKS_SIZE)
+        chunks_size = int(self._info.get("chunks_size") or meta.DEFAULT_CHUNKS_SIZE)
         if cursor.open and current is not None and current.exists():
             size = current.stat().st_size
             if size + incoming < limit_mb * _MB:
                 return cursor, True
         if fresh:
             return _Cursor(cursor.chunk, cursor.file, open=True), False
-        chunk, file = layout.next_file_index(cursor.chunk, cursor.file, chunks_size)
+        chunk, file = meta.next_file_index(cursor.chunk, cursor.file, chunks_size)
         return _Cursor(chunk, file, open=True), False
 
     # ------------------------------------------------------------------ one commit
     def _commit(self, ready: _ReadyEpisode) -> None:
-        fps = self.fps
+        """Write every file of the episode under a temp name, then rename them all at once
+        through the redo log, then let the in-memory state follow the disk."""
         if not ready.recovered:
-            # marks the journal entry as saved (and keeps its metadata) should the commit fail
-            (ready.journal / "saved.json").write_text(
-                json.dumps({"metadata": ready.metadata, "repeated": ready.repeated})
-            )
-        length = ready.length
+            self._mark_saved(ready)
+        c = self._open_commit(ready)
+        self._finish_cameras(c)
+        self._build_rows(c)
+        self._compute_stats(c)
+        try:
+            self._stage_data(c)
+            self._stage_videos(c)
+            self._stage_tasks(c)
+            self._stage_episode_row(c)
+            self._stage_stats(c)
+            self._stage_extras(c)
+            self._stage_info(c)  # last: info.json names the totals of everything above
+        except BaseException:
+            for tmp, _ in c.renames:
+                tmp.unlink(missing_ok=True)
+            raise
+        # The commit point: the redo log names every rename, then they happen.
+        _apply_commit(self.root, c.renames, ready.journal)
+        self._adopt(c)
+
+    def _mark_saved(self, ready: _ReadyEpisode) -> None:
+        """Mark the journal entry as saved (and keep its metadata) should the commit fail."""
+        (ready.journal / "saved.json").write_text(
+            json.dumps({"metadata": ready.metadata, "repeated": ready.repeated})
+        )
+
+    def _open_commit(self, ready: _ReadyEpisode) -> _Commit:
+        """The episode's place in the dataset: its index, first global row and task index."""
         assert ready.summary is not None
         episode_index = ready.summary.episode_index
         if episode_index != self.total_episodes:
             raise DatasetError(f"episode {episode_index} committed out of order")
-        videos: dict[str, EncodedEpisodeVideo] = {}
-        for key, v in ready.videos.items():
-            videos[key] = v.finish() if isinstance(v, _VIDEO_SINKS) else v
-            if videos[key].frames < length:
-                raise DatasetError(
-                    f"camera {key!r}: {videos[key].frames} video frames for {length} rows"
-                )
-        image_stats: dict[str, stats.Stats] = {}
-        image_dirs: dict[str, Path] = {}
-        for key, sink in ready.images.items():
-            if isinstance(sink, _ImageSink):
-                _, image_stats[key] = sink.finish()
-                image_dirs[key] = sink.folder
-            else:
-                image_dirs[key] = sink
-                image_stats[key] = _image_stats_from_dir(sink, length)
-        from_index = self.total_frames
         task_index = self._tasks.get(ready.task)
+        tasks = dict(self._tasks)
         new_task = task_index is None
         if task_index is None:
             task_index = len(self._tasks)
+            tasks[ready.task] = task_index
+        return _Commit(
+            ready=ready,
+            length=ready.length,
+            episode_index=episode_index,
+            from_index=self.total_frames,
+            task_index=task_index,
+            new_task=new_task,
+            tasks=tasks,
+        )
 
-        # ---- data table
+    def _finish_cameras(self, c: _Commit) -> None:
+        """Wait for the encoders (videos) and image writers; check every row has a frame."""
+        for key, v in c.ready.videos.items():
+            c.videos[key] = v.finish() if isinstance(v, _VIDEO_SINKS) else v
+            if c.videos[key].frames < c.length:
+                raise DatasetError(
+                    f"camera {key!r}: {c.videos[key].frames} video frames for {c.length} rows"
+                )
+        for key, sink in c.ready.images.items():
+            if isinstance(sink, _ImageSink):
+                _, c.image_stats[key] = sink.finish()
+                c.image_dirs[key] = sink.folder
+            else:
+                c.image_dirs[key] = sink
+                c.image_stats[key] = _image_stats_from_dir(sink, c.length)
+
+    def _build_rows(self, c: _Commit) -> None:
+        """The episode's data table: the loop's rows plus lerobot's index columns (and PNG
+        bytes for image features)."""
+        length, fps = c.length, self.fps
         frame_index = np.arange(length, dtype=np.int64)
         columns: dict[str, pa.Array | pa.ChunkedArray] = {}
-        table = ready.table.slice(0, length)
+        table = c.ready.table.slice(0, length)
         for key, feat in self.features.items():
             if feat["dtype"] == "video":
                 continue
             if key in self._row_keys:
                 columns[key] = table.column(key)
-            elif key in image_dirs:
-                files = [image_dirs[key] / f"frame-{i:06d}.png" for i in range(length)]
+            elif key in c.image_dirs:
+                files = [c.image_dirs[key] / f"frame-{i:06d}.png" for i in range(length)]
                 columns[key] = pa.array(
                     [
                         {"bytes": f.read_bytes(), "path": f"frame-{i:06d}.png"}
@@ -977,186 +1024,168 @@ class DatasetWriter:
             elif key == "frame_index":
                 columns[key] = pa.array(frame_index)
             elif key == "episode_index":
-                columns[key] = pa.array(np.full(length, episode_index, dtype=np.int64))
+                columns[key] = pa.array(np.full(length, c.episode_index, dtype=np.int64))
             elif key == "index":
-                columns[key] = pa.array(frame_index + from_index)
+                columns[key] = pa.array(frame_index + c.from_index)
             elif key == "task_index":
-                columns[key] = pa.array(np.full(length, task_index, dtype=np.int64))
-        data = pa.Table.from_pydict(columns, schema=self._schema)
+                columns[key] = pa.array(np.full(length, c.task_index, dtype=np.int64))
+        c.data = pa.Table.from_pydict(columns, schema=self._schema)
 
-        # ---- statistics
-        ep_stats: dict[str, stats.Stats] = {}
+    def _compute_stats(self, c: _Commit) -> None:
+        """Per-episode stats of every feature, and the dataset's stats with them folded in."""
+        assert c.data is not None
         for key, feat in self.features.items():
             if feat["dtype"] == "string":
                 continue
-            if key in videos:
-                ep_stats[key] = videos[key].stats
-            elif key in image_stats:
-                ep_stats[key] = image_stats[key]
+            if key in c.videos:
+                c.episode_stats[key] = c.videos[key].stats
+            elif key in c.image_stats:
+                c.episode_stats[key] = c.image_stats[key]
             else:
-                col = data.column(key)
+                col = c.data.column(key)
                 if pa.types.is_fixed_size_list(col.type):
-                    values = np.asarray(col.combine_chunks().flatten()).reshape(length, -1)
+                    values = np.asarray(col.combine_chunks().flatten()).reshape(c.length, -1)
                 else:
                     values = np.asarray(col.to_numpy())
-                ep_stats[key] = stats.numeric_stats(values)
-        new_stats = {
+                c.episode_stats[key] = stats.numeric_stats(values)
+        c.dataset_stats = {
             k: (stats.aggregate([self._stats[k], v]) if k in self._stats else v)
-            for k, v in ep_stats.items()
+            for k, v in c.episode_stats.items()
         }
 
-        renames: list[tuple[Path, Path]] = []
-        try:
-            # ---- data parquet
-            data_cursor, append = self._target(
-                self._data,
-                self._data_fresh,
-                self._data_path(self._data),
-                float(self._info["data_files_size_in_mb"]),
-                incoming=_estimate_incoming(self._data_path(self._data), self._data.frames, length),
+    def _stage_data(self, c: _Commit) -> None:
+        """The data parquet: the open file with the episode appended, or a new file."""
+        assert c.data is not None
+        current = self._data_path(self._data)
+        cursor, append = self._target(
+            self._data,
+            self._data_fresh,
+            current,
+            float(self._info["data_files_size_in_mb"]),
+            incoming=_estimate_incoming(current, self._data.frames, c.length),
+        )
+        final = self._data_path(cursor)
+        existing = final if append else None
+        c.renames.append(
+            (layout.write_temp(final, _parquet_writer(self._schema, existing, c.data)), final)
+        )
+        cursor.frames = (self._data.frames if append else 0) + c.length
+        c.data_cursor = cursor
+
+    def _stage_videos(self, c: _Commit) -> None:
+        """Each camera's mp4: the episode's packets appended to the open file or a new one."""
+        length, fps = c.length, self.fps
+        for key, enc in c.videos.items():
+            cur = self._videos[key]
+            cursor, append = self._target(
+                cur,
+                self._videos_fresh[key],
+                self._video_path(key, cur),
+                float(self._info["video_files_size_in_mb"]),
+                enc.path.stat().st_size,
             )
-            data_final = self._data_path(data_cursor)
-            existing = data_final if append else None
-            renames.append(
-                (
-                    layout.write_temp(data_final, _parquet_writer(self._schema, existing, data)),
-                    data_final,
+            final = self._video_path(key, cursor)
+            before = cur.frames if append else 0
+            tmp = layout.write_temp(
+                final,
+                lambda t, final=final, enc=enc, before=before: append_video(
+                    final, enc.path, length, fps, t, existing_frames=before
+                ),
+            )
+            c.renames.append((tmp, final))
+            cursor.frames = before + length
+            c.video_cursors[key] = cursor
+            c.video_columns.update(
+                meta.video_columns(
+                    key, cursor.chunk, cursor.file, before / fps, (before + length) / fps
                 )
             )
-            data_cursor.frames = (self._data.frames if append else 0) + length
+            if "info" not in self.features[key]:
+                c.video_info[key] = probe_info(tmp, self.video_config)
 
-            # ---- videos
-            video_cols: dict[str, Any] = {}
-            new_video_cursors: dict[str, _Cursor] = {}
-            info_blocks: dict[str, dict[str, Any]] = {}
-            for key, enc in videos.items():
-                cur = self._videos[key]
-                incoming = enc.path.stat().st_size
-                cursor, append_v = self._target(
-                    cur,
-                    self._videos_fresh[key],
-                    self._video_path(key, cur),
-                    float(self._info["video_files_size_in_mb"]),
-                    incoming,
-                )
-                final = self._video_path(key, cursor)
-                before = cur.frames if append_v else 0
-                tmp = layout.write_temp(
-                    final,
-                    lambda t, final=final, enc=enc, before=before: append_video(
-                        final, enc.path, length, fps, t, existing_frames=before
-                    ),
-                )
-                renames.append((tmp, final))
-                cursor.frames = before + length
-                new_video_cursors[key] = cursor
-                video_cols[f"videos/{key}/chunk_index"] = cursor.chunk
-                video_cols[f"videos/{key}/file_index"] = cursor.file
-                video_cols[f"videos/{key}/from_timestamp"] = before / fps
-                video_cols[f"videos/{key}/to_timestamp"] = (before + length) / fps
-                if "info" not in self.features[key]:
-                    info_blocks[key] = probe_info(tmp, self.video_config)
+    def _stage_tasks(self, c: _Commit) -> None:
+        if c.new_task:
+            c.renames.append(_temp_for(meta.tasks_path(self.root), meta.tasks_writer(c.tasks)))
 
-            # ---- tasks
-            tasks = dict(self._tasks)
-            if new_task:
-                tasks[ready.task] = task_index
-                renames.append(_temp_for(self.root / layout.TASKS_PATH, _tasks_writer(tasks)))
-
-            # ---- episodes metadata
-            row: dict[str, Any] = {
-                "episode_index": episode_index,
-                "tasks": [ready.task],
-                "length": length,
-                "data/chunk_index": data_cursor.chunk,
-                "data/file_index": data_cursor.file,
-                "dataset_from_index": from_index,
-                "dataset_to_index": from_index + length,
-                **video_cols,
-            }
-            for key, per in ep_stats.items():
-                for name in STAT_NAMES:
-                    row[f"stats/{key}/{name}"] = np.asarray(per[name]).tolist()
-            meta_cursor, meta_append = self._target(
-                self._meta,
-                self._meta_fresh,
-                self._meta_path(self._meta),
-                float(self._info["data_files_size_in_mb"]),
-                incoming=0,
+    def _stage_episode_row(self, c: _Commit) -> None:
+        """The episode's row, appended to the open episodes file or starting a new one."""
+        assert c.data_cursor is not None
+        row = meta.episode_row(
+            episode_index=c.episode_index,
+            task=c.ready.task,
+            length=c.length,
+            data_chunk=c.data_cursor.chunk,
+            data_file=c.data_cursor.file,
+            from_index=c.from_index,
+            video_columns=c.video_columns,
+            episode_stats=c.episode_stats,
+        )
+        cursor, append = self._target(
+            self._meta,
+            self._meta_fresh,
+            self._meta_path(self._meta),
+            float(self._info["data_files_size_in_mb"]),
+            incoming=0,
+        )
+        row[meta.EPISODES_CHUNK_COLUMN] = cursor.chunk
+        row[meta.EPISODES_FILE_COLUMN] = cursor.file
+        c.meta_rows = [*(self._meta_rows if append else []), row]
+        c.meta_cursor = cursor
+        c.renames.append(
+            _temp_for(
+                self._meta_path(cursor),
+                meta.episodes_writer(self.features, self._video_keys, c.meta_rows),
             )
-            if not meta_append:
-                self._meta_rows_pending: list[dict[str, Any]] = []
-            else:
-                self._meta_rows_pending = list(self._meta_rows)
-            row["meta/episodes/chunk_index"] = meta_cursor.chunk
-            row["meta/episodes/file_index"] = meta_cursor.file
-            meta_rows = [*self._meta_rows_pending, row]
-            meta_final = self._meta_path(meta_cursor)
-            renames.append(
-                _temp_for(meta_final, _episodes_writer(self.features, self._video_keys, meta_rows))
-            )
+        )
 
-            # ---- stats.json, our extras, info.json (last)
-            renames.append(
-                _temp_for(
-                    self.root / layout.STATS_PATH,
-                    layout.write_bytes_to(layout.json_bytes(stats.to_jsonable(new_stats))),
-                )
-            )
-            extra = {
-                "episode_index": episode_index,
-                "length": length,
-                "repeated_frames": ready.repeated,
-                "cameras": ready.cameras,
-                "recovered": ready.recovered,
-                "metadata": ready.metadata,
-            }
-            old_extras = self._extras_path.read_bytes() if self._extras_path.exists() else b""
-            renames.append(
-                _temp_for(
-                    self._extras_path,
-                    layout.write_bytes_to(old_extras + (json.dumps(extra) + "\n").encode()),
-                )
-            )
-            info = json.loads(json.dumps(self._info))
-            for key, block in info_blocks.items():
-                info["features"][key]["info"] = block
-            info["total_episodes"] = episode_index + 1
-            info["total_frames"] = from_index + length
-            info["total_tasks"] = len(tasks)
-            info["splits"] = {"train": f"0:{episode_index + 1}"}
-            renames.append(
-                _temp_for(
-                    self.root / layout.INFO_PATH, layout.write_bytes_to(layout.json_bytes(info))
-                )
-            )
-        except BaseException:
-            for tmp, _ in renames:
-                tmp.unlink(missing_ok=True)
-            raise
+    def _stage_stats(self, c: _Commit) -> None:
+        c.renames.append(_temp_for(meta.stats_path(self.root), meta.stats_writer(c.dataset_stats)))
 
-        # ---- the commit point: the redo log names every rename, then they happen
-        _apply_commit(self.root, renames, ready.journal)
+    def _stage_extras(self, c: _Commit) -> None:
+        """Our own per-episode line: loop telemetry, repeated frames, camera figures."""
+        extra = {
+            "episode_index": c.episode_index,
+            "length": c.length,
+            "repeated_frames": c.ready.repeated,
+            "cameras": c.ready.cameras,
+            "recovered": c.ready.recovered,
+            "metadata": c.ready.metadata,
+        }
+        c.renames.append(
+            _temp_for(meta.extras_path(self.root), meta.extras_writer(self.root, extra))
+        )
 
-        # ---- in-memory state follows the disk
-        self._info = info
-        self.features = info["features"]
-        self._tasks = tasks
-        self._stats = new_stats
-        self._data, self._data_fresh = data_cursor, False
-        for key, cursor in new_video_cursors.items():
+    def _stage_info(self, c: _Commit) -> None:
+        c.info = meta.info_after_episode(
+            self._info,
+            episode_index=c.episode_index,
+            total_frames=c.from_index + c.length,
+            total_tasks=len(c.tasks),
+            video_info=c.video_info,
+        )
+        c.renames.append(_temp_for(meta.info_path(self.root), meta.info_writer(c.info)))
+
+    def _adopt(self, c: _Commit) -> None:
+        """After the commit point: the in-memory state follows the disk."""
+        assert c.data_cursor is not None and c.meta_cursor is not None
+        self._info = c.info
+        self.features = c.info["features"]
+        self._tasks = c.tasks
+        self._stats = c.dataset_stats
+        self._data, self._data_fresh = c.data_cursor, False
+        for key, cursor in c.video_cursors.items():
             self._videos[key], self._videos_fresh[key] = cursor, False
-        self._meta, self._meta_fresh = meta_cursor, False
-        self._meta_rows = meta_rows
+        self._meta, self._meta_fresh = c.meta_cursor, False
+        self._meta_rows = c.meta_rows
 
     def _data_path(self, c: _Cursor) -> Path:
-        return self.root / layout.data_file(c.chunk, c.file)
+        return self.root / meta.data_file(c.chunk, c.file)
 
     def _video_path(self, key: str, c: _Cursor) -> Path:
-        return self.root / layout.video_file(key, c.chunk, c.file)
+        return self.root / meta.video_file(key, c.chunk, c.file)
 
     def _meta_path(self, c: _Cursor) -> Path:
-        return self.root / layout.episodes_file(c.chunk, c.file)
+        return self.root / meta.episodes_file(c.chunk, c.file)
 
     # ------------------------------------------------------------------ recovery
     def _recover(self, entry: JournalEpisode) -> EpisodeSummary | None:
@@ -1229,100 +1258,6 @@ def _parquet_writer(
     return produce
 
 
-def _tasks_writer(tasks: Mapping[str, int]) -> Callable[[Path], None]:
-    ordered = sorted(tasks.items(), key=lambda kv: kv[1])
-    pandas_meta = {
-        "index_columns": ["task"],
-        "column_indexes": [
-            {
-                "name": None,
-                "field_name": None,
-                "pandas_type": "unicode",
-                "numpy_type": "object",
-                "metadata": {"encoding": "UTF-8"},
-            }
-        ],
-        "columns": [
-            {
-                "name": "task_index",
-                "field_name": "task_index",
-                "pandas_type": "int64",
-                "numpy_type": "int64",
-                "metadata": None,
-            },
-            {
-                "name": "task",
-                "field_name": "task",
-                "pandas_type": "unicode",
-                "numpy_type": "object",
-                "metadata": None,
-            },
-        ],
-        "attributes": {},
-        "creator": {"library": "pyarrow", "version": pa.__version__},
-        "pandas_version": "2.3.3",
-    }
-    schema = pa.schema(
-        [("task_index", pa.int64()), ("task", pa.string())],
-        metadata={b"pandas": json.dumps(pandas_meta).encode()},
-    )
-    table = pa.Table.from_pydict(
-        {"task_index": [i for _, i in ordered], "task": [t for t, _ in ordered]}, schema=schema
-    )
-
-    def produce(tmp: Path) -> None:
-        pq.write_table(table, str(tmp), compression="snappy")
-
-    return produce
-
-
-def episodes_schema(features: Mapping[str, Mapping[str, Any]], video_keys_: list[str]) -> pa.Schema:
-    fields: list[pa.Field] = [
-        pa.field("episode_index", pa.int64()),
-        pa.field("tasks", pa.list_(pa.string())),
-        pa.field("length", pa.int64()),
-        pa.field("data/chunk_index", pa.int64()),
-        pa.field("data/file_index", pa.int64()),
-        pa.field("dataset_from_index", pa.int64()),
-        pa.field("dataset_to_index", pa.int64()),
-    ]
-    for key in video_keys_:
-        fields += [
-            pa.field(f"videos/{key}/chunk_index", pa.int64()),
-            pa.field(f"videos/{key}/file_index", pa.int64()),
-            pa.field(f"videos/{key}/from_timestamp", pa.float64()),
-            pa.field(f"videos/{key}/to_timestamp", pa.float64()),
-        ]
-    cube = pa.list_(pa.list_(pa.list_(pa.float64())))
-    for key, feat in features.items():
-        if feat["dtype"] == "string":
-            continue
-        value_type = cube if feat["dtype"] in ("video", "image") else pa.list_(pa.float64())
-        for name in STAT_NAMES:
-            fields.append(
-                pa.field(
-                    f"stats/{key}/{name}", pa.list_(pa.int64()) if name == "count" else value_type
-                )
-            )
-    fields += [
-        pa.field("meta/episodes/chunk_index", pa.int64()),
-        pa.field("meta/episodes/file_index", pa.int64()),
-    ]
-    return pa.schema(fields)
-
-
-def _episodes_writer(
-    features: Mapping[str, Mapping[str, Any]], video_keys_: list[str], rows: list[dict[str, Any]]
-) -> Callable[[Path], None]:
-    schema = episodes_schema(features, video_keys_)
-    table = pa.Table.from_pylist(rows, schema=schema)
-
-    def produce(tmp: Path) -> None:
-        pq.write_table(table, str(tmp), compression="snappy")
-
-    return produce
-
-
 def _apply_commit(root: Path, renames: list[tuple[Path, Path]], journal: Path) -> None:
     """Write the redo log, perform the renames, then drop the log and the episode journal."""
     log_path = root / layout.OPENK_DIR / "commit.json"
@@ -1332,17 +1267,6 @@ def _apply_commit(root: Path, renames: list[tuple[Path, Path]], journal: Path) -
     }
     layout.replace_atomically(log_path, layout.write_bytes_to(json.dumps(record).encode()))
     roll_forward(root)
-
-
-def _last_episode_row(root: Path) -> dict[str, Any] | None:
-    files = sorted((root / "meta" / "episodes").glob("*/*.parquet"))
-    if not files:
-        return None
-    t = pq.read_table(files[-1])
-    if t.num_rows == 0:
-        return None
-    cols = [c for c in t.column_names if not c.startswith("stats/")]
-    return t.select(cols).slice(t.num_rows - 1, 1).to_pylist()[0]
 
 
 def _video_stats(path: Path, length: int) -> stats.Stats:

@@ -30,7 +30,7 @@ def require_lerobot() -> None:
     if sys.version_info < (3, 12):
         raise ConfigError(
             "running a policy needs lerobot, which needs Python ≥ 3.12 (this is "
-            f"{sys.version_info.major}.{sys.version_info.minor}); make a Python 3.12 venv and "
+            f"{sys.version_info[0]}.{sys.version_info[1]}); make a Python 3.12 venv and "
             "pip install 'openk[policy]' in it"
         )
     try:

@@ -112,8 +112,10 @@ def _trained_dataset(path: str) -> tuple[dict[str, list[str]], int | None, str |
         # A repo id this project would refuse: just skip the lookup.
         with contextlib.suppress(Exception):
             candidates.append(default_root(repo_id))
+    from openk.dataset import meta
+
     for folder in candidates:
-        info_path = folder / "meta" / "info.json"
+        info_path = meta.info_path(folder)
         if not info_path.is_file():
             continue
         info = _read_json(info_path, "training dataset's info.json")

@@ -123,11 +123,12 @@ def policy_session_factory(
 
     def make(cfg: Any) -> Any:
         from openk.policy.runner import PolicyRunner, PolicySession, PolicyTrace
-        from openk.record import NativeSession, StatusLine, _log_calibration, _maybe_calibrate
+        from openk.session import NativeSession, log_calibration, maybe_calibrate
+        from openk.terminal import StatusLine
 
         robot: DeviceConfig = cfg.robot
-        _maybe_calibrate(robot, "robot", always_calibrate, StatusLine())
-        _log_calibration(robot, "robot")
+        maybe_calibrate(robot, "robot", always_calibrate, StatusLine())
+        log_calibration(robot, "robot")
         kwargs: dict[str, Any] = {
             "record_fps": float(fps),
             "realtime": realtime,
@@ -169,7 +170,7 @@ def policy_camera_factory(
     """Cameras whose frames also reach the policy's observation tap."""
 
     def make(name: str, cam: CameraConfig) -> Any:
-        from openk.record import make_camera
+        from openk.session import make_camera
 
         return _TeeCamera((inner or make_camera)(name, cam), name, setup.tap)
 

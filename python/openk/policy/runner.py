@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -43,6 +44,9 @@ class LoadedPolicy:
         from lerobot.configs.policies import PreTrainedConfig
         from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 
+        # Leave a core to the control loop and the cameras: torch takes every core otherwise.
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), cores - 1)))
         cfg = PreTrainedConfig.from_pretrained(path)
         if device is not None:
             cfg.device = device
@@ -317,6 +321,22 @@ class PolicySession:
         self.runner = runner
         self.tap = tap
         self.trace = trace
+        self.events: Any = None
+        self._stopping = False
+
+    def bind_events(self, events: Any) -> None:
+        """A policy failure then ends the episode as Esc does (its rows are kept) instead of
+        raising from `read_batch`; the command raises `policy_error` once all is saved."""
+        self.events = events
+
+    @property
+    def policy_error(self) -> PolicyError | None:
+        err = self.runner.error
+        if err is None:
+            return None
+        if isinstance(err, PolicyError):
+            return err
+        return PolicyError(f"the policy failed: {type(err).__name__}: {err}")
 
     @property
     def schema(self) -> Any:
@@ -337,16 +357,15 @@ class PolicySession:
         self.runner.pause()
         self.inner.end_episode()
 
-    def _raise_policy_error(self) -> None:
-        err = self.runner.error
-        if err is None:
-            return
-        if isinstance(err, PolicyError):
-            raise PolicyError(str(err))
-        raise PolicyError(f"the policy failed: {type(err).__name__}: {err}") from err
-
     def read_batch(self, timeout_s: float) -> Any | None:
-        self._raise_policy_error()
+        failure = self.policy_error
+        if failure is not None and not self._stopping:
+            if self.events is None:
+                raise failure
+            self._stopping = True
+            log.error("stopping: %s", failure)
+            self.events.stop.set()
+            self.events.exit_early.set()
         batch = self.inner.read_batch(timeout_s)
         if batch is not None:
             self.tap.on_batch(batch)

@@ -233,7 +233,7 @@ fn device_fault_names_motor_and_state_then_clears() {
     );
     assert!(
         msg.contains("elbow_flex")
-            && msg.contains("rotor over-temperature")
+            && msg.contains("rotor_over_temperature")
             && msg.contains("clear the error"),
         "{msg}"
     );

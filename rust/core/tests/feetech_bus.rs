@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use openk_core::bus::feetech::{BusConfig, BusError, FailureKind, FeetechBus, Motor};
+use openk_core::error::{Classified, FaultKind};
 use openk_core::protocol::feetech::{self as ft, StatusFlags};
 use openk_core::sim::feetech::{FeetechSim, FeetechSimConfig, HandScript, SimMode};
 use openk_core::sim::pty::Corruption;
@@ -110,7 +111,7 @@ fn silent_motor_is_named_and_others_still_read() {
     sim.set_silent(4, true);
     let mut pos = [-1i64; 7];
     let err = bus.sync_read("Present_Position", &mut pos).unwrap_err();
-    assert!(err.is_timeout());
+    assert_eq!(err.fault_kind(), FaultKind::Timeout);
     let failures = err.failures();
     assert_eq!(failures.len(), 1);
     assert_eq!(failures[0].id, 4);
@@ -125,7 +126,7 @@ fn status_error_bits_are_reported_with_names() {
     sim.set_error_bits(2, StatusFlags::OVERHEAT | StatusFlags::OVERLOAD);
     let mut pos = [0i64; 3];
     let err = bus.sync_read("Present_Position", &mut pos).unwrap_err();
-    assert!(err.is_motor_status());
+    assert_eq!(err.fault_kind(), FaultKind::Motor);
     let msg = err.to_string();
     assert!(
         msg.contains("shoulder_lift") && msg.contains("overheat, overload"),
@@ -209,7 +210,7 @@ fn late_replies_time_out_and_do_not_poison_the_next_read() {
     sim.faults().set_extra_latency(Duration::from_millis(150));
     let sent = sim.faults().stats().replies_sent;
     let err = bus.read("Present_Position", "shoulder_pan").unwrap_err();
-    assert!(err.is_timeout(), "{err}");
+    assert_eq!(err.fault_kind(), FaultKind::Timeout, "{err}");
     assert!(matches!(err, BusError::Timeout { tries: 2, .. }), "{err}");
     sim.faults().set_extra_latency(Duration::ZERO);
     // Let both late replies land; the next transaction flushes them before sending.

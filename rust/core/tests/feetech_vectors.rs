@@ -114,7 +114,7 @@ fn check(id: &str, v: &Value) -> bool {
             assert_eq!(value_of(&p, "Present_Temperature"), 85);
             // All three bits, not only the first as the SDK reports.
             let names: Vec<_> = p.error().names().collect();
-            assert_eq!(names, ["input voltage", "overheat", "overload"]);
+            assert_eq!(names, ["input_voltage", "overheat", "overload"]);
         }
         "ft_read_leading_garbage" => {
             assert_eq!(read_reg(3, "Present_Position"), host(v, 0));

@@ -12,7 +12,7 @@ use openk_core::record::Row;
 
 mod common;
 
-use common::counting_alloc::{CountingAlloc, ThreadWatch};
+use common::counting_alloc::{allocations_on_this_thread, CountingAlloc, ThreadWatch};
 
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
@@ -203,4 +203,82 @@ fn ticks_over_the_simulated_buses_with_inline_parts_do_not_allocate() {
 fn ticks_over_the_simulated_buses_on_worker_threads_do_not_allocate() {
     static WATCH: ThreadWatch = ThreadWatch::new();
     ticks_over_the_simulated_buses_do_not_allocate(Parts::OnWorkers, &WATCH);
+}
+
+#[test]
+fn scheduled_goals_and_ramps_do_not_allocate() {
+    // A rollout's path: actions interpolated from the schedule, a speed limit, the start ramp,
+    // the schedule running out (late actions), then the return home.
+    let joints = ["a", "b", "c"];
+    let (follower, _) = FakeFollower::new("follower", &joints, &[1.0; 3], false);
+    let action_names: Vec<String> = joints.iter().map(|j| format!("{j}.pos")).collect();
+    let mut observation_names = action_names.clone();
+    observation_names.extend(joints.iter().map(|j| format!("{j}.vel")));
+    let arms = TeleopArms {
+        leader: vec![],
+        follower: vec![Box::new(follower)],
+        observation_names,
+        action_names,
+        direction: vec![1.0; 3],
+        max_relative_target: vec![Some(5.0); 3],
+    };
+    let spec = LoopSpec {
+        control_hz: 500.0,
+        record_fps: 30.0,
+        realtime: RealtimeMode::Off,
+        start_ramp_ns: 500_000_000,
+        end_ramp_ns: 500_000_000,
+        end_settle_ns: 100_000_000,
+        max_goal_speed: vec![Some(200.0), None, None],
+        schedule_capacity: 64,
+        ..LoopSpec::default()
+    };
+    let (tx, mut rx) = row_ring(4096);
+    let (mut core, shared) = LoopCore::new(arms, &spec, tx).unwrap();
+    let t0 = now_ns();
+    let mut t = t0;
+    let mut tick = |core: &mut LoopCore| {
+        let out = core.tick(t, 0);
+        t += 2_000_000;
+        out
+    };
+    for _ in 0..10 {
+        tick(&mut core);
+    }
+    // 100 rows (3.3 s at 30 fps), more than the schedule holds: the rest is fed on the way.
+    let rows: Vec<f32> = (0..300).map(|i| (i as f32 * 0.05).sin() * 40.0).collect();
+    shared.send_actions(&rows, None).unwrap();
+    core.start_episode(0);
+    let before = allocations_on_this_thread();
+    let mut fed = 0;
+    for i in 0..2500 {
+        assert_eq!(tick(&mut core), TickOutcome::Continue);
+        if i % 100 == 0 {
+            // The owner's side (another thread in a real loop) tops up the ring; it does not
+            // allocate either once the backlog exists.
+            shared.feed();
+            fed += 1;
+        }
+    }
+    let allocations = allocations_on_this_thread() - before;
+    assert_eq!(allocations, 0, "allocations on the scheduled tick path");
+    assert!(fed > 0);
+    assert_eq!(shared.pending_actions(), 0);
+    assert!(core.run_telemetry().late_actions > 0);
+    // The stop request's event allocates (once); the return home after it does not.
+    shared.request_stop();
+    tick(&mut core);
+    let before = allocations_on_this_thread();
+    let mut ticks = 0;
+    while tick(&mut core) == TickOutcome::Continue {
+        ticks += 1;
+        assert!(ticks < 1000);
+    }
+    assert_eq!(
+        allocations_on_this_thread() - before,
+        0,
+        "end ramp allocations"
+    );
+    assert!(core.action().iter().all(|v| *v == 0.0), "home reached");
+    while rx.pop().is_ok() {}
 }

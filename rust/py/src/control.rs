@@ -11,53 +11,14 @@ use pyo3::types::{PyCapsule, PyDict, PyList};
 use openk_core::arm::calibration::calibration_path as core_calibration_path;
 use openk_core::arm::config::DeviceConfig;
 use openk_core::arm::device::{self, Calibrator as CoreCalibrator, OpenedArms};
-use openk_core::arm::part::{FaultKind, StopAction};
+use openk_core::arm::part::StopAction;
 use openk_core::arm::spec::{lookup, valid_types, DeviceKind};
 use openk_core::arm::ArmError;
-use openk_core::control::{
-    ControlError, LoopFailure, LoopSpec, RealtimeMode, SafetyEvent, TelemetryReport, TeleopLoop,
-};
+use openk_core::control::{LoopSpec, RealtimeMode, SafetyEvent, TelemetryReport, TeleopLoop};
 use openk_core::record::stream::to_ffi_stream;
 use openk_core::record::BuilderConfig;
 
-use crate::errors::{
-    BusTimeoutError, CalibrationError, ConfigError, MotorError, OpenKError, PortError,
-    ProtocolError,
-};
-
-fn failure_err(kind: FaultKind, msg: String) -> PyErr {
-    match kind {
-        FaultKind::Port => PortError::new_err(msg),
-        FaultKind::Timeout => BusTimeoutError::new_err(msg),
-        FaultKind::Motor => MotorError::new_err(msg),
-        FaultKind::Protocol => ProtocolError::new_err(msg),
-        FaultKind::Calibration => CalibrationError::new_err(msg),
-        FaultKind::Other => OpenKError::new_err(msg),
-    }
-}
-
-fn failure_to_py(f: &LoopFailure, prefix: &str) -> PyErr {
-    failure_err(f.kind, format!("{prefix}{f}"))
-}
-
-fn control_err(e: ControlError) -> PyErr {
-    match &e {
-        ControlError::Realtime(_) | ControlError::Config(_) => ConfigError::new_err(e.to_string()),
-        ControlError::Device { failure } => failure_to_py(failure, ""),
-        ControlError::Stopped { failure } => failure_to_py(failure, "the control loop stopped: "),
-        _ => OpenKError::new_err(e.to_string()),
-    }
-}
-
-fn arm_err(e: ArmError) -> PyErr {
-    match &e {
-        ArmError::UnknownType { .. } | ArmError::Config(_) => ConfigError::new_err(e.to_string()),
-        ArmError::CalibrationMissing { .. }
-        | ArmError::CalibrationInvalid { .. }
-        | ArmError::Rezeroed { .. } => CalibrationError::new_err(e.to_string()),
-        ArmError::Bus { kind, .. } => failure_err(*kind, e.to_string()),
-    }
-}
+use crate::errors::{to_py, ConfigError, OpenKError};
 
 fn kind_of(kind: &str) -> PyResult<DeviceKind> {
     match kind {
@@ -84,7 +45,7 @@ fn device_config(
     obj: &Bound<'_, PyAny>,
     kind: DeviceKind,
 ) -> PyResult<DeviceConfig> {
-    DeviceConfig::from_json_text(&to_json(py, obj)?, kind).map_err(arm_err)
+    DeviceConfig::from_json_text(&to_json(py, obj)?, kind).map_err(to_py)
 }
 
 fn report_dict<'py>(py: Python<'py>, r: &TelemetryReport) -> PyResult<Bound<'py, PyAny>> {
@@ -164,12 +125,33 @@ impl TeleopSession {
             .clone()
             .ok_or_else(|| OpenKError::new_err("the session is not started; call start() first"))
     }
+
+    /// The scheduled loop (no teleoperator) and the names its actions are ordered by.
+    fn scheduled(&self, what: &str) -> PyResult<(Arc<TeleopLoop>, Vec<String>)> {
+        let (lp, names, has_teleop) = {
+            let st = self.lock();
+            (
+                st.running.clone(),
+                st.robot.spec.action_names(),
+                st.teleop.is_some(),
+            )
+        };
+        if has_teleop {
+            return Err(ConfigError::new_err(format!(
+                "{what} is for replay and policy rollout; this session's goals come from its \
+                 teleoperator"
+            )));
+        }
+        let lp = lp
+            .ok_or_else(|| OpenKError::new_err("the session is not started; call start() first"))?;
+        Ok((lp, names))
+    }
 }
 
 #[pymethods]
 impl TeleopSession {
     #[new]
-    #[pyo3(signature = (robot, teleop=None, *, control_hz=200.0, record_fps=30.0, realtime="auto", cpu=None, batch_rows=256, max_consecutive_errors=None, parallel=true))]
+    #[pyo3(signature = (robot, teleop=None, *, control_hz=200.0, record_fps=30.0, realtime="auto", cpu=None, batch_rows=256, max_consecutive_errors=None, parallel=true, start_ramp_time_s=0.0, start_ramp_dt_s=None, end_home_ramp_time_s=0.0, end_home_ramp_dt_s=None, end_home_settle_s=0.0, goal_velocity_limit=None, max_invalid_actions=5, schedule_capacity=4096))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -182,6 +164,14 @@ impl TeleopSession {
         batch_rows: usize,
         max_consecutive_errors: Option<u32>,
         parallel: bool,
+        start_ramp_time_s: f64,
+        start_ramp_dt_s: Option<f64>,
+        end_home_ramp_time_s: f64,
+        end_home_ramp_dt_s: Option<f64>,
+        end_home_settle_s: f64,
+        goal_velocity_limit: Option<&Bound<'_, PyAny>>,
+        max_invalid_actions: u32,
+        schedule_capacity: usize,
     ) -> PyResult<Self> {
         let robot = device_config(py, robot, DeviceKind::Robot)?;
         let teleop = teleop
@@ -199,7 +189,28 @@ impl TeleopSession {
                 "record_fps must be > 0 and at most control_hz ({control_hz}); got {record_fps}"
             )));
         }
+        let action_names = robot.spec.action_names();
+        let max_goal_speed = per_action(goal_velocity_limit, &action_names, "goal_velocity_limit")?;
+        if max_invalid_actions == 0 {
+            return Err(ConfigError::new_err(
+                "max_invalid_actions must be at least 1 (the loop stops at that many invalid \
+                 actions in a row)",
+            ));
+        }
+        if schedule_capacity == 0 {
+            return Err(ConfigError::new_err(
+                "schedule_capacity must be at least 1 action",
+            ));
+        }
         let spec = LoopSpec {
+            start_ramp_ns: duration_ns(start_ramp_time_s, "start_ramp_time_s")?,
+            start_ramp_step_ns: step_ns(start_ramp_dt_s, "start_ramp_dt_s")?,
+            end_ramp_ns: duration_ns(end_home_ramp_time_s, "end_home_ramp_time_s")?,
+            end_ramp_step_ns: step_ns(end_home_ramp_dt_s, "end_home_ramp_dt_s")?,
+            end_settle_ns: duration_ns(end_home_settle_s, "end_home_settle_s")?,
+            max_goal_speed,
+            max_invalid_actions,
+            schedule_capacity,
             control_hz,
             record_fps,
             realtime,
@@ -242,7 +253,7 @@ impl TeleopSession {
         };
         let opened = py
             .detach(|| device::open_arms(&robot, teleop.as_ref()))
-            .map_err(arm_err)?;
+            .map_err(to_py)?;
         self.lock().opened = Some(opened);
         Ok(())
     }
@@ -262,9 +273,7 @@ impl TeleopSession {
             (opened, st.spec.clone())
         };
         let OpenedArms { arms, sims } = opened;
-        let lp = py
-            .detach(|| TeleopLoop::start(arms, spec))
-            .map_err(control_err)?;
+        let lp = py.detach(|| TeleopLoop::start(arms, spec)).map_err(to_py)?;
         let mut st = self.lock();
         st.running = Some(Arc::new(lp));
         st.sims = Some(sims);
@@ -297,8 +306,7 @@ impl TeleopSession {
     #[pyo3(signature = (timeout=5.0))]
     fn start_episode(&self, py: Python<'_>, timeout: f64) -> PyResult<i64> {
         let lp = self.running()?;
-        py.detach(|| lp.start_episode(secs(timeout)))
-            .map_err(control_err)
+        py.detach(|| lp.start_episode(secs(timeout))).map_err(to_py)
     }
 
     /// Stops recording. When it returns, every row of the episode can be read with
@@ -306,9 +314,7 @@ impl TeleopSession {
     #[pyo3(signature = (timeout=10.0))]
     fn end_episode<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Bound<'py, PyAny>> {
         let lp = self.running()?;
-        let report = py
-            .detach(|| lp.end_episode(secs(timeout)))
-            .map_err(control_err)?;
+        let report = py.detach(|| lp.end_episode(secs(timeout))).map_err(to_py)?;
         report_dict(py, &report)
     }
 
@@ -318,9 +324,7 @@ impl TeleopSession {
     fn next_batch(&self, py: Python<'_>, timeout: f64) -> PyResult<Option<FrameBatch>> {
         let lp = self.running()?;
         let schema = lp.schema();
-        let batch = py
-            .detach(|| lp.next_batch(secs(timeout)))
-            .map_err(control_err)?;
+        let batch = py.detach(|| lp.next_batch(secs(timeout))).map_err(to_py)?;
         Ok(batch.map(|b| FrameBatch {
             schema,
             batches: vec![b],
@@ -339,39 +343,60 @@ impl TeleopSession {
         report_dict(py, &lp.episode_telemetry())
     }
 
-    /// Replay: the follower's next goal. `action` is a dict keyed by action names or a
-    /// sequence in action order. Only for sessions without a teleoperator.
-    #[pyo3(signature = (action, timeout=1.0))]
-    fn send_action(&self, py: Python<'_>, action: &Bound<'_, PyAny>, timeout: f64) -> PyResult<()> {
-        let (lp, names, has_teleop) = {
-            let st = self.lock();
-            (
-                st.running.clone(),
-                st.robot.spec.action_names(),
-                st.teleop.is_some(),
-            )
-        };
-        if has_teleop {
+    /// One action: the goal reaches it one dataset row period (1/record_fps) after the loop
+    /// receives it, interpolated at control_hz from the goal in force. `action` is a dict keyed
+    /// by action names or a sequence in action order. Never waits for the loop.
+    fn send_action(&self, action: &Bound<'_, PyAny>) -> PyResult<()> {
+        let (lp, names) = self.scheduled("send_action")?;
+        let values = action_values(action, &names)?;
+        lp.send_actions(&values, None).map_err(to_py)
+    }
+
+    /// A timed sequence of actions (rows in action order, e.g. a policy's action chunk or a
+    /// whole episode): row i is due at start_ns + i/record_fps; the goal is interpolated
+    /// between rows at control_hz. The sequence replaces what was scheduled from its start on.
+    #[pyo3(signature = (actions, start_ns=None))]
+    fn send_actions(&self, actions: &Bound<'_, PyAny>, start_ns: Option<u64>) -> PyResult<()> {
+        let (lp, names) = self.scheduled("send_actions")?;
+        let rows: Vec<Vec<f32>> = actions.extract().map_err(|e| {
+            ConfigError::new_err(format!(
+                "actions must be a 2-D sequence of numbers (rows of {} values: {names:?}): {e}",
+                names.len()
+            ))
+        })?;
+        if rows.is_empty() {
             return Err(ConfigError::new_err(
-                "send_action is for replay; this session's goals come from its teleoperator",
+                "actions is empty; send at least one row",
             ));
         }
-        let lp = lp
-            .ok_or_else(|| OpenKError::new_err("the session is not started; call start() first"))?;
-        let values: Vec<f32> = if let Ok(d) = action.cast::<PyDict>() {
-            let mut v = Vec::with_capacity(names.len());
-            for n in &names {
-                let item = d.get_item(n)?.ok_or_else(|| {
-                    ConfigError::new_err(format!("action has no {n:?}; it needs {names:?}"))
-                })?;
-                v.push(item.extract()?);
-            }
-            v
-        } else {
-            action.extract()?
-        };
-        py.detach(|| lp.send_action(&values, secs(timeout)))
-            .map_err(control_err)
+        if let Some((i, r)) = rows
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.len() != names.len())
+        {
+            return Err(ConfigError::new_err(format!(
+                "row {i} of actions has {} values; every row needs {} ({names:?})",
+                r.len(),
+                names.len()
+            )));
+        }
+        let flat: Vec<f32> = rows.into_iter().flatten().collect();
+        lp.send_actions(&flat, start_ns).map_err(to_py)
+    }
+
+    /// Scheduled actions not yet reached (nor replaced, dropped as late or refused).
+    #[getter]
+    fn pending_actions(&self) -> PyResult<u64> {
+        Ok(self.running()?.pending_actions())
+    }
+
+    /// Waits (GIL released) until every scheduled action has been reached, up to `timeout`
+    /// seconds; True when done, False on timeout. Raises if the loop stopped.
+    #[pyo3(signature = (timeout=None))]
+    fn wait_idle(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let lp = self.running()?;
+        let timeout = timeout.map_or(Duration::from_secs(u64::from(u32::MAX)), secs);
+        py.detach(|| lp.wait_idle(timeout)).map_err(to_py)
     }
 
     /// Safety events so far (leader lost, bus errors, stop), each with device, motor, reason.
@@ -392,7 +417,7 @@ impl TeleopSession {
     /// Why the loop stopped on its own (as the exception it maps to), or None.
     fn failure(&self) -> Option<PyErr> {
         let lp = self.lock().running.clone()?;
-        lp.failure().map(|f| failure_to_py(&f, ""))
+        lp.failure().map(to_py)
     }
 
     /// Test hook: the simulator behind `device` ("robot" or "teleop") and `bus` ("damiao" or
@@ -414,13 +439,24 @@ impl TeleopSession {
         }
     }
 
-    /// Stops the loop safely (follower holds, or goes limp with disable_torque_on_disconnect)
-    /// and closes the ports. Safe to call twice.
+    /// Stops the loop safely and closes the ports: the follower first returns home (when
+    /// end_home_ramp_time_s > 0; Ctrl-C meanwhile cuts it short), then holds, or goes limp
+    /// with disable_torque_on_disconnect. Safe to call twice.
     fn stop(&self, py: Python<'_>) {
         let (lp, sims, opened) = {
             let mut st = self.lock();
             (st.running.take(), st.sims.take(), st.opened.take())
         };
+        if let Some(lp) = &lp {
+            py.detach(|| lp.request_stop());
+            let mut cut_short = false;
+            while !py.detach(|| lp.wait_stopped(Duration::from_millis(100))) {
+                if py.check_signals().is_err() && !cut_short {
+                    cut_short = true;
+                    py.detach(|| lp.request_stop());
+                }
+            }
+        }
         py.detach(|| {
             if let Some(lp) = lp {
                 lp.stop();
@@ -442,6 +478,78 @@ impl TeleopSession {
     }
 }
 
+/// A duration option in seconds as ns (0 allowed: off).
+fn duration_ns(s: f64, name: &str) -> PyResult<u64> {
+    if !(s.is_finite() && s >= 0.0) {
+        return Err(ConfigError::new_err(format!(
+            "{name} must be a number of seconds >= 0 (got {s})"
+        )));
+    }
+    Ok((s * 1e9).round() as u64)
+}
+
+/// A ramp's step period: None means every control tick.
+fn step_ns(s: Option<f64>, name: &str) -> PyResult<u64> {
+    match s {
+        None => Ok(0),
+        Some(v) if v.is_finite() && v > 0.0 => Ok((v * 1e9).round() as u64),
+        Some(v) => Err(ConfigError::new_err(format!(
+            "{name} must be a positive number of seconds, or None to step every control tick \
+             (got {v})"
+        ))),
+    }
+}
+
+/// A per-joint option (one number for every action, or {joint: number}) by action index.
+fn per_action(
+    value: Option<&Bound<'_, PyAny>>,
+    action_names: &[String],
+    name: &str,
+) -> PyResult<Vec<Option<f32>>> {
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(Vec::new());
+    };
+    let joint_of = |a: &str| a.strip_suffix(".pos").unwrap_or(a).to_owned();
+    if let Ok(d) = value.cast::<PyDict>() {
+        let mut out = vec![None; action_names.len()];
+        for (k, v) in d.iter() {
+            let key: String = k.extract()?;
+            let i = action_names
+                .iter()
+                .position(|a| *a == key || joint_of(a) == key)
+                .ok_or_else(|| {
+                    ConfigError::new_err(format!(
+                        "{name}: {key:?} is not a joint of this robot; use one of {:?}",
+                        action_names.iter().map(|a| joint_of(a)).collect::<Vec<_>>()
+                    ))
+                })?;
+            out[i] = Some(v.extract()?);
+        }
+        return Ok(out);
+    }
+    let v: f32 = value.extract().map_err(|_| {
+        ConfigError::new_err(format!(
+            "{name} must be a number or a {{joint: number}} mapping"
+        ))
+    })?;
+    Ok(vec![Some(v); action_names.len()])
+}
+
+/// An action as a dict keyed by action names or a sequence in action order.
+fn action_values(action: &Bound<'_, PyAny>, names: &[String]) -> PyResult<Vec<f32>> {
+    if let Ok(d) = action.cast::<PyDict>() {
+        let mut v = Vec::with_capacity(names.len());
+        for n in names {
+            let item = d.get_item(n)?.ok_or_else(|| {
+                ConfigError::new_err(format!("action has no {n:?}; it needs {names:?}"))
+            })?;
+            v.push(item.extract()?);
+        }
+        return Ok(v);
+    }
+    action.extract()
+}
+
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(if s.is_finite() && s > 0.0 { s } else { 0.0 })
 }
@@ -455,7 +563,7 @@ fn device_features<'py>(
     type_name: &str,
     kind: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let spec = lookup(type_name, kind_of(kind)?).map_err(arm_err)?;
+    let spec = lookup(type_name, kind_of(kind)?).map_err(to_py)?;
     let out = PyDict::new(py);
     for (key, names) in [
         ("observation.state", spec.observation_names()),
@@ -504,7 +612,7 @@ impl Calibrator {
         let cal = guard
             .as_mut()
             .ok_or_else(|| OpenKError::new_err("the calibrator is closed"))?;
-        f(cal).map_err(arm_err)
+        f(cal).map_err(to_py)
     }
 }
 
@@ -514,9 +622,7 @@ impl Calibrator {
     #[pyo3(signature = (config, kind="robot"))]
     fn new(py: Python<'_>, config: &Bound<'_, PyAny>, kind: &str) -> PyResult<Self> {
         let cfg = device_config(py, config, kind_of(kind)?)?;
-        let cal = py
-            .detach(|| CoreCalibrator::connect(cfg))
-            .map_err(arm_err)?;
+        let cal = py.detach(|| CoreCalibrator::connect(cfg)).map_err(to_py)?;
         Ok(Self {
             inner: Mutex::new(Some(cal)),
         })
@@ -572,7 +678,7 @@ impl SimRig {
     fn new(py: Python<'_>, robot_type: &str, teleop_type: Option<&str>) -> PyResult<Self> {
         let sims = py
             .detach(|| device::start_sim_rig(robot_type, teleop_type))
-            .map_err(arm_err)?;
+            .map_err(to_py)?;
         Ok(Self {
             sims: Mutex::new(Some(sims)),
         })

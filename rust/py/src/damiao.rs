@@ -12,54 +12,16 @@ use openk_core::bus::damiao::{
     StsCanBus as CoreStsCanBus, DEFAULT_BAUD,
 };
 use openk_core::protocol::damiao::{
-    self as proto, AdapterStreamDecoder, ControlMode, DamiaoProtocolError, Feedback, Limits,
-    MitCommand, MotorModel, MotorState,
+    self as proto, AdapterStreamDecoder, ControlMode, Feedback, Limits, MitCommand, MotorModel,
+    MotorState,
 };
 use openk_core::sim::damiao::{
     DamiaoSim as CoreSim, DamiaoSimConfig, HandTrajectory, SimMotorConfig, StsBridgeConfig,
 };
 use openk_core::sim::pty::Corruption;
-use openk_core::transport::TransportError;
 
-use crate::convert::{seconds, sim_err};
-use crate::errors::{
-    BusTimeoutError, ConfigError, MotorError, OpenKError, PortError, ProtocolError,
-};
-
-// ---------------------------------------------------------------------------------------------
-// Error mapping
-// ---------------------------------------------------------------------------------------------
-
-fn protocol_err(e: DamiaoProtocolError) -> PyErr {
-    match e {
-        DamiaoProtocolError::UnknownModel(_) | DamiaoProtocolError::InvalidLimits { .. } => {
-            ConfigError::new_err(e.to_string())
-        }
-        other => ProtocolError::new_err(other.to_string()),
-    }
-}
-
-fn transport_err(e: &TransportError) -> PyErr {
-    match e {
-        TransportError::WriteTimeout { .. } => BusTimeoutError::new_err(e.to_string()),
-        _ => PortError::new_err(e.to_string()),
-    }
-}
-
-fn bus_err(e: DamiaoBusError) -> PyErr {
-    let msg = e.to_string();
-    match &e {
-        DamiaoBusError::Transport(t) => transport_err(t),
-        DamiaoBusError::Protocol { .. } => ProtocolError::new_err(msg),
-        DamiaoBusError::Timeout { .. } => BusTimeoutError::new_err(msg),
-        DamiaoBusError::MotorFault { .. }
-        | DamiaoBusError::VerifyFailed { .. }
-        | DamiaoBusError::UnexpectedState { .. } => MotorError::new_err(msg),
-        DamiaoBusError::WrongMode { .. } | DamiaoBusError::Config { .. } => {
-            ConfigError::new_err(msg)
-        }
-    }
-}
+use crate::convert::seconds;
+use crate::errors::{to_py, ConfigError, OpenKError, PortError, ProtocolError};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -74,7 +36,7 @@ const _: () = assert!(DEFAULT_BAUD == 921_600);
 // ---------------------------------------------------------------------------------------------
 
 fn model(name: &str) -> PyResult<MotorModel> {
-    MotorModel::from_name(name).map_err(protocol_err)
+    MotorModel::from_name(name).map_err(to_py)
 }
 
 fn mode_from_name(name: &str) -> PyResult<ControlMode> {
@@ -89,45 +51,18 @@ fn mode_from_name(name: &str) -> PyResult<ControlMode> {
     }
 }
 
-const STATE_NAMES: [(&str, MotorState); 9] = [
-    ("disabled", MotorState::Disabled),
-    ("enabled", MotorState::Enabled),
-    ("over_voltage", MotorState::OverVoltage),
-    ("under_voltage", MotorState::UnderVoltage),
-    ("over_current", MotorState::OverCurrent),
-    ("mos_over_temperature", MotorState::MosOverTemperature),
-    ("rotor_over_temperature", MotorState::RotorOverTemperature),
-    ("lost_communication", MotorState::LostCommunication),
-    ("overload", MotorState::Overload),
-];
-
-fn state_name(state: MotorState) -> String {
-    STATE_NAMES.iter().find(|(_, s)| *s == state).map_or_else(
-        || format!("unknown_0x{:x}", state.nibble()),
-        |(n, _)| (*n).to_string(),
-    )
-}
-
 fn state_from_name(name: &str) -> PyResult<MotorState> {
-    STATE_NAMES
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, s)| *s)
-        .ok_or_else(|| {
-            ConfigError::new_err(format!(
-                "unknown motor state {name:?}; use one of {}",
-                STATE_NAMES
-                    .iter()
-                    .map(|(n, _)| *n)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })
+    MotorState::from_name(name).ok_or_else(|| {
+        ConfigError::new_err(format!(
+            "unknown motor state {name:?}; use one of {}",
+            MotorState::NAMED.map(MotorState::name).join(", ")
+        ))
+    })
 }
 
 fn limits_of(model_name: &str, limits: Option<(f64, f64, f64)>) -> PyResult<Limits> {
     match limits {
-        Some((p, v, t)) => Limits::new(p, v, t).map_err(protocol_err),
+        Some((p, v, t)) => Limits::new(p, v, t).map_err(to_py),
         None => Ok(model(model_name)?.default_limits()),
     }
 }
@@ -143,7 +78,7 @@ fn feedback_dict<'py>(py: Python<'py>, fb: &Feedback) -> PyResult<Bound<'py, PyD
     d.set_item("q", fb.q)?;
     d.set_item("dq", fb.dq)?;
     d.set_item("tau", fb.tau)?;
-    d.set_item("state", state_name(fb.state))?;
+    d.set_item("state", fb.state.to_string())?;
     d.set_item("t_mos", fb.t_mos)?;
     d.set_item("t_rotor", fb.t_rotor)?;
     d.set_item("id_nibble", fb.id_nibble)?;
@@ -189,8 +124,7 @@ fn damiao_encode_mit<'py>(
     limits: Option<(f64, f64, f64)>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let lim = limits_of(model, limits)?;
-    let payload =
-        proto::encode_mit(&MitCommand { q, dq, kp, kd, tau }, &lim).map_err(protocol_err)?;
+    let payload = proto::encode_mit(&MitCommand { q, dq, kp, kd, tau }, &lim).map_err(to_py)?;
     Ok(PyBytes::new(py, &payload))
 }
 
@@ -203,7 +137,7 @@ fn damiao_encode_pos_vel<'py>(
 ) -> PyResult<Bound<'py, PyBytes>> {
     Ok(PyBytes::new(
         py,
-        &proto::encode_pos_vel(position, velocity).map_err(protocol_err)?,
+        &proto::encode_pos_vel(position, velocity).map_err(to_py)?,
     ))
 }
 
@@ -242,10 +176,10 @@ fn damiao_scan(
         .map_err(|_| ConfigError::new_err(format!("window_s must be >= 0 (got {window_s})")))?;
     let found = py
         .detach(|| openk_core::bus::damiao::scan(port, first..=last, window))
-        .map_err(bus_err)?;
+        .map_err(to_py)?;
     Ok(found
         .into_iter()
-        .map(|m| (m.esc_id, m.mst_id, m.state.name().to_owned()))
+        .map(|m| (m.esc_id, m.mst_id, m.state.to_string()))
         .collect())
 }
 
@@ -306,7 +240,7 @@ impl PyDamiaoBus {
         py.detach(|| {
             let mut guard = lock(&self.inner);
             match guard.as_mut() {
-                Some(bus) => f(bus).map_err(bus_err),
+                Some(bus) => f(bus).map_err(to_py),
                 None => Err(PortError::new_err(format!(
                     "DAMIAO bus on {} is closed; open a new DamiaoBus",
                     self.port
@@ -375,7 +309,7 @@ impl PyDamiaoBus {
         let names = specs.iter().map(|s| s.name.clone()).collect();
         let bus = py
             .detach(|| CoreBus::open(&port, specs, options))
-            .map_err(bus_err)?;
+            .map_err(to_py)?;
         Ok(Self {
             inner: Mutex::new(Some(bus)),
             names,
@@ -595,7 +529,7 @@ impl PyStsCanBus {
         let timeout = seconds(timeout_s, "timeout_s")?;
         let bus = py
             .detach(|| CoreStsCanBus::open(&port, baud, controller_id, timeout, retries))
-            .map_err(bus_err)?;
+            .map_err(to_py)?;
         Ok(Self {
             inner: Mutex::new(bus),
         })
@@ -604,13 +538,13 @@ impl PyStsCanBus {
     /// Sets a servo's goal (steps, clamped to 0–4095).
     fn write_position(&self, py: Python<'_>, servo_id: u16, position: i64) -> PyResult<()> {
         py.detach(|| lock(&self.inner).write_position(servo_id, position))
-            .map_err(bus_err)
+            .map_err(to_py)
     }
 
     /// Reads a servo's present position (steps).
     fn read_position(&self, py: Python<'_>, servo_id: u16) -> PyResult<u16> {
         py.detach(|| lock(&self.inner).read_position(servo_id))
-            .map_err(bus_err)
+            .map_err(to_py)
     }
 }
 
@@ -690,7 +624,7 @@ impl PyDamiaoSim {
                 servo_ids: bridge_servo_ids,
             });
         }
-        let sim = py.detach(|| CoreSim::start(cfg)).map_err(sim_err)?;
+        let sim = py.detach(|| CoreSim::start(cfg)).map_err(to_py)?;
         let port = sim.port().to_string();
         Ok(Self {
             inner: Mutex::new(Some(sim)),
@@ -759,7 +693,7 @@ impl PyDamiaoSim {
         d.set_item("tau", tau)?;
         d.set_item("enabled", enabled)?;
         d.set_item("mode", mode.map(ControlMode::name))?;
-        d.set_item("state", state_name(state))?;
+        d.set_item("state", state.to_string())?;
         Ok(d)
     }
 

@@ -12,26 +12,11 @@ use openk_core::protocol::feetech::{self as ft, ByteOrder, ProtocolError, Status
 use openk_core::sim::feetech::{FeetechSim, FeetechSimConfig, HandScript, ServoSpec, SimMode};
 use openk_core::sim::pty::Corruption;
 
-use crate::convert::{seconds, sim_err};
-use crate::errors::{
-    BusTimeoutError, ConfigError, MotorError, OpenKError, PortError,
-    ProtocolError as PyProtocolError,
-};
+use crate::convert::seconds;
+use crate::errors::{to_py, ConfigError, OpenKError, PortError};
 
 // ---------------------------------------------------------------------------------------------
 // Error mapping
-
-fn protocol_err(e: ProtocolError) -> PyErr {
-    match e {
-        ProtocolError::ValueOutOfRange { .. } | ProtocolError::InvalidId(_) => {
-            PyValueError::new_err(e.to_string())
-        }
-        ProtocolError::UnknownRegister(_) | ProtocolError::ReadOnly(_) => {
-            ConfigError::new_err(e.to_string())
-        }
-        _ => PyProtocolError::new_err(e.to_string()),
-    }
-}
 
 fn failure_kind(kind: FailureKind) -> (&'static str, Vec<&'static str>) {
     match kind {
@@ -41,9 +26,11 @@ fn failure_kind(kind: FailureKind) -> (&'static str, Vec<&'static str>) {
     }
 }
 
-/// Attaches `failures` (list of dicts: motor, id, kind, flags) and, for a single motor, `motor`
-/// and `flags`, so callers can react without parsing the message.
-fn with_failures(py: Python<'_>, err: PyErr, e: &BusError) -> PyErr {
+/// A bus error as the exception of its fault kind, with `failures` (list of dicts: motor, id,
+/// kind, flags) and, for a single motor, `motor` and `flags` attached, so callers can react
+/// without parsing the message.
+fn bus_err(py: Python<'_>, e: BusError) -> PyErr {
+    let err = to_py(&e);
     let failures = e.failures();
     let value = err.value(py);
     let list: Vec<Bound<'_, PyDict>> = failures
@@ -66,23 +53,6 @@ fn with_failures(py: Python<'_>, err: PyErr, e: &BusError) -> PyErr {
     err
 }
 
-fn bus_err(py: Python<'_>, e: BusError) -> PyErr {
-    let msg = e.to_string();
-    let err = match &e {
-        BusError::Transport(_) => PortError::new_err(msg),
-        BusError::Protocol { source, .. } => return protocol_err(source.clone()),
-        BusError::Timeout { .. } => BusTimeoutError::new_err(msg),
-        BusError::Corrupt { .. } => PyProtocolError::new_err(msg),
-        BusError::Motor { .. } => MotorError::new_err(msg),
-        BusError::Group { .. } if e.is_timeout() => BusTimeoutError::new_err(msg),
-        BusError::Group { .. } if e.is_motor_status() => MotorError::new_err(msg),
-        BusError::Group { .. } => PyProtocolError::new_err(msg),
-        BusError::UnknownMotor { .. } => ConfigError::new_err(msg),
-        BusError::Usage(_) => PyValueError::new_err(msg),
-    };
-    with_failures(py, err, &e)
-}
-
 fn order(scs: bool) -> ByteOrder {
     if scs {
         ByteOrder::Big
@@ -103,7 +73,7 @@ fn to_bytes<'py>(
     f: impl FnOnce(&mut Vec<u8>) -> Result<(), ProtocolError>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let mut out = Vec::new();
-    f(&mut out).map_err(protocol_err)?;
+    f(&mut out).map_err(to_py)?;
     Ok(PyBytes::new(py, &out))
 }
 
@@ -245,7 +215,7 @@ fn feetech_decode_status(data: &[u8]) -> PyResult<Vec<PyFeetechStatus>> {
     for chunk in data.chunks(256) {
         parser.push(chunk);
         while let Some(r) = parser.next() {
-            out.push(status_of(&r.map_err(protocol_err)?));
+            out.push(status_of(&r.map_err(to_py)?));
         }
     }
     Ok(out)
@@ -289,14 +259,14 @@ fn feetech_control_table(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyDict>>> {
 /// bit). ValueError if it does not fit.
 #[pyfunction]
 fn feetech_encode_value(register: &str, value: i64) -> PyResult<u32> {
-    let r = ft::register(register).map_err(protocol_err)?;
-    r.encode(value).map_err(protocol_err)
+    let r = ft::register(register).map_err(to_py)?;
+    r.encode(value).map_err(to_py)
 }
 
 /// Signed user value of a raw register value.
 #[pyfunction]
 fn feetech_decode_value(register: &str, raw: u32) -> PyResult<i64> {
-    Ok(ft::register(register).map_err(protocol_err)?.decode(raw))
+    Ok(ft::register(register).map_err(to_py)?.decode(raw))
 }
 
 /// Baud rate of a register-6 code (official table), or None.
@@ -433,7 +403,7 @@ impl PyFeetechBus {
 
     /// Reads a register (by name) of one motor: the signed value (sign-magnitude decoded).
     fn read(&mut self, py: Python<'_>, register: &str, motor: MotorRef) -> PyResult<i64> {
-        let reg = ft::register(register).map_err(protocol_err)?;
+        let reg = ft::register(register).map_err(to_py)?;
         let bus = self.bus()?;
         let id = resolve(bus, &motor).map_err(|e| bus_err(py, e))?;
         py.detach(|| bus.read_id(reg, id))
@@ -442,7 +412,7 @@ impl PyFeetechBus {
 
     /// Reads a register in its physical unit (V, degC, %, ...).
     fn read_unit(&mut self, py: Python<'_>, register: &str, motor: MotorRef) -> PyResult<f64> {
-        let reg = ft::register(register).map_err(protocol_err)?;
+        let reg = ft::register(register).map_err(to_py)?;
         let bus = self.bus()?;
         let id = resolve(bus, &motor).map_err(|e| bus_err(py, e))?;
         py.detach(|| bus.read_id(reg, id))
@@ -458,7 +428,7 @@ impl PyFeetechBus {
         motor: MotorRef,
         value: i64,
     ) -> PyResult<()> {
-        let reg = ft::register(register).map_err(protocol_err)?;
+        let reg = ft::register(register).map_err(to_py)?;
         let bus = self.bus()?;
         let id = resolve(bus, &motor).map_err(|e| bus_err(py, e))?;
         py.detach(|| bus.write_id(reg, id, value))
@@ -473,7 +443,7 @@ impl PyFeetechBus {
         register: &str,
         motors: Option<Vec<String>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let reg = ft::register(register).map_err(protocol_err)?;
+        let reg = ft::register(register).map_err(to_py)?;
         let names = motors.unwrap_or_else(|| self.names.clone());
         let bus = self.bus()?;
         let ids = names
@@ -499,7 +469,7 @@ impl PyFeetechBus {
         values: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let values = pairs(values)?;
-        let reg = ft::register(register).map_err(protocol_err)?;
+        let reg = ft::register(register).map_err(to_py)?;
         let bus = self.bus()?;
         let mut ids = Vec::with_capacity(values.len());
         let mut vals = Vec::with_capacity(values.len());
@@ -546,7 +516,7 @@ fn sim_mode(
     Ok(match (mode, trajectory) {
         ("follower", None) => SimMode::Follower,
         ("hand", Some(path)) => {
-            SimMode::HumanHand(HandScript::from_file(Path::new(&path)).map_err(sim_err)?)
+            SimMode::HumanHand(HandScript::from_file(Path::new(&path)).map_err(to_py)?)
         }
         ("hand", None) => SimMode::HumanHand(HandScript::Sinusoid {
             amplitude: hand_amplitude,
@@ -627,7 +597,7 @@ impl PyFeetechSim {
             byte_order: order(scs),
             goal_write_enables_torque,
         };
-        let sim = FeetechSim::start(config).map_err(sim_err)?;
+        let sim = FeetechSim::start(config).map_err(to_py)?;
         Ok(PyFeetechSim { sim: Some(sim) })
     }
 
@@ -715,7 +685,7 @@ impl PyFeetechSim {
 
     /// A register of servo `id`, decoded, now.
     fn register(&self, id: u8, name: &str) -> PyResult<i64> {
-        ft::register(name).map_err(protocol_err)?;
+        ft::register(name).map_err(to_py)?;
         self.sim()?
             .register(id, name)
             .ok_or_else(|| ConfigError::new_err(format!("no servo with id {id} on this simulator")))
@@ -723,8 +693,8 @@ impl PyFeetechSim {
 
     /// Sets a register of servo `id` directly (no Lock check).
     fn set_register(&self, id: u8, name: &str, value: i64) -> PyResult<()> {
-        let r = ft::register(name).map_err(protocol_err)?;
-        r.encode(value).map_err(protocol_err)?;
+        let r = ft::register(name).map_err(to_py)?;
+        r.encode(value).map_err(to_py)?;
         if !self.sim()?.set_register(id, name, value) {
             return Err(ConfigError::new_err(format!(
                 "no servo with id {id} on this simulator"

@@ -3,6 +3,7 @@
 
 use pyo3::prelude::*;
 
+mod catalog;
 mod control;
 mod convert;
 mod damiao;
@@ -23,5 +24,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     feetech::register(m)?;
     damiao::register(m)?;
     control::register(m)?;
+    catalog::register(m)?;
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::spec::{lookup, ControlType, DeviceKind, DeviceSpec, NormMode};
+use super::spec::{lookup, ControlType, DeviceKind, DeviceSpec, NormMode, SESSION_KEYS};
 use super::ArmError;
 
 /// A number for every joint, or one per joint by name.
@@ -72,10 +72,25 @@ pub const DEFAULT_KD: f64 = 1.0;
 pub const DEFAULT_VELOCITY_LIMIT: f64 = 2.0;
 
 impl DeviceConfig {
-    /// Parses `value` (a JSON object) as a config of a device of `kind`. Unknown keys (for
-    /// example `cameras`) are left to other layers.
+    /// Parses `value` (a JSON object) as a config of a device of `kind`. Keys the type does
+    /// not accept are refused; `cameras` (a robot key) is accepted and left to the layer that
+    /// opens cameras.
     pub fn from_json(value: &Value, kind: DeviceKind) -> Result<Self, ArmError> {
         let noun = kind.noun();
+        // Keys first, so a key the type does not take is named as such, whatever its value.
+        if let (Some(map), Some(type_name)) = (value.as_object(), value["type"].as_str()) {
+            let spec = lookup(type_name, kind)?;
+            let keys = spec.config_keys();
+            if let Some(bad) = map
+                .keys()
+                .find(|k| !keys.contains(&k.as_str()) && !SESSION_KEYS.contains(&k.as_str()))
+            {
+                return Err(ArmError::Config(format!(
+                    "{noun} {type_name} has no config key {bad:?}; valid keys: {}",
+                    keys.join(", ")
+                )));
+            }
+        }
         let raw: Raw = serde_json::from_value(value.clone())
             .map_err(|e| ArmError::Config(format!("{noun} config: {e}")))?;
         let type_name = raw.type_name.ok_or_else(|| {
@@ -99,7 +114,7 @@ impl DeviceConfig {
             )));
         }
         let id = match raw.id {
-            None | Some(Value::Null) => "default".to_owned(),
+            None | Some(Value::Null) => kind.default_id().to_owned(),
             Some(Value::String(s)) => s,
             Some(other) => other.to_string(),
         };
@@ -210,9 +225,16 @@ impl DeviceConfig {
     }
 }
 
-/// `sim` or `sim://...` selects the simulator.
+/// The port name that selects the built-in simulator.
+pub const SIM_PORT: &str = "sim";
+
+/// Whether `port` selects the simulator: exactly `sim`, or `sim://` followed by options
+/// (`sim://?missing=grip`). Anything else, `sim:x` included, names a serial device.
 pub fn is_sim_port(port: &str) -> bool {
-    port == "sim" || port.starts_with("sim://") || port.starts_with("sim:")
+    port == SIM_PORT
+        || port
+            .strip_prefix(SIM_PORT)
+            .is_some_and(|rest| rest.starts_with("://"))
 }
 
 #[cfg(test)]
@@ -263,11 +285,41 @@ mod tests {
             err(json!({"type": "one-motor-test_follower", "port": "sim", "id": "../x"}))
                 .contains("calibration file")
         );
+        assert!(
+            err(json!({"type": "one-motor-test_follower", "port": "sim", "sts_motors": []}))
+                .contains("no config key \"sts_motors\"")
+        );
         // Sim ports need no second port.
         assert!(DeviceConfig::from_json(
             &json!({"type": "openk-1-alpha_follower", "port": "sim"}),
             DeviceKind::Robot
         )
         .is_ok());
+    }
+
+    #[test]
+    fn one_sim_port_rule() {
+        for port in ["sim", "sim://", "sim://?missing=grip"] {
+            assert!(is_sim_port(port), "{port}");
+        }
+        for port in ["sim:x", "sim:", "simulator", "/dev/sim", "", "SIM"] {
+            assert!(!is_sim_port(port), "{port}");
+        }
+    }
+
+    #[test]
+    fn default_ids_name_the_role() {
+        let robot = DeviceConfig::from_json(
+            &json!({"type": "one-motor-test_follower", "port": "sim"}),
+            DeviceKind::Robot,
+        )
+        .unwrap();
+        assert_eq!(robot.id, "follower");
+        let teleop = DeviceConfig::from_json(
+            &json!({"type": "one-motor-test_leader", "port": "sim", "id": null}),
+            DeviceKind::Teleoperator,
+        )
+        .unwrap();
+        assert_eq!(teleop.id, "leader");
     }
 }

@@ -5,7 +5,8 @@ use crate::bus::damiao::{DamiaoBus, DamiaoBusError, MAX_MOTORS};
 use crate::protocol::damiao::{ControlMode, Feedback, MitCommand, MotorState};
 
 use super::calibration::JointNorm;
-use super::part::{FaultKind, Part, PartError, StopAction};
+use super::part::{Part, PartError, StopAction};
+use crate::error::Classified;
 
 /// Gains of OpenK's "compliant read" command: a hand moves the motor, which still reports.
 const COMPLIANT_KD: f64 = 0.1;
@@ -38,18 +39,8 @@ pub struct DamiaoPart {
 
 /// Maps a bus error onto a part error naming the motor.
 pub fn part_error(names: &[String], e: &DamiaoBusError) -> PartError {
-    let (kind, motor) = match e {
-        DamiaoBusError::Transport(_) => (FaultKind::Port, None),
-        DamiaoBusError::Protocol { motor, .. } => (FaultKind::Protocol, Some(motor)),
-        DamiaoBusError::Timeout { motor, .. } => (FaultKind::Timeout, Some(motor)),
-        DamiaoBusError::MotorFault { motor, .. } => (FaultKind::Motor, Some(motor)),
-        DamiaoBusError::VerifyFailed { motor, .. } => (FaultKind::Motor, Some(motor)),
-        DamiaoBusError::UnexpectedState { motor, .. } => (FaultKind::Motor, Some(motor)),
-        DamiaoBusError::WrongMode { motor, .. } => (FaultKind::Other, Some(motor)),
-        DamiaoBusError::Config { .. } => (FaultKind::Other, None),
-    };
-    let index = motor.and_then(|m| names.iter().position(|n| n == m));
-    PartError::new(kind, index, e.to_string())
+    let index = e.motor().and_then(|m| names.iter().position(|n| n == m));
+    PartError::new(e.fault_kind(), index, e.to_string())
 }
 
 impl DamiaoPart {

@@ -21,11 +21,12 @@ use super::calibration::{
 };
 use super::config::{is_sim_port, DeviceConfig, DEFAULT_KD, DEFAULT_KP, DEFAULT_VELOCITY_LIMIT};
 use super::damiao_part::{control_mode, part_error, DamiaoDrive, DamiaoPart};
-use super::part::{FaultKind, Part, PartError};
+use super::part::{Part, PartError};
 use super::spec::{names_of, ControlType, DeviceKind, JointSpec, MotorModel, StsLink};
 use super::sts_can_part::StsCanPart;
 use super::sts_part;
 use super::ArmError;
+use crate::error::Classified;
 
 /// Host-side id each DAMIAO motor answers with: unique per motor (0x10 + ESC id) so replies
 /// route unambiguously (spec B.9; the reference's shared 0x15 misroutes).
@@ -125,11 +126,11 @@ fn sim_missing(port: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn dm_model(model: MotorModel) -> DmModel {
-    match model {
-        MotorModel::Dm6006 => DmModel::DM6006,
-        _ => DmModel::DM4310,
-    }
+/// The DAMIAO codec's model (its mapping limits) of a catalogue joint. A model the codec does
+/// not know is an error, never another motor's limits.
+fn dm_model(joint: &str, model: MotorModel) -> Result<DmModel, ArmError> {
+    DmModel::from_name(model.name())
+        .map_err(|e| ArmError::Config(format!("DAMIAO joint {joint}: {e}")))
 }
 
 fn bus_err(label: &str, names: &[String], e: &DamiaoBusError) -> ArmError {
@@ -182,7 +183,7 @@ fn start_sims(cfg: &DeviceConfig, sims: &mut SimSet) -> Result<Ports, ArmError> 
     let device = role_name(spec.kind);
     let leader = spec.kind == DeviceKind::Teleoperator;
     let sim_err = |e: crate::sim::SimError| ArmError::Bus {
-        kind: FaultKind::Port,
+        kind: e.fault_kind(),
         device: format!("{device} simulator"),
         motor: None,
         message: format!("could not start the simulator: {e}"),
@@ -199,13 +200,15 @@ fn start_sims(cfg: &DeviceConfig, sims: &mut SimSet) -> Result<Ports, ArmError> 
                 .damiao
                 .iter()
                 .filter(|j| !missing.iter().any(|m| m == j.name))
-                .map(|j| SimMotorConfig {
-                    name: j.name.to_owned(),
-                    model: dm_model(j.model),
-                    esc_id: u16::from(j.id),
-                    mst_id: damiao_master_id(j.id),
+                .map(|j| {
+                    Ok(SimMotorConfig {
+                        name: j.name.to_owned(),
+                        model: dm_model(j.name, j.model)?,
+                        esc_id: u16::from(j.id),
+                        mst_id: damiao_master_id(j.id),
+                    })
                 })
-                .collect();
+                .collect::<Result<_, ArmError>>()?;
             let sim = DamiaoSim::start(DamiaoSimConfig {
                 motors,
                 ..DamiaoSimConfig::default()
@@ -353,13 +356,15 @@ fn open_damiao_bus(cfg: &DeviceConfig, port: &str, label: &str) -> Result<Damiao
         .spec
         .damiao
         .iter()
-        .map(|j| DamiaoMotorSpec {
-            name: j.name.to_owned(),
-            model: dm_model(j.model),
-            esc_id: u16::from(j.id),
-            mst_id: damiao_master_id(j.id),
+        .map(|j| {
+            Ok(DamiaoMotorSpec {
+                name: j.name.to_owned(),
+                model: dm_model(j.name, j.model)?,
+                esc_id: u16::from(j.id),
+                mst_id: damiao_master_id(j.id),
+            })
         })
-        .collect();
+        .collect::<Result<_, ArmError>>()?;
     let mut bus = DamiaoBus::open(port, motors, DamiaoBusOptions::default())
         .map_err(|e| bus_err(label, &names, &e))?;
     bus.connect().map_err(|e| bus_err(label, &names, &e))?;
@@ -807,5 +812,19 @@ impl Calibrator {
                 RegisterValue::U32(v) => f64::from(v),
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_joint_model_the_damiao_codec_does_not_know_is_an_error_not_dm4310() {
+        assert_eq!(dm_model("j", MotorModel::Dm4310).unwrap(), DmModel::DM4310);
+        assert_eq!(dm_model("j", MotorModel::Dm6006).unwrap(), DmModel::DM6006);
+        let err = dm_model("wrist", MotorModel::Sts3215).unwrap_err();
+        assert!(matches!(err, ArmError::Config(_)), "{err}");
+        assert!(err.to_string().contains("wrist"), "{err}");
     }
 }

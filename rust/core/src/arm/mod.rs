@@ -11,6 +11,8 @@ pub mod sts_part;
 
 use std::path::PathBuf;
 
+use crate::error::{Classified, FaultKind};
+
 /// Errors of the arm layer (configuration and calibration).
 #[derive(Debug, thiserror::Error)]
 pub enum ArmError {
@@ -37,7 +39,7 @@ pub enum ArmError {
     /// A bus failed while opening or configuring a device.
     #[error("{device}: {message}")]
     Bus {
-        kind: part::FaultKind,
+        kind: FaultKind,
         device: String,
         motor: Option<String>,
         message: String,
@@ -53,4 +55,16 @@ pub enum ArmError {
         current: f64,
         command: String,
     },
+}
+
+impl Classified for ArmError {
+    fn fault_kind(&self) -> FaultKind {
+        match self {
+            ArmError::UnknownType { .. } | ArmError::Config(_) => FaultKind::Config,
+            ArmError::CalibrationMissing { .. }
+            | ArmError::CalibrationInvalid { .. }
+            | ArmError::Rezeroed { .. } => FaultKind::Calibration,
+            ArmError::Bus { kind, .. } => *kind,
+        }
+    }
 }

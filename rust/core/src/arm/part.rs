@@ -2,8 +2,6 @@
 //! parts that report positions; a follower is parts that take goals and report state. Each part
 //! can be served by its own thread so a tick costs the slowest bus, not the sum.
 
-use std::fmt;
-
 /// What the follower does when the loop stops (Ctrl-C, leader loss, bus errors).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopAction {
@@ -13,35 +11,8 @@ pub enum StopAction {
     Limp,
 }
 
-/// Broad class of a fault, which decides the Python exception raised for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FaultKind {
-    /// The serial port is gone, busy or cannot be opened.
-    Port,
-    /// A motor did not answer in time.
-    Timeout,
-    /// A motor answered with an error status.
-    Motor,
-    /// Bytes on the wire did not parse.
-    Protocol,
-    /// Calibration missing or not matching the motors.
-    Calibration,
-    /// Anything else (configuration, internal).
-    Other,
-}
-
-impl fmt::Display for FaultKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            FaultKind::Port => "port",
-            FaultKind::Timeout => "timeout",
-            FaultKind::Motor => "motor error",
-            FaultKind::Protocol => "protocol error",
-            FaultKind::Calibration => "calibration",
-            FaultKind::Other => "error",
-        })
-    }
-}
+use crate::error::Classified;
+pub use crate::error::FaultKind;
 
 /// A failed exchange with one part. `motor` indexes the part's `motor_names()` when the fault
 /// is tied to one motor.
@@ -60,6 +31,12 @@ impl PartError {
             motor,
             message: message.into(),
         }
+    }
+}
+
+impl Classified for PartError {
+    fn fault_kind(&self) -> FaultKind {
+        self.kind
     }
 }
 

@@ -22,10 +22,19 @@ impl DeviceKind {
         }
     }
 
+    /// The role's name on the command line (`--robot.*`, `--teleop.*`) and in messages.
     pub fn noun(self) -> &'static str {
         match self {
             DeviceKind::Robot => "robot",
             DeviceKind::Teleoperator => "teleop",
+        }
+    }
+
+    /// The id a device gets when its config names none (it names the calibration file).
+    pub fn default_id(self) -> &'static str {
+        match self {
+            DeviceKind::Robot => "follower",
+            DeviceKind::Teleoperator => "leader",
         }
     }
 }
@@ -46,6 +55,58 @@ impl MotorModel {
             MotorModel::Sts3215 => "sts3215",
         }
     }
+
+    /// The bus family the motor sits on.
+    pub fn bus(self) -> MotorBus {
+        match self {
+            MotorModel::Dm4310 | MotorModel::Dm6006 => MotorBus::Damiao,
+            MotorModel::Sts3215 => MotorBus::Sts,
+        }
+    }
+
+    /// Unit of the motor's raw position: DAMIAO motors report radians, STS servos steps.
+    pub fn raw_unit(self) -> RawUnit {
+        match self.bus() {
+            MotorBus::Damiao => RawUnit::Radians,
+            MotorBus::Sts => RawUnit::Steps,
+        }
+    }
+}
+
+/// The bus family a joint's motor sits on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MotorBus {
+    /// DAMIAO ESCs on a USB-CAN adapter (`port`).
+    Damiao,
+    /// Feetech STS servos (on `sts_port` beside DAMIAO motors, else on `port`).
+    Sts,
+}
+
+impl MotorBus {
+    pub fn name(self) -> &'static str {
+        match self {
+            MotorBus::Damiao => "damiao",
+            MotorBus::Sts => "sts",
+        }
+    }
+}
+
+/// Unit of a joint's raw (uncalibrated) position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawUnit {
+    Radians,
+    /// STS3215 encoder steps, 4096 per turn.
+    Steps,
+}
+
+impl RawUnit {
+    /// The short name tables print ("rad", "step").
+    pub fn name(self) -> &'static str {
+        match self {
+            RawUnit::Radians => "rad",
+            RawUnit::Steps => "step",
+        }
+    }
 }
 
 /// DAMIAO control mode.
@@ -53,6 +114,16 @@ impl MotorModel {
 pub enum ControlType {
     Mit,
     PosVel,
+}
+
+impl ControlType {
+    /// The spelling configs use.
+    pub fn name(self) -> &'static str {
+        match self {
+            ControlType::Mit => "MIT",
+            ControlType::PosVel => "POS_VEL",
+        }
+    }
 }
 
 impl FromStr for ControlType {
@@ -177,12 +248,51 @@ pub struct DeviceSpec {
     pub compliant: bool,
     /// Default of `disable_torque_on_disconnect`.
     pub default_disable_torque: bool,
+    /// Config keys this type accepts beside [`COMMON_KEYS`] (the reference's config classes).
+    pub extra_keys: &'static [&'static str],
 }
+
+/// Config keys every device type accepts.
+pub const COMMON_KEYS: &[&str] = &[
+    "type",
+    "id",
+    "port",
+    "calibration_dir",
+    "disable_torque_on_disconnect",
+    "motor_norm_mode",
+];
+
+/// Keys a session adds to a robot's or teleoperator's config from its own options (the
+/// top-level `direction_map`); users do not write them under `robot:` / `teleop:`.
+pub const SESSION_KEYS: &[&str] = &["direction_map"];
+
+/// Keys of a DAMIAO follower with STS servos (both OpenK followers).
+const FOLLOWER_KEYS: [&str; 5] = [
+    "sts_port",
+    "control_type",
+    "sts_motor_norm_mode",
+    "max_relative_target",
+    "cameras",
+];
 
 impl DeviceSpec {
     /// Whether the STS servos sit on a second port (`sts_port`).
     pub fn sts_on_second_port(&self) -> bool {
         !self.damiao.is_empty() && !self.sts.is_empty()
+    }
+
+    /// Keys a config of this type may hold: [`COMMON_KEYS`], then the type's own.
+    pub fn config_keys(&self) -> Vec<&'static str> {
+        COMMON_KEYS.iter().chain(self.extra_keys).copied().collect()
+    }
+
+    /// Other names users may type for this device.
+    pub fn aliases(&self) -> Vec<&'static str> {
+        ALIASES
+            .iter()
+            .filter(|(_, target)| *target == self.type_name)
+            .map(|(alias, _)| *alias)
+            .collect()
     }
 
     /// Joints in feature order: DAMIAO motors first, then STS servos (reference order).
@@ -238,6 +348,7 @@ pub static DEVICES: &[DeviceSpec] = &[
         default_sts_norm: NormMode::RangeM100To100,
         compliant: false,
         default_disable_torque: false,
+        extra_keys: &FOLLOWER_KEYS,
     },
     DeviceSpec {
         type_name: "openk-1-alpha_follower2",
@@ -250,6 +361,16 @@ pub static DEVICES: &[DeviceSpec] = &[
         default_sts_norm: NormMode::RangeM100To100,
         compliant: false,
         default_disable_torque: false,
+        extra_keys: &[
+            "sts_port",
+            "control_type",
+            "sts_motor_norm_mode",
+            "max_relative_target",
+            "cameras",
+            "damiao_kp",
+            "damiao_kd",
+            "damiao_velocity_limit",
+        ],
     },
     DeviceSpec {
         type_name: "openk_leader",
@@ -262,6 +383,7 @@ pub static DEVICES: &[DeviceSpec] = &[
         default_sts_norm: NormMode::RangeM100To100,
         compliant: true,
         default_disable_torque: true,
+        extra_keys: &["control_type"],
     },
     DeviceSpec {
         type_name: "openk-1-sts_leader",
@@ -282,6 +404,7 @@ pub static DEVICES: &[DeviceSpec] = &[
         default_sts_norm: NormMode::RangeM100To100,
         compliant: false,
         default_disable_torque: true,
+        extra_keys: &[],
     },
     DeviceSpec {
         type_name: "one-motor-test_follower",
@@ -294,6 +417,7 @@ pub static DEVICES: &[DeviceSpec] = &[
         default_sts_norm: NormMode::RangeM100To100,
         compliant: false,
         default_disable_torque: false,
+        extra_keys: &["control_type", "max_relative_target", "cameras"],
     },
     DeviceSpec {
         type_name: "one-motor-test_leader",
@@ -306,6 +430,7 @@ pub static DEVICES: &[DeviceSpec] = &[
         default_sts_norm: NormMode::RangeM100To100,
         compliant: false,
         default_disable_torque: true,
+        extra_keys: &[],
     },
 ];
 

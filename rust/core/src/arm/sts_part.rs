@@ -5,14 +5,15 @@
 
 use std::time::Duration;
 
-use crate::bus::feetech::{BusConfig, BusError, FailureKind, FeetechBus, Motor};
+use crate::bus::feetech::{BusConfig, BusError, FeetechBus, Motor};
+use crate::error::Classified;
 use crate::protocol::feetech::{self as ft, Register};
 use crate::sim::feetech::{FeetechSim, FeetechSimConfig, HandScript, SimMode};
 
 use super::calibration::{DeviceCalibration, JointNorm};
 use super::config::DeviceConfig;
 use super::device::{sts_norm, SimSet};
-use super::part::{FaultKind, Part, PartError, StopAction};
+use super::part::{Part, PartError, StopAction};
 use super::spec::{names_of, DeviceKind};
 use super::ArmError;
 
@@ -37,7 +38,7 @@ pub fn start_sim(
         config.mode = SimMode::HumanHand(HandScript::default_sinusoid());
     }
     let sim = FeetechSim::start(config).map_err(|e| ArmError::Bus {
-        kind: FaultKind::Port,
+        kind: e.fault_kind(),
         device: format!("{device} STS simulator"),
         motor: None,
         message: format!("could not start the simulator: {e}"),
@@ -56,22 +57,7 @@ pub fn part_error(names: &[String], e: &BusError) -> PartError {
         | BusError::Motor { motor, .. } => Some(motor.clone()),
         _ => first.as_ref().map(|f| f.motor.clone()),
     };
-    let kind = match e {
-        BusError::Transport(_) => FaultKind::Port,
-        BusError::Protocol { .. } | BusError::Corrupt { .. } => FaultKind::Protocol,
-        BusError::Timeout { .. } => FaultKind::Timeout,
-        BusError::Motor { .. } => FaultKind::Motor,
-        // Corrupted bytes from any servo point at the wiring or the adapter, so they outrank a
-        // servo that merely answered late in the same transaction.
-        BusError::Group { failures, .. }
-            if failures.iter().any(|f| f.kind == FailureKind::Corrupt) =>
-        {
-            FaultKind::Protocol
-        }
-        BusError::Group { .. } if e.is_timeout() => FaultKind::Timeout,
-        BusError::Group { .. } if e.is_motor_status() => FaultKind::Motor,
-        _ => FaultKind::Other,
-    };
+    let kind = e.fault_kind();
     // The bus describes motors as `'name' (id N)` or by name; match on the joint name.
     let motor = motor_name.and_then(|m| {
         names

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
+use crate::error::{Classified, FaultKind};
 use crate::protocol::damiao::{
     decode_feedback, decode_register_frame, encode_host_frame, encode_mit, encode_pos_force,
     encode_pos_vel, encode_refresh, encode_register_read, encode_register_save,
@@ -104,6 +105,36 @@ pub enum DamiaoBusError {
 
     #[error("{port}: configuration: {message}")]
     Config { port: String, message: String },
+}
+
+impl Classified for DamiaoBusError {
+    fn fault_kind(&self) -> FaultKind {
+        match self {
+            DamiaoBusError::Transport(e) => e.fault_kind(),
+            DamiaoBusError::Protocol { source, .. } => source.fault_kind(),
+            DamiaoBusError::Timeout { .. } => FaultKind::Timeout,
+            DamiaoBusError::MotorFault { .. }
+            | DamiaoBusError::UnexpectedState { .. }
+            | DamiaoBusError::VerifyFailed { .. } => FaultKind::Motor,
+            // A command of the wrong mode is the caller's setup, not the motor's fault.
+            DamiaoBusError::WrongMode { .. } | DamiaoBusError::Config { .. } => FaultKind::Config,
+        }
+    }
+}
+
+impl DamiaoBusError {
+    /// The motor the error is about, when it is about one.
+    pub fn motor(&self) -> Option<&str> {
+        match self {
+            DamiaoBusError::Transport(_) | DamiaoBusError::Config { .. } => None,
+            DamiaoBusError::Protocol { motor, .. }
+            | DamiaoBusError::Timeout { motor, .. }
+            | DamiaoBusError::MotorFault { motor, .. }
+            | DamiaoBusError::UnexpectedState { motor, .. }
+            | DamiaoBusError::VerifyFailed { motor, .. }
+            | DamiaoBusError::WrongMode { motor, .. } => Some(motor),
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, DamiaoBusError>;

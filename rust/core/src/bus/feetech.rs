@@ -13,6 +13,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::error::{Classified, FaultKind};
 use crate::protocol::feetech::{
     self as ft, ByteOrder, PacketParser, ProtocolError, Register, StatusFlags, SyncWriteBuilder,
     BROADCAST_ID,
@@ -124,29 +125,38 @@ pub enum BusError {
     Usage(String),
 }
 
+impl Classified for BusError {
+    fn fault_kind(&self) -> FaultKind {
+        match self {
+            BusError::Transport(e) => e.fault_kind(),
+            BusError::Protocol { source, .. } => source.fault_kind(),
+            BusError::Timeout { .. } => FaultKind::Timeout,
+            BusError::Corrupt { .. } => FaultKind::Protocol,
+            BusError::Motor { .. } => FaultKind::Motor,
+            BusError::Group { failures, .. } => group_kind(failures),
+            BusError::UnknownMotor { .. } => FaultKind::Config,
+            BusError::Usage(_) => FaultKind::Usage,
+        }
+    }
+}
+
+/// The kind of a transaction in which several motors failed differently. Corrupted bytes from
+/// any servo point at the wiring or the adapter, so they outrank a servo that merely answered
+/// late; a silent servo outranks one that answered with error flags.
+fn group_kind(failures: &[MotorFailure]) -> FaultKind {
+    let any = |k: fn(&FailureKind) -> bool| failures.iter().any(|f| k(&f.kind));
+    if any(|k| *k == FailureKind::Corrupt) {
+        FaultKind::Protocol
+    } else if any(|k| *k == FailureKind::Timeout) {
+        FaultKind::Timeout
+    } else if any(|k| matches!(k, FailureKind::Status(_))) {
+        FaultKind::Motor
+    } else {
+        FaultKind::Other
+    }
+}
+
 impl BusError {
-    /// True if at least one motor did not answer (for mapping to a timeout exception).
-    pub fn is_timeout(&self) -> bool {
-        match self {
-            BusError::Timeout { .. } => true,
-            BusError::Group { failures, .. } => {
-                failures.iter().any(|f| f.kind == FailureKind::Timeout)
-            }
-            _ => false,
-        }
-    }
-
-    /// True if every failure is a motor reporting error flags.
-    pub fn is_motor_status(&self) -> bool {
-        match self {
-            BusError::Motor { .. } => true,
-            BusError::Group { failures, .. } => failures
-                .iter()
-                .all(|f| matches!(f.kind, FailureKind::Status(_))),
-            _ => false,
-        }
-    }
-
     /// The motors involved, with their decoded flags where they reported any.
     pub fn failures(&self) -> Vec<MotorFailure> {
         match self {

@@ -6,6 +6,7 @@
 //! bus. Nothing on the tick path allocates, logs or touches Python.
 
 pub mod rt;
+pub mod schedule;
 pub mod telemetry;
 pub mod teleop;
 /// In-memory parts and the wait-with-deadline helper for the crate's tests and benchmarks

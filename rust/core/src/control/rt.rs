@@ -75,6 +75,13 @@ pub enum RealtimeError {
     NoSuchCpu { cpu: usize, available: usize },
 }
 
+impl crate::error::Classified for RealtimeError {
+    /// Both are settings the machine cannot honour: change `realtime` or the CPU.
+    fn fault_kind(&self) -> crate::error::FaultKind {
+        crate::error::FaultKind::Config
+    }
+}
+
 /// Priority used for SCHED_FIFO: high, but below the kernel's own threaded IRQs (50 is
 /// their default) is not what we want either; 80 is what the measurements used.
 pub const FIFO_PRIORITY: i32 = 80;

@@ -32,6 +32,9 @@ pub struct Telemetry {
     /// Rows (included in `rows`) that repeat the state of the row before: a late tick crossed
     /// several row times of the dataset clock.
     pub rows_repeated: u64,
+    /// Dataset row periods a loop without a leader went without a fresh scheduled action
+    /// (holding its last goal), plus scheduled actions that arrived after their time.
+    pub late_actions: u64,
     pub first_tick_ns: u64,
     pub last_tick_ns: u64,
     motor_labels: Vec<String>,
@@ -56,6 +59,7 @@ impl Telemetry {
             rows: 0,
             rows_dropped: 0,
             rows_repeated: 0,
+            late_actions: 0,
             first_tick_ns: 0,
             last_tick_ns: 0,
             motor_labels,
@@ -75,6 +79,7 @@ impl Telemetry {
         self.rows = 0;
         self.rows_dropped = 0;
         self.rows_repeated = 0;
+        self.late_actions = 0;
         self.first_tick_ns = 0;
         self.last_tick_ns = 0;
         self.errors.iter_mut().for_each(|c| *c = 0);
@@ -137,6 +142,7 @@ impl Telemetry {
         self.rows += other.rows;
         self.rows_dropped += other.rows_dropped;
         self.rows_repeated += other.rows_repeated;
+        self.late_actions += other.late_actions;
         let _ = self.lateness_ns.add(&other.lateness_ns);
         let _ = self.busy_ns.add(&other.busy_ns);
         for (a, b) in self.errors.iter_mut().zip(&other.errors) {
@@ -188,6 +194,7 @@ impl Telemetry {
             rows: self.rows,
             rows_dropped: self.rows_dropped,
             rows_repeated: self.rows_repeated,
+            late_actions: self.late_actions,
             target_hz: if period_ns > 0 {
                 1e9 / period_ns as f64
             } else {
@@ -242,6 +249,9 @@ pub struct TelemetryReport {
     /// Rows (counted in `rows`) that repeat the previous row's state because the loop fell
     /// behind the dataset clock.
     pub rows_repeated: u64,
+    /// Dataset row periods without a fresh scheduled action (the goal held its last value), plus
+    /// scheduled actions that arrived after their time (policy rollout, replay).
+    pub late_actions: u64,
     pub target_hz: f64,
     pub achieved_hz: f64,
     pub duration_s: f64,

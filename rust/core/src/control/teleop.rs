@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 use arrow_array::RecordBatch;
 
 use super::rt::{self, ActiveRealtime, RealtimeError, RealtimeMode};
+use super::schedule::{GoalSchedule, Pushed, SchedItem};
 use super::telemetry::{Telemetry, TelemetryReport};
 use super::workers::{PartSlot, Worker};
 use crate::arm::part::{FaultKind, Part, StopAction};
 use crate::clock::now_ns;
+use crate::error::Classified;
 use crate::record::builder::row_ring;
 use crate::record::{
     BatchBuilder, BatchQueue, BuilderConfig, FrameLayout, RecordError, Row, RowKind, MAX_ACTION,
@@ -40,6 +42,31 @@ pub struct LoopSpec {
     /// Rows the ring to the batch builder holds.
     pub ring_capacity: usize,
     pub builder: BuilderConfig,
+    /// Start ramp: once the first leader value or scheduled action exists, the goal blends from
+    /// the follower's pose at that moment to the live target over this time (0: no ramp).
+    pub start_ramp_ns: u64,
+    /// The start ramp advances in steps this far apart (0: every tick, the smoothest).
+    pub start_ramp_step_ns: u64,
+    /// End ramp: when the loop stops (request, leader lost, invalid actions), the goal moves from
+    /// the goal in force to home (0 for every `.pos` action, as the reference's
+    /// `build_home_action`) over this time, holds there `end_settle_ns`, and only then does the
+    /// follower take its [`StopAction`]. 0: no return home, the follower stops where it is. A
+    /// failing follower bus always stops at once.
+    pub end_ramp_ns: u64,
+    /// The end ramp advances in steps this far apart (0: every tick).
+    pub end_ramp_step_ns: u64,
+    /// How long home is held after the end ramp before the stop action.
+    pub end_settle_ns: u64,
+    /// Largest goal speed per action (units per second; by action index, None or missing:
+    /// unlimited), applied to the scheduled goals of a loop without a leader.
+    pub max_goal_speed: Vec<Option<f32>>,
+    /// Smallest and largest valid value per action (by action index; None or missing: only
+    /// finiteness is checked). A scheduled action outside is refused like a NaN.
+    pub action_limits: Vec<Option<(f32, f32)>>,
+    /// Invalid scheduled actions (NaN, infinite, out of range) in a row before the loop stops.
+    pub max_invalid_actions: u32,
+    /// Scheduled actions the loop holds ahead (rows beyond wait on the owner's side).
+    pub schedule_capacity: usize,
 }
 
 impl Default for LoopSpec {
@@ -55,13 +82,23 @@ impl Default for LoopSpec {
             parallel: true,
             ring_capacity: 8192,
             builder: BuilderConfig::default(),
+            start_ramp_ns: 0,
+            start_ramp_step_ns: 0,
+            end_ramp_ns: 0,
+            end_ramp_step_ns: 0,
+            end_settle_ns: 0,
+            max_goal_speed: Vec::new(),
+            action_limits: Vec::new(),
+            max_invalid_actions: 5,
+            schedule_capacity: 4096,
         }
     }
 }
 
 /// The arms the loop drives and how leader values become follower goals.
 pub struct TeleopArms {
-    /// Leader parts; empty for replay (goals come from [`TeleopLoop::send_action`]).
+    /// Leader parts; empty for replay and rollout (goals come from
+    /// [`TeleopLoop::send_actions`]).
     pub leader: Vec<Box<dyn Part>>,
     pub follower: Vec<Box<dyn Part>>,
     /// Follower observation feature names, in dataset order.
@@ -128,12 +165,40 @@ pub enum ControlError {
     Thread(#[source] std::io::Error),
 }
 
+impl Classified for LoopFailure {
+    fn fault_kind(&self) -> FaultKind {
+        self.kind
+    }
+}
+
+impl Classified for ControlError {
+    fn fault_kind(&self) -> FaultKind {
+        match self {
+            ControlError::Realtime(e) => e.fault_kind(),
+            ControlError::Record(e) => e.fault_kind(),
+            ControlError::Config(_) => FaultKind::Config,
+            ControlError::Device { failure } | ControlError::Stopped { failure } => failure.kind,
+            ControlError::NotRunning | ControlError::Timeout { .. } | ControlError::Thread(_) => {
+                FaultKind::Other
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Command {
-    StartEpisode { seq: u64, episode: i64 },
-    EndEpisode { seq: u64, episode: i64 },
-    Action { seq: u64, values: [f32; MAX_ACTION] },
-    Stop { seq: u64 },
+    StartEpisode {
+        seq: u64,
+        episode: i64,
+    },
+    EndEpisode {
+        seq: u64,
+        episode: i64,
+    },
+    /// The first stop request ramps home (when configured); a second one skips the rest of it.
+    Stop {
+        seq: u64,
+    },
 }
 
 struct TelemetryPair {
@@ -150,6 +215,92 @@ pub struct LoopShared {
     telemetry: Mutex<TelemetryPair>,
     events: Mutex<Vec<SafetyEvent>>,
     failure: Mutex<Option<LoopFailure>>,
+    /// Scheduled actions to the loop (see [`TeleopLoop::send_actions`]).
+    schedule: Mutex<rtrb::Producer<SchedItem>>,
+    /// Scheduled rows the loop has finished with (reached, replaced, stale or refused).
+    schedule_done: AtomicU64,
+    /// Scheduled items waiting for room in the ring (a replay longer than the schedule's
+    /// capacity), handed over by [`LoopShared::feed`].
+    backlog: Mutex<std::collections::VecDeque<SchedItem>>,
+    /// Scheduled rows handed over so far (ring or backlog).
+    schedule_sent: AtomicU64,
+    action_len: usize,
+}
+
+impl LoopShared {
+    /// A timed sequence of actions for a loop without a leader (a policy's action chunk, a
+    /// whole episode to replay): `rows` holds whole actions back to back in action order. Row i
+    /// is due at `start_ns + i / record_fps` (CLOCK_MONOTONIC ns, see [`crate::clock`]); `None`:
+    /// the first row is due one row period after the loop receives it. The sequence replaces
+    /// what was scheduled from its start on; the goal moves linearly from the goal in force to
+    /// each row, reaching it at its time. Rows already due when the loop receives them are
+    /// dropped and counted late; NaN, infinite or out-of-range values are refused by the loop
+    /// (a [`SafetyEvent`]; too many in a row stop it). Never waits for the loop: rows beyond the
+    /// ring's room wait here and are handed over by [`LoopShared::feed`] (called by
+    /// [`TeleopLoop::wait_idle`] and [`TeleopLoop::next_batch`]).
+    pub fn send_actions(&self, rows: &[f32], start_ns: Option<u64>) -> Result<(), ControlError> {
+        let n = self.action_len;
+        if n == 0 || rows.is_empty() || rows.len() % n != 0 {
+            return Err(ControlError::Config(format!(
+                "an action has {n} values; got {} values, not a whole number of actions",
+                rows.len()
+            )));
+        }
+        let mut backlog = lock(&self.backlog);
+        backlog.push_back(SchedItem::Begin { start_ns });
+        for row in rows.chunks_exact(n) {
+            let mut values = [0.0f32; MAX_ACTION];
+            values[..n].copy_from_slice(row);
+            backlog.push_back(SchedItem::Row { values });
+        }
+        self.schedule_sent
+            .fetch_add((rows.len() / n) as u64, Ordering::AcqRel);
+        self.feed_locked(&mut backlog);
+        Ok(())
+    }
+
+    /// Hands waiting scheduled rows to the loop as far as its ring has room.
+    pub fn feed(&self) {
+        let mut backlog = lock(&self.backlog);
+        self.feed_locked(&mut backlog);
+    }
+
+    fn feed_locked(&self, backlog: &mut std::collections::VecDeque<SchedItem>) {
+        if backlog.is_empty() {
+            return;
+        }
+        let mut ring = lock(&self.schedule);
+        while let Some(item) = backlog.front() {
+            if ring.push(*item).is_err() {
+                break;
+            }
+            backlog.pop_front();
+        }
+    }
+
+    /// Scheduled actions not yet reached (nor replaced, dropped as stale or refused).
+    pub fn pending_actions(&self) -> u64 {
+        self.schedule_sent
+            .load(Ordering::Acquire)
+            .saturating_sub(self.schedule_done.load(Ordering::Acquire))
+    }
+
+    /// Safety events so far.
+    pub fn events(&self) -> Vec<SafetyEvent> {
+        lock(&self.events).clone()
+    }
+
+    /// Why the loop stopped on its own, if it did.
+    pub fn failure(&self) -> Option<LoopFailure> {
+        lock(&self.failure).clone()
+    }
+
+    /// Asks the loop to stop, without waiting for it to take the request (for loops driven by
+    /// hand; [`TeleopLoop::request_stop`] waits for the acknowledgement).
+    pub fn request_stop(&self) -> bool {
+        let seq = self.next_seq.fetch_add(1, Ordering::AcqRel);
+        lock(&self.commands).push(Command::Stop { seq }).is_ok()
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -199,8 +350,10 @@ pub struct LoopCore {
     observation: Vec<f32>,
     /// Goals sent this tick.
     action: Vec<f32>,
-    /// Goals for the next tick (from the leader or a replay command).
+    /// Goals for the next tick, being settled.
     next_action: Vec<f32>,
+    /// What the goals follow: the leader's latest values (direction applied) or the schedule.
+    target: Vec<f32>,
     direction: Vec<f32>,
     max_relative: Vec<Option<f32>>,
     /// action index -> observation index of the same `.pos` feature (for the clamp).
@@ -228,6 +381,58 @@ pub struct LoopCore {
     in_flight: bool,
     /// No leader part failed since the goals were last settled.
     leader_ok: bool,
+    action_names: Vec<String>,
+    /// Timed goals of a loop without a leader, and the ring they arrive by.
+    schedule: GoalSchedule,
+    schedule_rx: rtrb::Consumer<SchedItem>,
+    max_goal_speed: Vec<Option<f32>>,
+    action_limits: Vec<Option<(f32, f32)>>,
+    /// Scheduled goals after the speed limit, and when they were last settled.
+    limited: Vec<f32>,
+    limited_ns: u64,
+    invalid_in_a_row: u32,
+    max_invalid_actions: u32,
+    /// A target exists (a leader value was read, or an action was scheduled).
+    has_target: bool,
+    start_ramp: Ramp,
+    /// When the start ramp began (the first target), and whether it is over.
+    start_ramp_t0: Option<u64>,
+    start_ramp_done: bool,
+    /// Goals in force when a ramp began.
+    ramp_from: Vec<f32>,
+    end_ramp: Ramp,
+    end_settle_ns: u64,
+    /// Home value per action (None: hold the goal in force).
+    home: Vec<Option<f32>>,
+    /// When the return home began (the loop is stopping).
+    ending_t0: Option<u64>,
+    /// The end ramp's last step (home) was sent.
+    home_sent: bool,
+}
+
+/// A linear move over `ns`, advancing every tick (`step_ns` 0) or in steps `step_ns` apart.
+#[derive(Debug, Clone, Copy)]
+struct Ramp {
+    ns: u64,
+    step_ns: u64,
+}
+
+impl Ramp {
+    /// Fraction of the way, 0..=1, `elapsed_ns` after the ramp began. The stepped form is the
+    /// reference's `ramp_action`: step i (from 1) of max(1, ⌊T/dt⌋) is sent at (i-1)·dt.
+    fn alpha(&self, elapsed_ns: u64) -> f32 {
+        if self.ns == 0 {
+            return 1.0;
+        }
+        let a = match (
+            self.ns.checked_div(self.step_ns),
+            elapsed_ns.checked_div(self.step_ns),
+        ) {
+            (Some(steps), Some(step)) => (step + 1) as f64 / steps.max(1) as f64,
+            _ => elapsed_ns as f64 / self.ns as f64,
+        };
+        a.min(1.0) as f32
+    }
 }
 
 /// Labels of every motor counter slot: `<part label>.<motor>`.
@@ -359,7 +564,22 @@ impl LoopCore {
             .collect();
         let labels = motor_labels(&units);
         let part_labels: Vec<String> = units.iter().map(|u| u.label.clone()).collect();
+        if let Some((i, v)) = spec
+            .max_goal_speed
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| v.filter(|v| !(v.is_finite() && *v > 0.0)).map(|v| (i, v)))
+        {
+            return Err(ControlError::Config(format!(
+                "the goal speed limit of {} must be a positive number of units per second \
+                 (got {v})",
+                action_names.get(i).map_or("?", String::as_str)
+            )));
+        }
         let (cmd_tx, cmd_rx) = rtrb::RingBuffer::new(64);
+        let capacity = spec.schedule_capacity.max(1);
+        let (sched_tx, sched_rx) = rtrb::RingBuffer::new(capacity);
+        let row_period_ns = 1e9 / spec.record_fps;
         let shared = Arc::new(LoopShared {
             commands: Mutex::new(cmd_tx),
             next_seq: AtomicU64::new(1),
@@ -371,12 +591,18 @@ impl LoopCore {
             }),
             events: Mutex::new(Vec::new()),
             failure: Mutex::new(None),
+            schedule: Mutex::new(sched_tx),
+            schedule_done: AtomicU64::new(0),
+            backlog: Mutex::new(std::collections::VecDeque::new()),
+            schedule_sent: AtomicU64::new(0),
+            action_len: n_act,
         });
         let mut core = Self {
             units,
             observation: vec![0.0; layout.state_len()],
             action: vec![0.0; n_act],
             next_action: vec![0.0; n_act],
+            target: vec![0.0; n_act],
             direction: (0..n_act)
                 .map(|i| direction.get(i).copied().unwrap_or(1.0))
                 .collect(),
@@ -398,11 +624,43 @@ impl LoopCore {
             episode_start_ns: None,
             episode_rows: 0,
             tick_index: 0,
-            row_period_ns: 1e9 / spec.record_fps,
+            row_period_ns,
             max_consecutive_errors: spec.max_consecutive_errors.max(1),
             stop_requested: false,
             in_flight: false,
             leader_ok: true,
+            schedule: GoalSchedule::new(n_act, capacity, row_period_ns, &[]),
+            schedule_rx: sched_rx,
+            max_goal_speed: (0..n_act)
+                .map(|i| spec.max_goal_speed.get(i).copied().flatten())
+                .collect(),
+            action_limits: (0..n_act)
+                .map(|i| spec.action_limits.get(i).copied().flatten())
+                .collect(),
+            limited: vec![0.0; n_act],
+            limited_ns: 0,
+            invalid_in_a_row: 0,
+            max_invalid_actions: spec.max_invalid_actions.max(1),
+            has_target: false,
+            start_ramp: Ramp {
+                ns: spec.start_ramp_ns,
+                step_ns: spec.start_ramp_step_ns,
+            },
+            start_ramp_t0: None,
+            start_ramp_done: spec.start_ramp_ns == 0,
+            ramp_from: vec![0.0; n_act],
+            end_ramp: Ramp {
+                ns: spec.end_ramp_ns,
+                step_ns: spec.end_ramp_step_ns,
+            },
+            end_settle_ns: spec.end_settle_ns,
+            home: action_names
+                .iter()
+                .map(|a| a.ends_with(".pos").then_some(0.0))
+                .collect(),
+            ending_t0: None,
+            home_sent: false,
+            action_names,
         };
         core.read_initial_state()?;
         Ok((core, shared))
@@ -441,7 +699,10 @@ impl LoopCore {
                 .unwrap_or(0.0);
             self.action[a] = v;
             self.next_action[a] = v;
+            self.target[a] = v;
+            self.limited[a] = v;
         }
+        self.schedule.set_goal(&self.action);
         Ok(())
     }
 
@@ -508,18 +769,19 @@ impl LoopCore {
                     self.publish(true);
                     seq
                 }
-                Command::Action { seq, values } => {
-                    if !self.has_leader {
-                        for (dst, v) in self.next_action.iter_mut().zip(values.iter()) {
-                            *dst = *v;
-                        }
-                        self.clamp_next_action();
-                    }
-                    seq
-                }
                 Command::Stop { seq } => {
-                    self.stop_requested = true;
-                    self.push_event(wake_ns, "control loop", None, "stop requested".into());
+                    if self.ending_t0.is_some() {
+                        self.stop_requested = true;
+                        self.push_event(
+                            wake_ns,
+                            "control loop",
+                            None,
+                            "stop requested again: the return home is cut short".into(),
+                        );
+                    } else {
+                        self.begin_stop(wake_ns);
+                        self.push_event(wake_ns, "control loop", None, "stop requested".into());
+                    }
                     seq
                 }
             };
@@ -553,9 +815,29 @@ impl LoopCore {
         }
     }
 
+    /// The loop is to stop: it returns home first when an end ramp is configured (and the
+    /// follower works), else it stops on this tick.
+    fn begin_stop(&mut self, wake_ns: u64) {
+        if self.ending_t0.is_some() || self.stop_requested {
+            return;
+        }
+        if self.end_ramp.ns == 0 {
+            self.stop_requested = true;
+            return;
+        }
+        self.ending_t0 = Some(wake_ns);
+        self.ramp_from.copy_from_slice(&self.action);
+    }
+
     fn push_event(&self, time_ns: u64, device: &str, motor: Option<String>, reason: String) {
         let response = if self.stop_requested {
             "loop stops; follower brought to its stop state".to_owned()
+        } else if self.ending_t0.is_some() {
+            format!(
+                "follower returns home over {:.1} s, holds {:.1} s, then takes its stop state",
+                self.end_ramp.ns as f64 / 1e9,
+                self.end_settle_ns as f64 / 1e9
+            )
         } else {
             "follower keeps its last goal".to_owned()
         };
@@ -583,11 +865,162 @@ impl LoopCore {
         }
     }
 
-    /// This tick's goals: the leader's values collected since the last tick, clamped to the
-    /// follower's present position (or, if the leader failed, the goals already sent).
-    fn settle_goals(&mut self) {
-        if self.has_leader {
-            if self.leader_ok {
+    /// Moves scheduled actions from the owner's ring into the schedule, refusing invalid ones
+    /// (NaN, infinite, out of the joint's range): each is an event, and too many in a row stop
+    /// the loop. Stops taking rows while the schedule is full.
+    fn take_scheduled(&mut self, wake_ns: u64) {
+        let mut late = 0u64;
+        while let Ok(item) = self.schedule_rx.peek() {
+            let item = *item;
+            if self.ending_t0.is_some() || self.stop_requested {
+                // Stopping: what arrives now is never sent.
+                if let SchedItem::Row { .. } = item {
+                    self.schedule.count_done(1);
+                }
+                let _ = self.schedule_rx.pop();
+                continue;
+            }
+            match item {
+                SchedItem::Begin { start_ns } => self.schedule.begin(wake_ns, start_ns),
+                SchedItem::Row { values } => {
+                    if self.schedule.is_full() {
+                        break;
+                    }
+                    if let Some((joint, value)) = self.invalid_action(&values) {
+                        self.schedule.count_done(1);
+                        self.refuse_action(wake_ns, joint, value);
+                    } else {
+                        self.invalid_in_a_row = 0;
+                        if self.schedule.push(wake_ns, &values) == Pushed::Stale {
+                            late += 1;
+                        }
+                    }
+                }
+            }
+            let _ = self.schedule_rx.pop();
+        }
+        self.add_late(late);
+        self.shared
+            .schedule_done
+            .store(self.schedule.done(), Ordering::Release);
+    }
+
+    /// The first action value that may not be sent: (action index, value).
+    fn invalid_action(&self, values: &[f32; MAX_ACTION]) -> Option<(usize, f32)> {
+        values
+            .iter()
+            .take(self.action.len())
+            .enumerate()
+            .find(|(i, v)| {
+                !v.is_finite()
+                    || self.action_limits[*i].is_some_and(|(lo, hi)| **v < lo || **v > hi)
+            })
+            .map(|(i, v)| (i, *v))
+    }
+
+    fn refuse_action(&mut self, wake_ns: u64, joint: usize, value: f32) {
+        self.invalid_in_a_row += 1;
+        let name = self
+            .action_names
+            .get(joint)
+            .map_or_else(|| "?".to_owned(), String::clone);
+        let what = match self.action_limits[joint] {
+            Some((lo, hi)) if value.is_finite() => {
+                format!("action {name} = {value} is outside its range [{lo}, {hi}]")
+            }
+            _ => format!("action {name} = {value} is not a finite number"),
+        };
+        let fatal = self.invalid_in_a_row >= self.max_invalid_actions;
+        if fatal {
+            let failure = LoopFailure {
+                kind: FaultKind::Other,
+                device: "actions".into(),
+                motor: Some(name.clone()),
+                message: format!(
+                    "{} invalid actions in a row; last: {what}",
+                    self.invalid_in_a_row
+                ),
+            };
+            let mut f = lock(&self.shared.failure);
+            if f.is_none() {
+                *f = Some(failure);
+            }
+            drop(f);
+            self.begin_stop(wake_ns);
+        }
+        let reason = format!(
+            "{what}; refused ({} in a row, the loop stops at {})",
+            self.invalid_in_a_row, self.max_invalid_actions
+        );
+        self.push_event(wake_ns, "actions", Some(name), reason);
+    }
+
+    fn add_late(&mut self, late: u64) {
+        if late > 0 {
+            self.tel.run.late_actions += late;
+            if self.recording {
+                self.tel.episode.late_actions += late;
+            }
+        }
+    }
+
+    /// The scheduled goal at `wake_ns` into `target`, speed-limited per action.
+    fn scheduled_target(&mut self, wake_ns: u64) {
+        let late = self.schedule.goal(wake_ns, &mut self.target);
+        self.add_late(late);
+        self.shared
+            .schedule_done
+            .store(self.schedule.done(), Ordering::Release);
+        let dt_s = if self.limited_ns == 0 {
+            0.0
+        } else {
+            wake_ns.saturating_sub(self.limited_ns) as f32 / 1e9
+        };
+        self.limited_ns = wake_ns;
+        for ((t, l), limit) in self
+            .target
+            .iter_mut()
+            .zip(self.limited.iter_mut())
+            .zip(&self.max_goal_speed)
+        {
+            if let Some(v) = limit {
+                let step = v * dt_s;
+                *t = *l + (*t - *l).clamp(-step, step);
+            }
+            *l = *t;
+        }
+    }
+
+    /// This tick's goals. Without a stop under way: the target (leader values collected since
+    /// the last tick, or the schedule at this time), blended from the follower's pose during the
+    /// start ramp, clamped to the follower's present position; if the leader failed, the goals
+    /// already sent. While stopping: the end ramp towards home.
+    fn settle_goals(&mut self, wake_ns: u64) {
+        if let Some(t0) = self.ending_t0 {
+            let a = self.end_ramp.alpha(wake_ns.saturating_sub(t0));
+            for ((n, from), home) in self
+                .next_action
+                .iter_mut()
+                .zip(&self.ramp_from)
+                .zip(&self.home)
+            {
+                *n = match home {
+                    Some(h) => from + (h - from) * a,
+                    None => *from,
+                };
+            }
+            self.home_sent |= a >= 1.0;
+        } else {
+            let fresh = if self.has_leader {
+                self.leader_ok
+            } else {
+                self.scheduled_target(wake_ns);
+                self.has_target |= self.schedule.started();
+                true
+            };
+            if fresh {
+                self.next_action.copy_from_slice(&self.target);
+                self.blend_start_ramp(wake_ns);
                 self.clamp_next_action();
             } else {
                 self.next_action.copy_from_slice(&self.action);
@@ -595,15 +1028,38 @@ impl LoopCore {
         }
         self.leader_ok = true;
         std::mem::swap(&mut self.action, &mut self.next_action);
-        self.next_action.copy_from_slice(&self.action);
+    }
+
+    /// During the start ramp the goal is `from + α (target - from)`, α going 0 → 1 over the
+    /// ramp from the first target on.
+    fn blend_start_ramp(&mut self, wake_ns: u64) {
+        if self.start_ramp_done || !self.has_target {
+            return;
+        }
+        let t0 = match self.start_ramp_t0 {
+            Some(t0) => t0,
+            None => {
+                self.ramp_from.copy_from_slice(&self.action);
+                self.start_ramp_t0 = Some(wake_ns);
+                wake_ns
+            }
+        };
+        let a = self.start_ramp.alpha(wake_ns.saturating_sub(t0));
+        for (n, from) in self.next_action.iter_mut().zip(&self.ramp_from) {
+            *n = from + (*n - from) * a;
+        }
+        self.start_ramp_done = a >= 1.0;
     }
 
     /// Takes the results of the finished rounds of threaded (`threaded`) or inline parts:
-    /// follower state into the observation, leader state into the next goals, retries, errors
-    /// and round times into telemetry. Returns whether a part failed too often (the loop must
-    /// stop; the failure and its event are recorded).
+    /// follower state into the observation, leader state into the target, retries, errors
+    /// and round times into telemetry. Returns whether the loop must stop now: a follower part
+    /// failed too often. A leader failing too often starts the return home (if configured);
+    /// the failure and its event are recorded either way. Once the loop is returning home the
+    /// leader is no longer listened to.
     fn collect(&mut self, wake_ns: u64, threaded: bool) -> bool {
-        let mut fatal: Option<(LoopFailure, String)> = None;
+        let mut fatal: Option<(LoopFailure, String, Role)> = None;
+        let ending = self.ending_t0.is_some();
         for (part_index, unit) in self.units.iter_mut().enumerate() {
             let mut guard;
             let slot: &mut PartSlot = match &mut unit.exec {
@@ -614,6 +1070,9 @@ impl LoopCore {
                 }
                 _ => continue,
             };
+            if ending && unit.role == Role::Leader {
+                continue;
+            }
             self.tel.run.record_round(part_index, slot.round_ns);
             if self.recording {
                 self.tel.episode.record_round(part_index, slot.round_ns);
@@ -640,11 +1099,12 @@ impl LoopCore {
                             for (v, a) in slot.state.iter().zip(&unit.state_map) {
                                 if let Some(a) = *a {
                                     let dir = self.direction.get(a).copied().unwrap_or(1.0);
-                                    if let Some(dst) = self.next_action.get_mut(a) {
+                                    if let Some(dst) = self.target.get_mut(a) {
                                         *dst = *v * dir;
                                     }
                                 }
                             }
+                            self.has_target = true;
                         }
                     }
                 }
@@ -669,21 +1129,24 @@ impl LoopCore {
                             "{what}: {} consecutive failed exchanges, last: {}",
                             unit.consecutive_errors, e
                         );
-                        fatal = Some((failure, reason));
+                        fatal = Some((failure, reason, unit.role));
                     }
                 }
             }
         }
-        let Some((failure, reason)) = fatal else {
+        let Some((failure, reason, role)) = fatal else {
             return false;
         };
-        self.stop_requested = true;
+        match role {
+            Role::Leader => self.begin_stop(wake_ns),
+            Role::Follower => self.stop_requested = true,
+        }
         self.push_event(wake_ns, &failure.device, failure.motor.clone(), reason);
         let mut f = lock(&self.shared.failure);
         if f.is_none() {
             *f = Some(failure);
         }
-        true
+        self.stop_requested
     }
 
     /// One tick. Parts on worker threads are never waited for on the tick that started their
@@ -696,6 +1159,9 @@ impl LoopCore {
     /// parts (not parallelized) run and are collected within the tick.
     pub fn tick(&mut self, wake_ns: u64, lateness_ns: u64) -> TickOutcome {
         self.handle_commands(wake_ns);
+        if !self.has_leader {
+            self.take_scheduled(wake_ns);
+        }
         if self.stop_requested {
             return TickOutcome::Stop;
         }
@@ -709,8 +1175,15 @@ impl LoopCore {
             self.in_flight = false;
             stop = self.collect(wake_ns, true);
         }
+        if let (false, Some(t0)) = (stop, self.ending_t0) {
+            // Home reached and held: the follower takes its stop state.
+            if self.home_sent && wake_ns >= t0 + self.end_ramp.ns + self.end_settle_ns {
+                self.stop_requested = true;
+                stop = true;
+            }
+        }
         if !stop {
-            self.settle_goals();
+            self.settle_goals(wake_ns);
             for unit in &mut self.units {
                 if let Exec::Thread(w) = &unit.exec {
                     fill_goals(&mut w.slot().goal, &unit.goal_map, &self.action);
@@ -901,6 +1374,8 @@ pub struct TeleopLoop {
     sims_realtime: bool,
     next_episode: Mutex<i64>,
     open_episode: Mutex<Option<i64>>,
+    /// A stop was requested (stop() then only waits for it).
+    stop_requested: AtomicBool,
 }
 
 impl TeleopLoop {
@@ -977,6 +1452,7 @@ impl TeleopLoop {
             sims_realtime,
             next_episode: Mutex::new(0),
             open_episode: Mutex::new(None),
+            stop_requested: AtomicBool::new(false),
         })
     }
 
@@ -998,11 +1474,11 @@ impl TeleopLoop {
 
     /// Why the loop stopped on its own, if it did.
     pub fn failure(&self) -> Option<LoopFailure> {
-        lock(&self.shared.failure).clone()
+        self.shared.failure()
     }
 
     pub fn events(&self) -> Vec<SafetyEvent> {
-        lock(&self.shared.events).clone()
+        self.shared.events()
     }
 
     fn check_running(&self) -> Result<(), ControlError> {
@@ -1094,6 +1570,7 @@ impl TeleopLoop {
     /// Next batch of rows, waiting up to `timeout`. After the loop stopped on a failure, the
     /// remaining batches are still returned, then the failure is raised.
     pub fn next_batch(&self, timeout: Duration) -> Result<Option<RecordBatch>, ControlError> {
+        self.feed();
         if let Some(batch) = self.queue.pop(timeout) {
             return Ok(Some(batch));
         }
@@ -1107,39 +1584,82 @@ impl TeleopLoop {
         Ok(None)
     }
 
-    /// Replay: the follower's next goals (action order). Only when the loop has no leader.
-    pub fn send_action(&self, values: &[f32], timeout: Duration) -> Result<(), ControlError> {
-        if values.len() != self.layout.action_len() {
-            return Err(ControlError::Config(format!(
-                "an action has {} values ({:?}); got {}",
-                self.layout.action_len(),
-                self.layout.action_names,
-                values.len()
-            )));
-        }
-        if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
-            return Err(ControlError::Config(format!(
-                "action value for {} is not a finite number",
-                self.layout
-                    .action_names
-                    .get(bad)
-                    .map_or("?", String::as_str)
-            )));
-        }
-        let mut buf = [0.0f32; MAX_ACTION];
-        for (d, s) in buf.iter_mut().zip(values) {
-            *d = *s;
-        }
-        self.send(|seq| Command::Action { seq, values: buf }, timeout)
+    /// One action (action order) for a loop without a leader: the goal reaches it one dataset
+    /// row period (1 / record_fps) after the loop receives it, moving linearly from the goal in
+    /// force at the control rate. Same as [`TeleopLoop::send_actions`] with one row and no start.
+    pub fn send_action(&self, values: &[f32]) -> Result<(), ControlError> {
+        self.send_actions(values, None)
     }
 
-    /// Stops the loop safely (follower holds or goes limp), waits for the builder to flush.
-    /// Safe to call more than once.
+    /// See [`LoopShared::send_actions`].
+    pub fn send_actions(&self, rows: &[f32], start_ns: Option<u64>) -> Result<(), ControlError> {
+        if let Err(e) = self.shared.send_actions(rows, start_ns) {
+            return Err(match e {
+                ControlError::Config(msg) => {
+                    ControlError::Config(format!("{msg} (actions: {:?})", self.layout.action_names))
+                }
+                e => e,
+            });
+        }
+        self.check_running()
+    }
+
+    /// See [`LoopShared::feed`].
+    pub fn feed(&self) {
+        self.shared.feed();
+    }
+
+    /// See [`LoopShared::pending_actions`].
+    pub fn pending_actions(&self) -> u64 {
+        self.shared.pending_actions()
+    }
+
+    /// Waits until every scheduled action has been reached (the goal holds the last one), up to
+    /// `timeout`, feeding waiting rows meanwhile. Ok(false) on timeout; an error if the loop
+    /// stopped.
+    pub fn wait_idle(&self, timeout: Duration) -> Result<bool, ControlError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.feed();
+            self.check_running()?;
+            if self.pending_actions() == 0 {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Stops the loop safely (after the return home, when configured, the follower holds or
+    /// goes limp) and waits for it and for the builder to flush. Safe to call more than once.
+    /// Asks the loop to stop without waiting for it: the first request returns the follower
+    /// home (when an end ramp is configured), a further one cuts the return short.
+    pub fn request_stop(&self) {
+        self.stop_requested.store(true, Ordering::Release);
+        if self.is_running() {
+            let _ = self.send(|seq| Command::Stop { seq }, Duration::from_secs(2));
+        }
+    }
+
+    /// Waits up to `timeout` for the loop to have stopped (the follower in its stop state).
+    pub fn wait_stopped(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.is_running() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+
     pub fn stop(&self) {
         let Some(thread) = lock(&self.thread).take() else {
             return;
         };
-        if self.is_running() {
+        if self.is_running() && !self.stop_requested.swap(true, Ordering::AcqRel) {
             let _ = self.send(|seq| Command::Stop { seq }, Duration::from_secs(2));
         }
         // Dropping the parts closes their ports.

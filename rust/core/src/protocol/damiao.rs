@@ -53,6 +53,25 @@ pub enum DamiaoProtocolError {
     UnknownControlMode(u32),
 }
 
+impl crate::error::Classified for DamiaoProtocolError {
+    fn fault_kind(&self) -> crate::error::FaultKind {
+        use crate::error::FaultKind;
+        match self {
+            DamiaoProtocolError::UnknownModel(_) | DamiaoProtocolError::InvalidLimits { .. } => {
+                FaultKind::Config
+            }
+            // Values the codec cannot put on the wire are refused before anything is sent.
+            DamiaoProtocolError::NonFinite { .. }
+            | DamiaoProtocolError::BadRegisterValue { .. }
+            | DamiaoProtocolError::BadLength { .. }
+            | DamiaoProtocolError::BadHostHeader { .. }
+            | DamiaoProtocolError::BadAdapterFrame { .. }
+            | DamiaoProtocolError::NotARegisterReply { .. }
+            | DamiaoProtocolError::UnknownControlMode(_) => FaultKind::Protocol,
+        }
+    }
+}
+
 type Result<T> = std::result::Result<T, DamiaoProtocolError>;
 
 // ---------------------------------------------------------------------------------------------
@@ -941,26 +960,46 @@ impl MotorState {
         !matches!(self, Self::Disabled | Self::Enabled)
     }
 
+    /// Every named state, in nibble order.
+    pub const NAMED: [MotorState; 9] = [
+        Self::Disabled,
+        Self::Enabled,
+        Self::OverVoltage,
+        Self::UnderVoltage,
+        Self::OverCurrent,
+        Self::MosOverTemperature,
+        Self::RotorOverTemperature,
+        Self::LostCommunication,
+        Self::Overload,
+    ];
+
+    /// The state's one name, used in messages, by the bindings and in Python (snake_case).
+    /// An undocumented nibble is `unknown` here and `unknown_0x<n>` when displayed.
     pub fn name(self) -> &'static str {
         match self {
             Self::Disabled => "disabled",
             Self::Enabled => "enabled",
-            Self::OverVoltage => "over-voltage",
-            Self::UnderVoltage => "under-voltage",
-            Self::OverCurrent => "over-current",
-            Self::MosOverTemperature => "MOS over-temperature",
-            Self::RotorOverTemperature => "rotor over-temperature",
-            Self::LostCommunication => "lost communication (CAN timeout)",
+            Self::OverVoltage => "over_voltage",
+            Self::UnderVoltage => "under_voltage",
+            Self::OverCurrent => "over_current",
+            Self::MosOverTemperature => "mos_over_temperature",
+            Self::RotorOverTemperature => "rotor_over_temperature",
+            Self::LostCommunication => "lost_communication",
             Self::Overload => "overload",
-            Self::Unknown(_) => "unknown state",
+            Self::Unknown(_) => "unknown",
         }
+    }
+
+    /// The named state called `name` (see [`MotorState::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::NAMED.into_iter().find(|s| s.name() == name)
     }
 }
 
 impl std::fmt::Display for MotorState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Unknown(n) => write!(f, "unknown state 0x{n:x}"),
+            Self::Unknown(n) => write!(f, "unknown_0x{n:x}"),
             other => f.write_str(other.name()),
         }
     }

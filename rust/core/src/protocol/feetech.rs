@@ -61,6 +61,22 @@ pub enum ProtocolError {
     BadSize(usize),
 }
 
+impl crate::error::Classified for ProtocolError {
+    fn fault_kind(&self) -> crate::error::FaultKind {
+        use crate::error::FaultKind;
+        match self {
+            ProtocolError::BadChecksum { .. } | ProtocolError::WrongLength { .. } => {
+                FaultKind::Protocol
+            }
+            ProtocolError::UnknownRegister(_) | ProtocolError::ReadOnly(_) => FaultKind::Config,
+            ProtocolError::PacketTooLong { .. }
+            | ProtocolError::InvalidId(_)
+            | ProtocolError::ValueOutOfRange { .. }
+            | ProtocolError::BadSize(_) => FaultKind::Usage,
+        }
+    }
+}
+
 /// Instruction codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -157,14 +173,14 @@ impl StatusFlags {
     pub const OVERLOAD: u8 = 0x20;
 
     const NAMES: [(u8, &'static str); 8] = [
-        (Self::VOLTAGE, "input voltage"),
-        (Self::ANGLE_SENSOR, "angle sensor"),
+        (Self::VOLTAGE, "input_voltage"),
+        (Self::ANGLE_SENSOR, "angle_sensor"),
         (Self::OVERHEAT, "overheat"),
-        (Self::OVER_CURRENT, "over-current"),
-        (0x10, "unknown bit 4"),
+        (Self::OVER_CURRENT, "over_current"),
+        (0x10, "unknown_bit_4"),
         (Self::OVERLOAD, "overload"),
-        (0x40, "unknown bit 6"),
-        (0x80, "unknown bit 7"),
+        (0x40, "unknown_bit_6"),
+        (0x80, "unknown_bit_7"),
     ];
 
     pub fn is_ok(self) -> bool {
@@ -897,7 +913,7 @@ mod tests {
     #[test]
     fn status_flags_name_every_bit() {
         let f = StatusFlags(0x25);
-        assert_eq!(f.to_string(), "input voltage, overheat, overload");
+        assert_eq!(f.to_string(), "input_voltage, overheat, overload");
         assert_eq!(StatusFlags(0).to_string(), "no error");
     }
 

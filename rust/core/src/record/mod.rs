@@ -30,3 +30,15 @@ pub enum RecordError {
     #[error("could not start the batch builder thread: {0}")]
     Thread(#[source] std::io::Error),
 }
+
+impl crate::error::Classified for RecordError {
+    fn fault_kind(&self) -> crate::error::FaultKind {
+        use crate::error::FaultKind;
+        match self {
+            // Too many joints for a row: the device configuration must change.
+            RecordError::TooWide { .. } => FaultKind::Config,
+            RecordError::Arrow(_) => FaultKind::Dataset,
+            RecordError::Thread(_) => FaultKind::Other,
+        }
+    }
+}

@@ -232,15 +232,46 @@ enum Setpoint {
     },
 }
 
-/// Rotor inertia (kg·m², output side), viscous friction (N·m·s/rad) and Coulomb friction
-/// (N·m) per model family. Estimates, not datasheet values.
-fn mechanics(model: MotorModel) -> (f64, f64, f64) {
-    match model {
-        MotorModel::DM3507 | MotorModel::DMH3510 => (0.002, 0.01, 0.01),
-        MotorModel::DM4310 | MotorModel::DM4310_48V => (0.005, 0.02, 0.03),
-        _ => (0.02, 0.05, 0.06),
+/// The mechanics a simulated motor drives: rotor plus the arm link it carries. Estimates for
+/// a small arm, not datasheet values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Mechanics {
+    /// Inertia on the output side, kg·m².
+    inertia: f64,
+    /// Viscous friction, N·m·s/rad.
+    viscous: f64,
+    /// Coulomb friction (and stiction), N·m.
+    coulomb: f64,
+    /// Peak torque of the link's weight, N·m: the load is `gravity · sin q`, a pendulum that
+    /// hangs at q = 0 (so the zero pose needs no torque and every other pose does).
+    gravity: f64,
+    /// Acceleration of the POS_VEL / POS_FORCE speed profile, rad/s².
+    accel: f64,
+}
+
+fn mechanics(model: MotorModel) -> Mechanics {
+    let (inertia, viscous, coulomb, gravity, accel) = match model {
+        MotorModel::DM3507 | MotorModel::DMH3510 => (0.002, 0.01, 0.01, 0.05, 40.0),
+        MotorModel::DM4310 | MotorModel::DM4310_48V => (0.005, 0.02, 0.03, 0.4, 30.0),
+        _ => (0.02, 0.05, 0.06, 1.5, 20.0),
+    };
+    Mechanics {
+        inertia,
+        viscous,
+        coulomb,
+        gravity,
+        accel,
     }
 }
+
+/// POS_VEL / POS_FORCE position loop: the speed asked for is this gain times the position
+/// error (1/s), under the commanded speed and the deceleration profile.
+const POSITION_GAIN: f64 = 40.0;
+/// Time constant of the firmware's speed loop under those modes, s.
+const SPEED_LOOP_TAU: f64 = 0.004;
+/// Speed (rad/s) below which the friction feed-forward fades out, so a motor at its goal
+/// rests instead of dithering around it.
+const FRICTION_FADE: f64 = 0.01;
 
 /// One simulated DAMIAO motor.
 #[derive(Debug, Clone)]
@@ -254,11 +285,11 @@ pub struct SimMotor {
     q: f64,
     dq: f64,
     tau: f64,
+    /// Speed of the POS_VEL / POS_FORCE profile (the speed loop's reference), rad/s.
+    profile_speed: f64,
     t_mos: f64,
     t_rotor: f64,
-    inertia: f64,
-    friction: f64,
-    stiction: f64,
+    mech: Mechanics,
     hand: Option<HandTrajectory>,
     started: Instant,
     updated: Instant,
@@ -269,7 +300,6 @@ pub struct SimMotor {
 impl SimMotor {
     fn new(cfg: &SimMotorConfig, now: Instant) -> Self {
         let lim = cfg.model.default_limits();
-        let (inertia, friction, stiction) = mechanics(cfg.model);
         let mut registers = [None; REGISTER_SLOTS];
         let mut set = |rid: u8, v: f64| {
             if let Some(slot) = registers.get_mut(usize::from(rid)) {
@@ -339,11 +369,10 @@ impl SimMotor {
             q: 0.0,
             dq: 0.0,
             tau: 0.0,
+            profile_speed: 0.0,
             t_mos: AMBIENT_C,
             t_rotor: AMBIENT_C,
-            inertia,
-            friction,
-            stiction,
+            mech: mechanics(cfg.model),
             hand: None,
             started: now,
             updated: now,
@@ -486,28 +515,46 @@ impl SimMotor {
         self.heat(elapsed);
     }
 
-    /// One integration step under motor torque `tau`, with viscous and Coulomb friction
-    /// (a gearmotor at rest stays at rest until the torque beats its stiction).
+    /// Torque the arm's weight puts on the shaft at `q`. Only a driven motor carries it: an
+    /// unpowered or idle one rests where it was put (test setups place motors by hand).
+    fn load(&self, q: f64) -> f64 {
+        if self.enabled && self.setpoint != Setpoint::None {
+            self.mech.gravity * q.sin()
+        } else {
+            0.0
+        }
+    }
+
+    /// Friction feed-forward for a speed reference: Coulomb, faded out near standstill, plus
+    /// viscous.
+    fn friction_feedforward(&self, speed: f64) -> f64 {
+        self.mech.coulomb * (speed / FRICTION_FADE).tanh() + self.mech.viscous * speed
+    }
+
+    /// One integration step under motor torque `tau` against the load, with viscous and
+    /// Coulomb friction (a gearmotor at rest stays at rest until the torque beats its
+    /// stiction).
     fn integrate(&mut self, tau: f64, dt: f64, vmax: f64) {
         self.tau = tau;
-        if self.dq == 0.0 && tau.abs() <= self.stiction {
+        let drive = tau - self.load(self.q);
+        let stiction = self.mech.coulomb;
+        if self.dq == 0.0 && drive.abs() <= stiction {
             return;
         }
         let coulomb = if self.dq != 0.0 {
-            self.stiction.copysign(self.dq)
+            stiction.copysign(self.dq)
         } else {
-            self.stiction.copysign(tau)
+            stiction.copysign(drive)
         };
-        let new_dq = self.dq + (tau - self.friction * self.dq - coulomb) / self.inertia * dt;
+        let new_dq =
+            self.dq + (drive - self.mech.viscous * self.dq - coulomb) / self.mech.inertia * dt;
         // Friction stops the rotor; it never reverses it.
-        let new_dq = if self.dq != 0.0
-            && new_dq.signum() != self.dq.signum()
-            && tau.abs() <= self.stiction
-        {
-            0.0
-        } else {
-            new_dq
-        };
+        let new_dq =
+            if self.dq != 0.0 && new_dq.signum() != self.dq.signum() && drive.abs() <= stiction {
+                0.0
+            } else {
+                new_dq
+            };
         self.dq = new_dq.clamp(-vmax, vmax);
         self.q += self.dq * dt;
     }
@@ -539,37 +586,50 @@ impl SimMotor {
                 // The firmware's speed loop: first-order approach, 10 ms time constant,
                 // bounded by the torque limit.
                 let target = velocity.clamp(-lim.vmax, lim.vmax);
-                let wanted_acc = (target - self.dq) / 0.01;
-                let tau = (wanted_acc * self.inertia + self.friction * self.dq)
-                    .clamp(-lim.tmax, lim.tmax);
-                self.tau = tau;
-                self.dq += (tau - self.friction * self.dq) / self.inertia * dt;
-                self.q += self.dq * dt;
+                let tau = (self.mech.inertia * (target - self.dq) / 0.01
+                    + self.friction_feedforward(target)
+                    + self.load(self.q))
+                .clamp(-lim.tmax, lim.tmax);
+                self.integrate(tau, dt, lim.vmax);
             }
         }
         self.q = self.q.clamp(-lim.pmax, lim.pmax);
     }
 
+    /// The MIT law the firmware applies: kp·(q_des − q) + kd·(dq_des − dq) + τ_ff, within TMAX.
     fn mit_torque(c: &MitCommand, q: f64, dq: f64, lim: &Limits) -> f64 {
         (c.kp * (c.q - q) + c.kd * (c.dq - dq) + c.tau).clamp(-lim.tmax, lim.tmax)
     }
 
-    /// POS_VEL / POS_FORCE: trapezoid-free approach to `target` at no more than `speed`.
+    /// POS_VEL / POS_FORCE, a cascade like the firmware's: the position loop asks for a speed
+    /// proportional to the error, under the commanded speed and a profile that can still stop
+    /// at the goal; the profile speed moves toward it with bounded acceleration; the speed
+    /// loop turns the difference to the measured speed into torque (with feed-forward for the
+    /// profile's acceleration, friction and the load), within `torque_limit`.
     fn track_position(&mut self, target: f64, speed: f64, torque_limit: f64, dt: f64) {
         let lim = self.limits();
         let speed = speed.abs().min(lim.vmax);
+        let accel = self.mech.accel;
         let err = target - self.q;
-        let step = (speed * dt).min(err.abs());
-        let new_dq = if dt > 0.0 {
-            step.copysign(err) / dt
+        let wanted = (POSITION_GAIN * err.abs())
+            .min(speed)
+            .min((2.0 * accel * err.abs()).sqrt())
+            .copysign(err);
+        let step = accel * dt;
+        let profile = self.profile_speed + (wanted - self.profile_speed).clamp(-step, step);
+        let profile_accel = (profile - self.profile_speed) / dt.max(1e-9);
+        let j = self.mech.inertia;
+        let feedforward =
+            j * profile_accel + self.friction_feedforward(profile) + self.load(self.q);
+        let wanted_tau = j * (profile - self.dq) / SPEED_LOOP_TAU + feedforward;
+        let tau = wanted_tau.clamp(-torque_limit, torque_limit);
+        // Anti-windup: a saturated motor's profile is the speed its torque can actually give.
+        self.profile_speed = if tau == wanted_tau {
+            profile
         } else {
-            0.0
+            self.dq + (tau - feedforward) * SPEED_LOOP_TAU / j
         };
-        let tau = (self.inertia * (new_dq - self.dq) / dt.max(1e-9) + self.friction * new_dq)
-            .clamp(-torque_limit, torque_limit);
-        self.tau = tau;
-        self.dq = new_dq;
-        self.q += step.copysign(err);
+        self.integrate(tau, dt, lim.vmax);
     }
 
     fn heat(&mut self, dt: f64) {
@@ -613,6 +673,13 @@ impl SimMotor {
             return;
         }
         let lim = self.limits();
+        if !matches!(
+            self.setpoint,
+            Setpoint::PosVel { .. } | Setpoint::PosForce { .. }
+        ) {
+            // A new position profile starts from the speed the shaft has.
+            self.profile_speed = self.dq;
+        }
         self.setpoint = match mode {
             ControlMode::Mit => {
                 let cmd = decode_mit(data, &lim);
@@ -1112,7 +1179,7 @@ impl DamiaoSim {
 mod tests {
     use super::*;
     use crate::protocol::damiao::{
-        decode_feedback, encode_host_frame, encode_mit, encode_register_read,
+        decode_feedback, encode_host_frame, encode_mit, encode_pos_vel, encode_register_read,
         encode_register_write, AdapterStreamDecoder,
     };
 
@@ -1168,6 +1235,156 @@ mod tests {
         let m = a.motor("shoulder_roll").unwrap();
         assert!((m.position() - 1.0).abs() < 0.05, "q = {}", m.position());
         assert_eq!(m.state(), MotorState::Enabled);
+    }
+
+    /// Pearson correlation of two equally long series.
+    fn correlation(a: &[f64], b: &[f64]) -> f64 {
+        let n = a.len().min(b.len()) as f64;
+        let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+        let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+        for (x, y) in a.iter().zip(b) {
+            ab += (x - ma) * (y - mb);
+            aa += (x - ma) * (x - ma);
+            bb += (y - mb) * (y - mb);
+        }
+        ab / (aa * bb).sqrt()
+    }
+
+    /// Enables motor `esc` in `mode`, then commands it every 5 ms (a 200 Hz loop) for
+    /// `seconds` with `command(t)` and returns the feedback it answers each command with.
+    fn drive(
+        esc: u16,
+        mode: ControlMode,
+        seconds: f64,
+        command: impl Fn(f64) -> [u8; 8],
+    ) -> (Vec<Feedback>, Limits) {
+        let mut a = DamiaoAdapter::new(DamiaoSimConfig::openk_arm()).unwrap();
+        let t0 = Instant::now();
+        let mut r = Replies::default();
+        let mode_reg = RegisterValue::U32(mode.register_value());
+        a.on_receive(
+            &encode_host_frame(
+                REGISTER_CAN_ID,
+                &encode_register_write(esc, rid::CTRL_MODE, mode_reg),
+            ),
+            t0,
+            &mut r,
+        );
+        a.on_receive(
+            &encode_host_frame(u32::from(esc), &SpecialCommand::Enable.payload()),
+            t0,
+            &mut r,
+        );
+        let motor = a.motors().iter().find(|m| m.esc_id() == esc).unwrap();
+        let (lim, mst) = (motor.limits(), u32::from(motor.mst_id()));
+        let mut feedback = Vec::new();
+        let ticks = (seconds / 0.005) as u32;
+        for k in 1..=ticks {
+            let t = f64::from(k) * 0.005;
+            let mut r = Replies::default();
+            a.on_receive(
+                &encode_host_frame(mode.command_can_id(esc), &command(t)),
+                t0 + Duration::from_secs_f64(t),
+                &mut r,
+            );
+            let bytes: Vec<u8> = r.take().into_iter().flat_map(|(_, b)| b).collect();
+            feedback.extend(
+                frames(&bytes)
+                    .into_iter()
+                    .filter(|f| f.cmd == AdapterCmd::Received && f.can_id == mst)
+                    .map(|f| decode_feedback(&f.data, &lim)),
+            );
+        }
+        assert_eq!(feedback.len(), ticks as usize);
+        (feedback, lim)
+    }
+
+    /// A smooth goal like a hand's: two sines, ±0.55 rad, at most ≈ 0.8 rad/s.
+    fn smooth_goal(t: f64) -> f64 {
+        use std::f64::consts::TAU;
+        0.4 * (TAU * 0.25 * t).sin() + 0.15 * (TAU * 0.6 * t + 1.0).sin() - 0.15 * 1f64.sin()
+    }
+
+    /// What a checker sees in the feedback of a motor following a smooth goal: the velocity
+    /// takes many values and follows the position's change; the torque stays far from TMAX.
+    fn assert_looks_real(feedback: &[Feedback], lim: &Limits, what: &str) {
+        let q: Vec<f64> = feedback.iter().map(|f| f.q).collect();
+        let dq: Vec<f64> = feedback.iter().map(|f| f.dq).collect();
+        let slope: Vec<f64> = q.windows(3).map(|w| (w[2] - w[0]) / 0.01).collect();
+        let corr = correlation(&dq[1..dq.len() - 1], &slope);
+        let mut distinct = dq.clone();
+        distinct.sort_by(f64::total_cmp);
+        distinct.dedup();
+        let tau_max = feedback.iter().map(|f| f.tau.abs()).fold(0.0, f64::max);
+        let tau_distinct = {
+            let mut t: Vec<f64> = feedback.iter().map(|f| f.tau).collect();
+            t.sort_by(f64::total_cmp);
+            t.dedup();
+            t.len()
+        };
+        assert!(distinct.len() > 60, "{what}: {} velocities", distinct.len());
+        assert!(corr > 0.95, "{what}: velocity vs position slope r = {corr}");
+        assert!(tau_max < 0.2 * lim.tmax, "{what}: |tau| up to {tau_max}");
+        assert!(tau_distinct > 20, "{what}: {tau_distinct} torques");
+        let lag = feedback
+            .iter()
+            .enumerate()
+            .map(|(k, f)| (f.q - smooth_goal(k as f64 * 0.005)).abs())
+            .fold(0.0, f64::max);
+        assert!(lag < 0.1, "{what}: tracking error up to {lag}");
+    }
+
+    #[test]
+    fn pos_vel_motion_looks_real() {
+        for (esc, model) in [(1, "DM6006"), (3, "DM4310")] {
+            let (fb, lim) = drive(esc, ControlMode::PosVel, 4.0, |t| {
+                encode_pos_vel(smooth_goal(t), 2.0).unwrap()
+            });
+            assert_looks_real(&fb, &lim, &format!("POS_VEL {model}"));
+        }
+    }
+
+    #[test]
+    fn mit_motion_looks_real() {
+        for (esc, model) in [(1, MotorModel::DM6006), (3, MotorModel::DM4310)] {
+            let (fb, lim) = drive(esc, ControlMode::Mit, 4.0, |t| {
+                let cmd = MitCommand {
+                    q: smooth_goal(t),
+                    dq: 0.0,
+                    kp: 20.0,
+                    kd: 1.0,
+                    tau: 0.0,
+                };
+                encode_mit(&cmd, &model.default_limits()).unwrap()
+            });
+            assert_looks_real(&fb, &lim, &format!("MIT {model:?}"));
+        }
+    }
+
+    #[test]
+    fn pos_vel_step_accelerates_within_bounds_and_settles() {
+        let (fb, lim) = drive(3, ControlMode::PosVel, 1.5, |_| {
+            encode_pos_vel(1.0, 4.0).unwrap()
+        });
+        let accel = mechanics(MotorModel::DM4310).accel;
+        // One feedback quantum of speed (12 bits over ±VMAX) per sample, on top of the bound.
+        let quantum = 2.0 * lim.vmax / 4095.0;
+        for w in fb.windows(2) {
+            let a = (w[1].dq - w[0].dq).abs() / 0.005;
+            assert!(a <= accel * 1.05 + quantum / 0.005, "{a} rad/s² at {w:?}");
+            assert!(w[1].dq <= 4.0 + quantum, "{w:?}");
+        }
+        let peak_tau = fb.iter().map(|f| f.tau.abs()).fold(0.0, f64::max);
+        assert!(
+            peak_tau < 0.1 * lim.tmax,
+            "a step must not slam TMAX: {peak_tau}"
+        );
+        let last = fb.last().unwrap();
+        assert!((last.q - 1.0).abs() < 0.005, "{last:?}");
+        assert!(last.dq.abs() <= quantum, "{last:?}");
+        // At rest the motor holds the link's weight: torque ≈ gravity · sin(1 rad).
+        let holding = mechanics(MotorModel::DM4310).gravity * 1f64.sin();
+        assert!((last.tau - holding).abs() < 0.05, "{last:?} vs {holding}");
     }
 
     #[test]

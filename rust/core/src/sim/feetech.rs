@@ -70,8 +70,11 @@ impl ServoSpec {
 /// A scripted hand moving a passive arm.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HandScript {
-    /// Servo `i` follows `home + amplitude·(sin(2π t / period + φᵢ) − sin φᵢ)` with
-    /// φᵢ = i·phase_step, where home is its position when the script started.
+    /// Servo `i` follows `home + aᵢ·(sin(2π t / pᵢ + φᵢ) − sin φᵢ)`, where home is its
+    /// position when the script started, φᵢ = i·phase_step, and its amplitude aᵢ and period
+    /// pᵢ are `amplitude` and `period` scaled by fixed per-servo factors (see
+    /// [`HandScript::sinusoid_of`]): a hand moves each joint its own way, so the joints never
+    /// pass their home together again and each stays within home ± 2·amplitude.
     Sinusoid {
         amplitude: f64,
         period: Duration,
@@ -86,7 +89,7 @@ pub enum HandScript {
 }
 
 impl HandScript {
-    /// A gentle default: ±300 steps (≈ ±26°) over 4 s, servos out of phase.
+    /// A gentle default: up to ±300 steps (≈ ±26°) over 4–7.2 s, each servo its own way.
     pub fn default_sinusoid() -> Self {
         HandScript::Sinusoid {
             amplitude: 300.0,
@@ -135,6 +138,26 @@ impl HandScript {
         Ok(HandScript::Trajectory { times, positions })
     }
 
+    /// Amplitude (steps), period (s) and phase (rad) of servo `servo_index` under a
+    /// [`HandScript::Sinusoid`]: the base amplitude scaled by 0.5–1 and the base period by
+    /// 1–1.8, spread by the golden ratio so no two servos of an arm share them.
+    pub fn sinusoid_of(
+        amplitude: f64,
+        period: Duration,
+        phase_step: f64,
+        servo_index: usize,
+    ) -> (f64, f64, f64) {
+        let i = servo_index as f64;
+        let golden = 0.618_033_988_749_895;
+        let amplitude_scale = 1.0 - 0.5 * (i * (1.0 - golden)).fract();
+        let period_scale = 1.0 + 0.8 * (i * golden).fract();
+        (
+            amplitude * amplitude_scale,
+            period.as_secs_f64().max(1e-3) * period_scale,
+            i * phase_step,
+        )
+    }
+
     fn position(&self, servo_index: usize, center: f64, t: f64) -> f64 {
         match self {
             HandScript::Sinusoid {
@@ -142,8 +165,9 @@ impl HandScript {
                 period,
                 phase_step,
             } => {
-                let w = std::f64::consts::TAU / period.as_secs_f64().max(1e-3);
-                let phase = servo_index as f64 * phase_step;
+                let (amplitude, period, phase) =
+                    Self::sinusoid_of(*amplitude, *period, *phase_step, servo_index);
+                let w = std::f64::consts::TAU / period;
                 // Offset so that t = 0 is the current position: the hand picks the arm up
                 // where it lies instead of snapping it.
                 center + amplitude * ((w * t + phase).sin() - phase.sin())
@@ -1021,6 +1045,56 @@ mod tests {
         assert_eq!(r.len(), 1);
         let pkt = ft::decode_status(&r[0]).unwrap().unwrap();
         assert!(pkt.error().contains(StatusFlags::OVERHEAT));
+    }
+
+    #[test]
+    fn hand_moves_each_joint_its_own_way() {
+        // The leader arm's seven servos, sampled like dataset rows (30 Hz) for a minute.
+        let script = HandScript::default_sinusoid();
+        let home = 2048.0;
+        let samples: Vec<Vec<f64>> = (1..=1800)
+            .map(|k| {
+                let t = f64::from(k) / 30.0;
+                (0..7)
+                    .map(|i| script.position(i, home, t).round())
+                    .collect()
+            })
+            .collect();
+        let at_home = samples
+            .iter()
+            .filter(|row| row.iter().all(|p| *p == home))
+            .count();
+        assert_eq!(at_home, 0, "rows with every joint at home");
+        let close = samples
+            .iter()
+            .filter(|row| row.iter().all(|p| (p - home).abs() < 30.0))
+            .count();
+        assert!(
+            close < 18,
+            "{close} rows with every joint within 30 steps of home"
+        );
+        for i in 0..7 {
+            let (lo, hi) = samples
+                .iter()
+                .map(|row| row[i])
+                .fold((f64::MAX, f64::MIN), |(lo, hi), p| (lo.min(p), hi.max(p)));
+            // In the simulated arm's calibrated range (1024–3072), and really moving.
+            assert!(
+                lo >= home - 600.0 && hi <= home + 600.0,
+                "servo {i}: {lo}..{hi}"
+            );
+            assert!(hi - lo > 250.0, "servo {i}: {lo}..{hi}");
+        }
+        let (a0, p0, _) = HandScript::sinusoid_of(300.0, Duration::from_secs(4), 0.7, 0);
+        assert_eq!((a0, p0), (300.0, 4.0));
+        let params: Vec<(f64, f64, f64)> = (0..7)
+            .map(|i| HandScript::sinusoid_of(300.0, Duration::from_secs(4), 0.7, i))
+            .collect();
+        for (i, a) in params.iter().enumerate() {
+            for b in params.iter().skip(i + 1) {
+                assert!((a.1 - b.1).abs() > 0.05, "periods {a:?} {b:?}");
+            }
+        }
     }
 
     #[test]

@@ -26,3 +26,14 @@ pub enum SimError {
     #[error("simulator configuration: {0}")]
     Config(String),
 }
+
+impl crate::error::Classified for SimError {
+    fn fault_kind(&self) -> crate::error::FaultKind {
+        use crate::error::FaultKind;
+        match self {
+            SimError::Pty { .. } => FaultKind::Port,
+            SimError::Thread { .. } => FaultKind::Other,
+            SimError::Config(_) => FaultKind::Config,
+        }
+    }
+}

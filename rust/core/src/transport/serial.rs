@@ -48,6 +48,14 @@ pub enum TransportError {
     },
 }
 
+impl crate::error::Classified for TransportError {
+    /// Every transport fault is the port's, a write the adapter would not take included: the
+    /// motors behind it were never reached.
+    fn fault_kind(&self) -> crate::error::FaultKind {
+        crate::error::FaultKind::Port
+    }
+}
+
 impl TransportError {
     /// True when the port is gone and must be reopened (unplug, closed simulator).
     pub fn is_disconnect(&self) -> bool {

@@ -35,7 +35,7 @@ def rollout(
     ui: StatusLine | None = None,
     events: Any = None,
 ) -> RolloutResult:
-    from openk.record import Events
+    from openk.session import Events
 
     ui = ui or StatusLine()
     events = events or Events()
@@ -45,8 +45,8 @@ def rollout(
 
 
 def _episodic(cfg: RolloutConfig, *, debug: bool, ui: StatusLine, events: Any) -> RolloutResult:
+    from openk.commands.record import record
     from openk.policy.run import policy_factories, stats_line
-    from openk.record import record
 
     assert cfg.dataset is not None
     rec = RecordConfig(
@@ -83,7 +83,7 @@ def _base(cfg: RolloutConfig, *, debug: bool, ui: StatusLine, events: Any) -> Ro
         prepare_policy,
         stats_line,
     )
-    from openk.record import STATUS_PERIOD_S, _sigterm_as_interrupt, check_ports
+    from openk.session import STATUS_PERIOD_S, check_ports, sigterm_as_interrupt
     from openk.terminal import KeyReader
 
     log_path = setup_logging(cfg.log_file, daily=cfg.daily_log_file_name, debug=debug)
@@ -104,6 +104,7 @@ def _base(cfg: RolloutConfig, *, debug: bool, ui: StatusLine, events: Any) -> Ro
     )
     make_camera = policy_camera_factory(setup)
     session = sessions(cfg)
+    session.bind_events(events)
     cameras: list[Any] = []
     keys = KeyReader(events.on_key)
     result = RolloutResult(strategy="base")
@@ -127,7 +128,7 @@ def _base(cfg: RolloutConfig, *, debug: bool, ui: StatusLine, events: Any) -> Ro
         start = time.monotonic()
         last = 0.0
         line = ""
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             while not events.stop.is_set():
                 elapsed = time.monotonic() - start
                 if limit is not None and elapsed >= limit:
@@ -164,4 +165,6 @@ def _base(cfg: RolloutConfig, *, debug: bool, ui: StatusLine, events: Any) -> Ro
     result.stats = setup.stats()
     log.info("policy: %s", result.stats)
     ui.message(stats_line(result.stats))
+    if session.policy_error is not None:
+        raise session.policy_error
     return result

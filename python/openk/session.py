@@ -1,0 +1,407 @@
+"""The session layer every command stands on: the loop, the cameras, keys and signals.
+
+A command (`openk record`, `teleoperate`, `replay`, and the coming `rollout`) connects a
+`Session` — the Rust control loop of `openk._core` seen through a small protocol, so tests can
+put a scripted one in its place — plus its cameras, reads the user's keys into `Events`, and
+turns `kill` into Ctrl-C. Nothing here decides about episodes or datasets; the commands in
+`openk.commands` do. Nothing here is on the control path either: the loop runs in Rust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol
+
+from openk.config import (
+    CameraConfig,
+    DeviceConfig,
+    RecordConfig,
+    ReplayConfig,
+    TeleoperateConfig,
+)
+from openk.devices import is_sim_port
+from openk.errors import ConfigError, OpenKError, PortError
+from openk.terminal import Key, StatusLine
+
+log = logging.getLogger(__name__)
+
+# How often a command redraws its status line, and how long one read waits for loop rows.
+STATUS_PERIOD_S = 0.25
+BATCH_WAIT_S = 0.05
+
+
+# --- what a command needs from the loop and the cameras --------------------------------
+
+
+class Session(Protocol):
+    """A running teleop loop (leader → follower) that can emit dataset rows."""
+
+    @property
+    def schema(self) -> Any:
+        """pyarrow Schema of the batches (joint names in field metadata)."""
+
+    def start_episode(self) -> None: ...
+
+    def end_episode(self) -> None: ...
+
+    def read_batch(self, timeout_s: float) -> Any | None:
+        """Next batch of rows (pyarrow RecordBatch) or None when none arrived in time."""
+
+    def telemetry(self) -> Mapping[str, Any]:
+        """At least: achieved_hz, lateness_p99_ns, bus_errors, overruns; of the current (or
+        last) episode, of the whole run before any episode started."""
+
+    def close(self) -> None: ...
+
+
+class Camera(Protocol):
+    def start(self, on_frame: Callable[[Any, int], None]) -> None:
+        """Start capturing; `on_frame(rgb_uint8_hwc, t_ns)` from a capture thread."""
+
+    def stop(self) -> None: ...
+
+
+SessionFactory = Callable[[RecordConfig | TeleoperateConfig | ReplayConfig], Session]
+CameraFactory = Callable[[str, CameraConfig], Camera]
+
+
+# --- checks before anything is connected ------------------------------------------------------
+
+
+def check_ports(dev: DeviceConfig | None, role: str) -> None:
+    """Fail before connecting anything when a configured serial port does not exist."""
+    if dev is None:
+        return
+    for key in ("port", "sts_port"):
+        port = getattr(dev, key)
+        if port is None or is_sim_port(port):
+            continue
+        if not os.path.exists(port):
+            raise PortError(
+                f"serial port {port} (--{role}.{key}, {dev.type}) does not exist; plug the "
+                f"adapter in and find its name with `openk find-port`, or use --{role}.{key}=sim"
+            )
+
+
+# --- events from keys and signals -------------------------------------------------------------
+
+
+@dataclass
+class Events:
+    """What the user asked for; set from the key thread, read by the main loop."""
+
+    exit_early: threading.Event = field(default_factory=threading.Event)
+    rerecord: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def on_key(self, key: Key) -> None:
+        if key is Key.RIGHT:
+            self.exit_early.set()
+        elif key is Key.LEFT:
+            self.rerecord.set()
+            self.exit_early.set()
+        elif key is Key.ESC:
+            self.stop.set()
+            self.exit_early.set()
+        log.info("key %s", key.value)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """`kill` (SIGTERM) stops like Ctrl-C so finished episodes are kept."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# --- helpers the commands share ---------------------------------------------------------------
+
+
+def vector_names(field_: Any) -> list[str] | None:
+    """The joint names a vector column (`observation.state`, `action`) carries in its
+    metadata, or None."""
+    import json
+
+    meta = field_.metadata or {}
+    raw = meta.get(b"names")
+    return json.loads(raw) if raw else None
+
+
+def end_quietly(session: Session) -> None:
+    """End the episode in progress, if any, on the way out (errors ignored: already failing)."""
+    with contextlib.suppress(Exception):
+        session.end_episode()
+
+
+# --- the native session and cameras -----------------------------------------------------------
+
+
+def load_core() -> Any:
+    """`openk._core`, or an error saying how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module("openk._core")
+    except ImportError as err:
+        raise OpenKError(
+            f"the native module openk._core is missing ({err}); install openk with "
+            "scripts/bootstrap.sh (or pip install .)"
+        ) from None
+
+
+def _vector_field(name: str, names: Sequence[str]) -> Any:
+    import json
+
+    import pyarrow as pa
+
+    return pa.field(
+        name,
+        pa.list_(pa.float32(), len(names)),
+        nullable=False,
+        metadata={"names": json.dumps(list(names))},
+    )
+
+
+class NativeSession:
+    """`openk._core.TeleopSession` seen through the `Session` protocol."""
+
+    def __init__(self, core_session: Any) -> None:
+        import pyarrow as pa
+
+        self.core = core_session
+        self._episode_started = False
+        self._events_seen = 0
+        # The batch schema is known from the device's feature names before any row exists.
+        self._schema = pa.schema(
+            [
+                pa.field("capture_time_ns", pa.int64(), nullable=False),
+                _vector_field("observation.state", core_session.observation_names),
+                _vector_field("action", core_session.action_names),
+            ]
+        )
+
+    @property
+    def schema(self) -> Any:
+        return self._schema
+
+    @property
+    def action_names(self) -> list[str]:
+        return list(self.core.action_names)
+
+    def start_episode(self) -> None:
+        self.core.start_episode()
+        self._episode_started = True
+
+    def end_episode(self) -> None:
+        self.core.end_episode()
+
+    def read_batch(self, timeout_s: float) -> Any | None:
+        import pyarrow as pa
+
+        batch = self.core.next_batch(timeout_s)
+        self._log_events()
+        if batch is None:
+            failure = self.core.failure()
+            if failure is not None:
+                raise failure
+            return None
+        return pa.table(batch)
+
+    def _log_events(self) -> None:
+        events = self.core.events()
+        for event in events[self._events_seen :]:
+            log.warning(
+                "safety event: %s %s: %s",
+                event.get("device"),
+                event.get("motor"),
+                event.get("reason"),
+            )
+        self._events_seen = len(events)
+
+    def telemetry(self) -> Mapping[str, Any]:
+        report = self.core.episode_telemetry() if self._episode_started else self.core.telemetry()
+        return _normalise_telemetry(dict(report))
+
+    def send_action(self, values: Sequence[float]) -> None:
+        self.core.send_action(list(values))
+
+    def close(self) -> None:
+        self.core.stop()
+
+
+def _normalise_telemetry(tele: dict[str, Any]) -> dict[str, Any]:
+    """Bus errors arrive per motor; the status line wants a total."""
+    errors = tele.get("bus_errors", 0)
+    if isinstance(errors, Mapping):
+        tele["bus_errors_by_motor"] = dict(errors)
+        tele["bus_errors"] = sum(int(v) for v in errors.values())
+    if "lateness_p99_ns" not in tele and "lateness_p99_us" in tele:
+        tele["lateness_p99_ns"] = float(tele["lateness_p99_us"]) * 1000
+    return tele
+
+
+def _device_dict(dev: DeviceConfig, direction_map: Mapping[str, float] | None) -> dict[str, Any]:
+    out = dev.to_core()
+    if direction_map:
+        out["direction_map"] = dict(direction_map)
+    return out
+
+
+def start_native(
+    robot: DeviceConfig,
+    teleop: DeviceConfig | None,
+    *,
+    direction_map: Mapping[str, float] | None,
+    fps: float,
+    control_hz: float | None,
+    realtime: str,
+) -> NativeSession:
+    core = load_core()
+    kwargs: dict[str, Any] = {"record_fps": float(fps), "realtime": realtime}
+    if control_hz is not None:
+        kwargs["control_hz"] = float(control_hz)
+    # The reference applies direction_map to the leader's action on its way to the follower;
+    # the native loop takes it with the robot's config.
+    session = core.TeleopSession(
+        _device_dict(robot, direction_map),
+        teleop.to_core() if teleop is not None else None,
+        **kwargs,
+    )
+    try:
+        session.start()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            session.stop()
+        raise
+    log.info("loop started: %s", getattr(session, "realtime", "?"))
+    return NativeSession(session)
+
+
+def maybe_calibrate(dev: DeviceConfig | None, role: str, always: bool, ui: StatusLine) -> None:
+    """`--always_calibrate=true` runs the calibration dialog on connect, as the reference does
+    (simulated devices are calibrated by construction, so they skip it)."""
+    if not always or dev is None or is_sim_port(dev.port):
+        return
+    # The dialog is the calibrate command's; imported here only when asked for.
+    from openk.commands.calibrate import run_calibration
+
+    run_calibration(dev, role, scripted=False, ui=ui)
+
+
+def log_calibration(dev: DeviceConfig | None, role: str) -> None:
+    """Say in the log which calibration file a device runs with (the native side is silent)."""
+    if dev is None:
+        return
+    path = Path(load_core().calibration_path(dev.to_core(), role))
+    if path.exists():
+        log.info("%s %s (id %s): calibration %s", role, dev.type, dev.id, path)
+    elif is_sim_port(dev.port):
+        log.info(
+            "%s %s (id %s): no calibration at %s; the simulator's built-in one is used",
+            role,
+            dev.type,
+            dev.id,
+            path,
+        )
+
+
+def connect_session(cfg: RecordConfig | TeleoperateConfig | ReplayConfig) -> Session:
+    """Connect robot (+ teleop) through `openk._core` and start the loop."""
+    if isinstance(cfg, RecordConfig):
+        fps: float = cfg.dataset.fps
+        teleop: DeviceConfig | None = cfg.teleop
+        direction_map = cfg.direction_map
+    elif isinstance(cfg, TeleoperateConfig):
+        fps, teleop, direction_map = cfg.fps, cfg.teleop, cfg.direction_map
+    else:
+        fps, teleop, direction_map = float(cfg.dataset.fps or 30), None, None
+    ui = StatusLine()
+    maybe_calibrate(cfg.robot, "robot", cfg.always_calibrate, ui)
+    maybe_calibrate(teleop, "teleop", cfg.always_calibrate, ui)
+    log_calibration(cfg.robot, "robot")
+    log_calibration(teleop, "teleop")
+    return start_native(
+        cfg.robot,
+        teleop,
+        direction_map=direction_map,
+        fps=fps,
+        control_hz=cfg.control_hz,
+        realtime=cfg.realtime,
+    )
+
+
+class _CapturedCamera:
+    """An `openk.cameras` camera read by a capture thread, frames handed to `on_frame`."""
+
+    def __init__(self, camera: Any) -> None:
+        self.camera = camera
+        self.thread: Any = None
+
+    def start(self, on_frame: Callable[[Any, int], None]) -> None:
+        from openk.cameras import CaptureThread
+
+        self.thread = CaptureThread(self.camera, lambda key, frame, t_ns: on_frame(frame, t_ns))
+        self.thread.start()
+
+    @property
+    def error(self) -> BaseException | None:
+        return None if self.thread is None else self.thread.error
+
+    def stop(self) -> None:
+        if self.thread is not None:
+            self.thread.stop()
+
+
+_camera_count = 0
+
+
+def make_camera(name: str, cam: CameraConfig) -> Camera:
+    """A camera from its config: `synthetic` (draws its frame number) or `opencv`."""
+    import openk.cameras as cameras
+
+    global _camera_count
+    if cam.type == "synthetic":
+        _camera_count += 1
+        # A different tint per camera so two synthetic streams are told apart in a video.
+        return _CapturedCamera(
+            cameras.SyntheticCamera(
+                name, width=cam.width, height=cam.height, fps=cam.fps, tint=_camera_count - 1
+            )
+        )
+    if cam.type == "opencv":
+        device = cam.index_or_path if cam.index_or_path is not None else 0
+        return _CapturedCamera(
+            cameras.OpenCVCamera(
+                name,
+                device=device,
+                width=cam.width,
+                height=cam.height,
+                fps=cam.fps,
+                fourcc=cam.fourcc or "MJPG",
+                color_mode=cam.color_mode,
+                rotation=cam.rotation,
+                warmup_s=cam.warmup_s,
+            )
+        )
+    raise ConfigError(
+        f"camera {name!r}: type {cam.type!r} is not supported by openk (pyrealsense2 is not "
+        "used); use type: opencv (a RealSense colour stream is a V4L2 device) or synthetic"
+    )
