@@ -82,6 +82,9 @@ stage "ruff"
 stage "stubtest"
 # The stub must match what the native module really exports.
 .venv/bin/python -m mypy.stubtest openk._core
+stage "mypy"
+# The Python package type-checks (strict, see pyproject.toml) against that stub.
+.venv/bin/python -m mypy python/openk
 
 if $under_load; then
   # A busy machine: two processes that never sleep, beside every test stage.

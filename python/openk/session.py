@@ -21,14 +21,15 @@ from types import FrameType
 from typing import Any, Protocol
 
 from openk.config import (
+    MOTION_SAFETY,
     CameraConfig,
     DeviceConfig,
     RecordConfig,
     ReplayConfig,
     TeleoperateConfig,
 )
-from openk.devices import is_sim_port
-from openk.errors import ConfigError, OpenKError, PortError
+from openk.devices import Role, is_sim_port, load_core
+from openk.errors import ConfigError, PortError
 from openk.terminal import Key, StatusLine
 
 log = logging.getLogger(__name__)
@@ -200,19 +201,6 @@ def end_quietly(session: Session) -> None:
 # --- the native session and cameras -----------------------------------------------------------
 
 
-def load_core() -> Any:
-    """`openk._core`, or an error saying how to install it."""
-    import importlib
-
-    try:
-        return importlib.import_module("openk._core")
-    except ImportError as err:
-        raise OpenKError(
-            f"the native module openk._core is missing ({err}); install openk with "
-            "scripts/bootstrap.sh (or pip install .)"
-        ) from None
-
-
 def _vector_field(name: str, names: Sequence[str]) -> Any:
     import json
 
@@ -289,6 +277,20 @@ class NativeSession:
     def send_action(self, values: Sequence[float]) -> None:
         self.core.send_action(list(values))
 
+    def send_actions(self, actions: Any, start_ns: int | None = None) -> None:
+        """A timed sequence played by the loop's clock (see `TeleopSession.send_actions`)."""
+        self.core.send_actions(actions, start_ns)
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """True once every scheduled action was reached; False after `timeout_s`."""
+        done = bool(self.core.wait_idle(timeout_s))
+        self._log_events()
+        return done
+
+    @property
+    def pending_actions(self) -> int:
+        return int(self.core.pending_actions)
+
     def close(self) -> None:
         self.core.stop()
 
@@ -311,6 +313,12 @@ def _device_dict(dev: DeviceConfig, direction_map: Mapping[str, float] | None) -
     return out
 
 
+def motion_kwargs(cfg: Any) -> dict[str, Any]:
+    """The motion-safety options of a command's config (`MOTION_SAFETY`: start ramp, return
+    home) as `TeleopSession` keyword arguments. A config without them gets none (ramps off)."""
+    return {name: getattr(cfg, name) for name in MOTION_SAFETY if hasattr(cfg, name)}
+
+
 def start_native(
     robot: DeviceConfig,
     teleop: DeviceConfig | None,
@@ -319,9 +327,10 @@ def start_native(
     fps: float,
     control_hz: float | None,
     realtime: str,
+    motion: Mapping[str, Any] | None = None,
 ) -> NativeSession:
     core = load_core()
-    kwargs: dict[str, Any] = {"record_fps": float(fps), "realtime": realtime}
+    kwargs: dict[str, Any] = {"record_fps": float(fps), "realtime": realtime, **(motion or {})}
     if control_hz is not None:
         kwargs["control_hz"] = float(control_hz)
     # The reference applies direction_map to the leader's action on its way to the follower;
@@ -341,7 +350,7 @@ def start_native(
     return NativeSession(session)
 
 
-def maybe_calibrate(dev: DeviceConfig | None, role: str, always: bool, ui: StatusLine) -> None:
+def maybe_calibrate(dev: DeviceConfig | None, role: Role, always: bool, ui: StatusLine) -> None:
     """`--always_calibrate=true` runs the calibration dialog on connect, as the reference does
     (simulated devices are calibrated by construction, so they skip it)."""
     if not always or dev is None or is_sim_port(dev.port):
@@ -391,6 +400,7 @@ def connect_session(cfg: RecordConfig | TeleoperateConfig | ReplayConfig) -> Ses
         fps=fps,
         control_hz=cfg.control_hz,
         realtime=cfg.realtime,
+        motion=motion_kwargs(cfg),
     )
 
 

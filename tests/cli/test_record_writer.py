@@ -85,8 +85,15 @@ class _Follower:
         self.sent: list[list[float]] = []
         self.closed = False
 
-    def send_action(self, values: Sequence[float]) -> None:
-        self.sent.append(list(values))
+    def send_actions(self, actions: Sequence[Sequence[float]], start_ns: int | None = None) -> None:
+        self.sent.extend(list(map(float, a)) for a in actions)
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        return True
+
+    @property
+    def pending_actions(self) -> int:
+        return 0
 
     def close(self) -> None:
         self.closed = True

@@ -1,7 +1,11 @@
-"""`openk replay`: a recorded episode's actions sent to the follower at the dataset's fps."""
+"""`openk replay`: a recorded episode's actions played on the follower at the dataset's fps.
+
+The whole episode is handed to the Rust loop at once (`send_actions`): the loop's clock paces
+it and interpolates between rows at the control rate; Python only waits and shows progress."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -10,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from openk.config import ReplayConfig, dataset_root, to_dict
+from openk.devices import load_core
 from openk.errors import DatasetError
 from openk.log import setup_logging
 from openk.session import (
@@ -23,14 +28,24 @@ from openk.terminal import KeyReader, StatusLine
 
 log = logging.getLogger(__name__)
 
+# How often the progress line is refreshed while the loop plays the episode.
+PROGRESS_PERIOD_S = 0.25
+
 
 class ReplaySession(Protocol):
-    """A connected follower that takes one action vector at a time."""
+    """A connected follower that plays a timed sequence of actions on its own clock."""
 
     @property
     def action_names(self) -> list[str]: ...
 
-    def send_action(self, values: Sequence[float]) -> None: ...
+    def send_actions(self, actions: Sequence[Sequence[float]], start_ns: int | None = None) -> None:
+        """Row i is due at start_ns + i / fps (time.monotonic_ns() clock)."""
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """True once every action was reached; False after `timeout_s`."""
+
+    @property
+    def pending_actions(self) -> int: ...
 
     def close(self) -> None: ...
 
@@ -115,10 +130,17 @@ def replay(
     assert ds.repo_id is not None and ds.episode is not None
     root = dataset_root(ds.repo_id, ds.root)
     names, actions, fps = episode_actions(root, ds.episode)
-    fps = ds.fps or fps
+    if ds.fps is None:
+        # The loop records its check rows at the dataset's rate; it must not outrun the loop.
+        load_core().validate_loop(
+            cfg.control_hz,
+            float(fps),
+            names={"control_hz": "--control_hz", "record_fps": "the dataset's fps"},
+        )
+        ds.fps = fps
+    else:
+        fps = ds.fps
     check_ports(cfg.robot, "robot")
-    if cfg.dataset.fps is None:
-        cfg.dataset.fps = fps  # the loop records its check rows at the dataset's rate
     session = (session_factory or connect_replay_session)(cfg)
     if names and list(session.action_names) != names:
         session.close()
@@ -135,24 +157,17 @@ def replay(
         ui.message(f"replaying episode {ds.episode} ({len(actions)} actions at {fps} fps)")
         if records:
             session.start_episode()  # type: ignore[attr-defined]
-        period_ns = round(1e9 / fps)
-        start = time.monotonic_ns()
+        # Row 0 is due once the start ramp has brought the follower there from where it is.
+        lead_s = max(cfg.start_ramp_time_s, 1.0 / fps)
+        session.send_actions(actions, start_ns=time.monotonic_ns() + round(lead_s * 1e9))
         with sigterm_as_interrupt():
-            for i, action in enumerate(actions):
+            while not session.wait_idle(PROGRESS_PERIOD_S):
                 if events.stop.is_set():
                     break
-                # Absolute deadlines: a late frame does not delay the ones after it.
-                delay = start + i * period_ns - time.monotonic_ns()
-                if delay > 0:
-                    time.sleep(delay / 1e9)
-                session.send_action(action)
-                result.sent += 1
                 if records:
-                    batch = session.read_batch(0.0)  # type: ignore[attr-defined]
-                    if batch is not None:
+                    while (batch := session.read_batch(0.0)) is not None:  # type: ignore[attr-defined]
                         tables.append(batch)
-                if i % max(1, fps // 4) == 0:
-                    ui.update(f"replay {i + 1}/{len(actions)}")
+                ui.update(f"replay {len(actions) - session.pending_actions}/{len(actions)}")
         if records:
             session.end_episode()  # type: ignore[attr-defined]
             while (batch := session.read_batch(0.0)) is not None:  # type: ignore[attr-defined]
@@ -160,6 +175,9 @@ def replay(
     except KeyboardInterrupt:
         ui.message("stopped (Ctrl-C)")
     finally:
+        # Actions the follower reached (Esc or Ctrl-C stop the replay early).
+        with contextlib.suppress(Exception):
+            result.sent = len(actions) - session.pending_actions
         keys.stop()
         session.close()
     ui.finish(f"replayed {result.sent}/{len(actions)} actions of episode {ds.episode}")

@@ -63,6 +63,11 @@ def _episodic(cfg: RolloutConfig, *, debug: bool, ui: StatusLine, events: Any) -
         control_hz=cfg.control_hz,
         realtime=cfg.realtime,
         vcodec=cfg.vcodec,
+        start_ramp_time_s=cfg.start_ramp_time_s,
+        start_ramp_dt_s=cfg.start_ramp_dt_s,
+        end_home_ramp_time_s=cfg.end_home_ramp_time_s,
+        end_home_ramp_dt_s=cfg.end_home_ramp_dt_s,
+        end_home_settle_s=cfg.end_home_settle_s,
     )
     # --rename_map renames for the policy only; the dataset keeps the robot's names.
     renames = {**cfg.dataset.rename_map, **cfg.rename_map}

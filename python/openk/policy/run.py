@@ -123,7 +123,7 @@ def policy_session_factory(
 
     def make(cfg: Any) -> Any:
         from openk.policy.runner import PolicyRunner, PolicySession, PolicyTrace
-        from openk.session import NativeSession, log_calibration, maybe_calibrate
+        from openk.session import NativeSession, log_calibration, maybe_calibrate, motion_kwargs
         from openk.terminal import StatusLine
 
         robot: DeviceConfig = cfg.robot
@@ -134,6 +134,8 @@ def policy_session_factory(
             "realtime": realtime,
             # One row per batch: the policy sees each new state as soon as it is measured.
             "batch_rows": 1,
+            # Start ramp, return home: the command's motion-safety options.
+            **motion_kwargs(cfg),
         }
         if control_hz is not None:
             kwargs["control_hz"] = float(control_hz)
