@@ -374,3 +374,12 @@ def test_cli_accepts_repo_ids(synth: Path, tmp_path: Path) -> None:
     ]
     proc = _cli("edit", "merge", "me/a", "me/a", "--repo-id", "me/x", "--output", "y", **env)
     assert proc.returncode == 2 and "give --output DIR or --repo-id ID" in proc.stderr
+
+
+def test_in_place_through_a_symlink_edits_the_target(synth: Path, tmp_path: Path) -> None:
+    link = tmp_path / "link"
+    link.symlink_to(synth)
+    ops.apply_in_place(ops.plan_delete(ops.Source(link), [0]), link)
+    assert link.is_symlink()
+    assert open_dataset(synth).total_episodes == 3
+    check_exact(synth)
