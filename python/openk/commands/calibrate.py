@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable, Sequence
 
 from openk.config import CalibrateConfig, DeviceConfig, to_dict
-from openk.devices import Role, is_sim_port, radian_joints
+from openk.devices import Role, is_sim_port, load_core, radian_joints
 from openk.errors import BusTimeoutError, CalibrationError
 from openk.log import setup_logging
-from openk.session import check_ports, load_core
+from openk.session import check_ports
 from openk.terminal import LiveBlock, StatusLine
 
 log = logging.getLogger(__name__)
