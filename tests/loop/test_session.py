@@ -248,7 +248,7 @@ def test_unplugged_leader_stops_safely_and_keeps_rows(make_session: Callable[...
     s = make_session(teleop=dict(STS_LEADER), control_hz=200.0, record_fps=50.0)
     s.start()
     s.start_episode()
-    wait_until(lambda: s.telemetry()["rows"] >= 1, "the episode has a row")
+    wait_until(lambda: s.telemetry().rows >= 1, "the episode has a row")
     s.simulate_unplug("teleop", "sts")
     rows = 0
     deadline = time.monotonic() + 10
