@@ -284,7 +284,10 @@ class NativeSession:
         self._events_seen = len(events)
 
     def telemetry(self) -> LoopTelemetry:
-        return self.core.episode_telemetry() if self._episode_started else self.core.telemetry()
+        report: LoopTelemetry = (
+            self.core.episode_telemetry() if self._episode_started else self.core.telemetry()
+        )
+        return report
 
     def send_action(self, values: Sequence[float]) -> None:
         self.core.send_action(list(values))
