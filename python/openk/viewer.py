@@ -35,7 +35,7 @@ except ImportError as err:  # pragma: no cover - the message is the behaviour
 
 def plotly_js_path() -> Path:
     try:
-        import plotly  # type: ignore[import-untyped]
+        import plotly
     except ImportError as err:
         raise OpenKError(
             f"openk view needs plotly ({err}); install it with pip install 'openk[view]'"

@@ -355,3 +355,31 @@ def test_cli_trim_idle_prints_its_threshold(synth: Path) -> None:
     assert "trim idle frames: action within 0.25 of the first/last frame" in proc.stdout
     proc = _cli("edit", "trim", str(synth), "--idle-threshold", "0.25", "--episode", "0")
     assert proc.returncode == 1 and "only applies with --idle" in proc.stderr
+
+
+def test_cli_accepts_repo_ids(synth: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "me").mkdir(parents=True)
+    shutil.copytree(synth, home / "me" / "a")
+    env = {"HF_LEROBOT_HOME": str(home)}
+    proc = _cli("edit", "delete", "me/a", "--episodes", "0", **env)
+    assert proc.returncode == 0, proc.stderr
+    proc = _cli("edit", "merge", "me/a", str(synth), "--repo-id", "me/merged", **env)
+    assert proc.returncode == 0, proc.stderr
+    assert [e["length"] for e in open_dataset(home / "me" / "merged").list_episodes()] == [
+        9,
+        10,
+        8,
+        *LENGTHS,
+    ]
+    proc = _cli("edit", "merge", "me/a", "me/a", "--repo-id", "me/x", "--output", "y", **env)
+    assert proc.returncode == 2 and "give --output DIR or --repo-id ID" in proc.stderr
+
+
+def test_in_place_through_a_symlink_edits_the_target(synth: Path, tmp_path: Path) -> None:
+    link = tmp_path / "link"
+    link.symlink_to(synth)
+    ops.apply_in_place(ops.plan_delete(ops.Source(link), [0]), link)
+    assert link.is_symlink()
+    assert open_dataset(synth).total_episodes == 3
+    check_exact(synth)

@@ -24,6 +24,8 @@ from openk.policy.features import (
 )
 from openk.policy.run import catalogue_names, check_policy
 
+from ..helpers import wait_until
+
 ROBOT = "openk-1-alpha_follower"
 SIM = [f"--robot.type={ROBOT}", "--robot.port=sim"]
 
@@ -264,11 +266,8 @@ class FakeLoop:
             self.sent.append(list(values))
 
 
-def wait_for(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
+def wait_for(predicate: Any) -> None:
+    wait_until(predicate, "the runner got there")
 
 
 def make_runner(

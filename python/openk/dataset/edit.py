@@ -646,7 +646,7 @@ def _fsync_tree(root: Path) -> None:
 # ------------------------------------------------------------------------------------ swap
 def _siblings(root: Path) -> tuple[Path, Path, Path]:
     """(new build, backup of the old dataset, swap marker) beside `root`."""
-    root = Path(os.path.abspath(root))
+    root = Path(os.path.realpath(root))
     parent, name = root.parent, root.name
     return (
         parent / f".{name}.openk-edit-new",
@@ -658,7 +658,7 @@ def _siblings(root: Path) -> tuple[Path, Path, Path]:
 def finish_interrupted_edit(root: Path) -> str | None:
     """Complete or undo an in-place edit a crash interrupted; says what it did (None: nothing)."""
     new, old, marker = _siblings(root)
-    root = Path(os.path.abspath(root))
+    root = Path(os.path.realpath(root))
     if marker.exists():
         # the new dataset was complete and verified before the marker was written: roll forward
         if new.exists():
@@ -707,7 +707,7 @@ def build_verified(plan: Plan, out: Path) -> BuildReport:
 
 def apply_in_place(plan: Plan, root: Path) -> BuildReport:
     """Build the result beside `root`, verify it, then swap it in (crash safe, see module doc)."""
-    root = Path(os.path.abspath(root))
+    root = Path(os.path.realpath(root))
     new, old, marker = _siblings(root)
     finish_interrupted_edit(root)
     report = build_verified(plan, new)
@@ -746,9 +746,9 @@ def write_new(plan: Plan, out: Path) -> BuildReport:
 
 
 def check_output_not_source(out: Path, sources: Sequence[Source]) -> None:
-    target = Path(os.path.abspath(out))
+    target = Path(os.path.realpath(out))
     for s in sources:
-        if Path(os.path.abspath(s.root)) == target:
+        if Path(os.path.realpath(s.root)) == target:
             raise DatasetError(
                 f"--output {out} is the source dataset; leave --output out to edit in place"
             )
