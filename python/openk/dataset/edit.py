@@ -34,7 +34,6 @@ from openk.dataset.remux import RemuxReport, Segment, keyframes, plan_segment, w
 from openk.errors import DatasetError
 
 _MB = 1024 * 1024
-_ROW_COLUMNS = ("index", "episode_index", "frame_index", "timestamp", "task_index")
 
 # What `build` writes itself; anything else at the dataset's top level is copied along.
 _LAYOUT_ENTRIES = {"meta", "data", "videos", "images", layout.OPENK_DIR}
@@ -752,7 +751,3 @@ def check_output_not_source(out: Path, sources: Sequence[Source]) -> None:
             raise DatasetError(
                 f"--output {out} is the source dataset; leave --output out to edit in place"
             )
-
-
-# Columns the data files carry for lerobot (kept consistent by `build`).
-ROW_COLUMNS = _ROW_COLUMNS
