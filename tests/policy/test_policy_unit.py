@@ -217,6 +217,17 @@ def test_record_policy_rules(args: list[str], expected: str) -> None:
             "missing --task",
         ),
         (["--policy.path=c", "--duration=-1"], "--duration is -1.0; it must be ≥ 0"),
+        (["--policy.path=c", "--vcodec=h264"], "--vcodec is for recording"),
+        (["--policy.path=c", "--resume=true"], "--resume is for recording"),
+        (
+            [
+                "--policy.path=c",
+                "--strategy.type=episodic",
+                "--dataset.repo_id=me/rollout_x",
+                "--duration=5",
+            ],
+            "--duration is for --strategy.type=base",
+        ),
     ],
 )
 def test_rollout_rules(args: list[str], expected: str) -> None:
