@@ -18,7 +18,7 @@ import time
 
 from pydamiao import ControlMode, MotorManager, MotorType, SerialBus
 
-import openk._core as _core
+from openk._core import damiao
 
 ARM = [
     ("shoulder_pan", "DM6006", 0x01, 0x11),
@@ -32,7 +32,7 @@ HOLD = (0.0, 0.0, 20.0, 1.0, 0.0)
 
 def run_openk(port: str, seconds: float) -> list[float]:
     rounds: list[float] = []
-    with _core.DamiaoBus(port, ARM) as bus:
+    with damiao.DamiaoBus(port, ARM) as bus:
         bus.connect()
         bus.enable()
         commands = [HOLD] * len(ARM)
@@ -89,7 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
-    with _core.DamiaoSim(ARM) as sim:
+    with damiao.DamiaoSim(ARM) as sim:
         ours = run_openk(sim.port, args.seconds)
         peer = run_pydamiao(sim.port, args.seconds)
     ours_rate, ours_line = summary("openk", ours)

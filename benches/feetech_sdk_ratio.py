@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import scservo_sdk as scs
 
-import openk._core as core
+from openk._core import feetech
 
 IDS = [1, 2, 3, 4, 5, 6, 7]
 PRESENT_POSITION = 56
@@ -25,7 +25,7 @@ WIRE_FLOOR_US = 710.0
 
 def openk_round(port: str, n: int) -> list[float]:
     motors = {f"m{i}": i for i in IDS}
-    with core.FeetechBus(port, motors, timeout_s=0.02, retries=0) as bus:
+    with feetech.FeetechBus(port, motors, timeout_s=0.02, retries=0) as bus:
         bus.sync_read("Present_Position")  # warm-up
         out = []
         for _ in range(n):
@@ -84,7 +84,7 @@ def main() -> None:
         "openk": openk_round,
         "feetech-servo-sdk": sdk_round,
     }
-    with core.FeetechSim(ids=IDS, usb_latency_s=args.usb_latency_ms / 1000) as sim:
+    with feetech.FeetechSim(ids=IDS, usb_latency_s=args.usb_latency_ms / 1000) as sim:
         for _ in range(args.rounds):
             for name, run in runners.items():
                 results[name] += run(sim.port, per_round)

@@ -1,6 +1,6 @@
 //! Hot-path cost of one control tick without I/O: `LoopCore::tick` over in-memory parts
 //! (7-joint leader, 5 + 2 joint follower, direction map, clamp, a row every tick), measured
-//! per tick with an hdrhistogram. Target (DESIGN.md §4): < 5 µs.
+//! per tick with an hdrhistogram. Target: < 5 µs.
 //!
 //! Run: `cargo bench -p openk-core --bench loop_hot_path`
 

@@ -3,8 +3,9 @@
 Runs `openk record` (the README's demo config: sim STS leader -> sim follower, two synthetic
 640x480 @ 30 fps cameras) at `--hz` with `--vcodec`, then reads back what the dataset stored
 per episode: the loop telemetry of that episode (achieved rate, overruns, lateness, each bus's
-round time) and the rows that had to reuse a camera frame. This is the DESIGN budget "real-time
-encoding of 2 x 640x480 @ 30 fps on 2 cores without loop overruns", measured end to end.
+round time) and the rows that had to reuse a camera frame. This is the project's budget
+"real-time encoding of 2 x 640x480 @ 30 fps on 2 cores without loop overruns", measured end to
+end.
 Prints one JSON document.
 
     .venv/bin/python benches/record_sim.py --hz 500 --seconds 30 --vcodec libsvtav1

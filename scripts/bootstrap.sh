@@ -13,6 +13,8 @@ need_apt=()
 if [[ $with_test == 1 ]]; then
   command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)   # FFmpeg libraries for torchcodec (oracle)
   command -v tmux >/dev/null || need_apt+=(tmux)       # the terminal test drives `openk record`
+  command -v chromium >/dev/null || need_apt+=(chromium)             # `openk view` browser test
+  command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 fi
 if [[ ${#need_apt[@]} -gt 0 ]]; then
   sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"

@@ -36,6 +36,9 @@ stage "ruff"
 stage "stubtest"
 # The stub must match what the native module really exports.
 .venv/bin/python -m mypy.stubtest openk._core
+stage "mypy"
+# The Python package type-checks (strict, see pyproject.toml) against that stub.
+.venv/bin/python -m mypy python/openk
 stage "cargo test"
 # One test at a time: the integration tests run real-time simulators and loops, and ten of
 # them at once on a 2-core machine turn scheduling delays into spurious bus timeouts.

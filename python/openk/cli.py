@@ -18,7 +18,6 @@ import click
 
 from openk.config import (
     CalibrateConfig,
-    ConfigError,
     RecordConfig,
     ReplayConfig,
     RolloutConfig,
@@ -27,7 +26,7 @@ from openk.config import (
     parse_config,
 )
 from openk.devices import example
-from openk.errors import OpenKError
+from openk.errors import ConfigError, OpenKError
 
 DOTTED = {
     "ignore_unknown_options": True,
@@ -603,6 +602,42 @@ def edit_merge_cmd(
             else dataset_root(validate_repo_id(str(repo_id), "--repo-id"), None)
         )
         edit.merge([_dataset_path(d) for d in datasets], target, dry_run=dry_run)
+
+    run_guarded(go, debug)
+
+
+@main.command("view")
+@click.argument("dataset")
+@click.option("--port", default=8765, show_default=True, help="Port to serve on.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind (another than loopback exposes the dataset to the network).",
+)
+@click.option("--no-browser", is_flag=True, help="Do not open a browser window.")
+@click.option("--debug", is_flag=True, hidden=True)
+def view_cmd(dataset: str, port: int, host: str, no_browser: bool, debug: bool) -> None:
+    """Review a dataset in the browser: episodes, quality flags, synced videos and plots.
+
+    DATASET is a folder, or a repo id (local under $HF_LEROBOT_HOME, else downloaded from the
+    Hub). Marked episodes give the exact `openk edit delete` command, runnable from the page
+    after a confirmation.
+
+    \b
+    Examples:
+      openk view outputs/datasets/openk_sim
+      openk view <user>/<dataset> --port 8080 --no-browser
+    """
+    from openk.commands.view import view
+
+    def go() -> None:
+        path = Path(dataset)
+        if not path.exists():
+            from openk.dataset.reader import open_dataset
+
+            path = open_dataset(dataset).root  # local under $HF_LEROBOT_HOME, else the Hub
+        view(path, host=host, port=port, open_browser=not no_browser)
 
     run_guarded(go, debug)
 

@@ -684,10 +684,20 @@ def _check_positive(value: float | int, name: str, ctx: _Context, allow_zero: bo
         raise ConfigError(f"{ctx.name(name)} is {value}; it must be {bound}")
 
 
-def _check_loop(cfg: Any, ctx: _Context) -> None:
-    hz = getattr(cfg, "control_hz", None)
-    if hz is not None:
-        _check_positive(hz, "control_hz", ctx)
+def _check_loop(control_hz: float | None, fps: float | None, fps_key: str, ctx: _Context) -> None:
+    """The loop's rates, checked by the core (the session checks them the same way), with the
+    options named as the user wrote them."""
+
+    def flag(key: str, given: bool) -> str:
+        # A value the user gave is named where it came from; a default by the flag to set.
+        name = ctx.name(key)
+        return name if given and name != f"'{key}'" else f"--{key}"
+
+    names = {
+        "control_hz": flag("control_hz", control_hz is not None),
+        "record_fps": flag(fps_key, True),
+    }
+    devices.load_core().validate_loop(control_hz, None if fps is None else float(fps), names=names)
 
 
 EVAL_PREFIX = "eval_"
@@ -738,7 +748,7 @@ def _validate_rollout(cfg: RolloutConfig, raw: dict[str, Any], ctx: _Context) ->
             "--teleop.* in openk rollout: handing control to a leader arm (dagger) is not "
             "supported yet; remove the --teleop.* options"
         )
-    _check_positive(cfg.fps, "fps", ctx)
+    _check_loop(cfg.control_hz, cfg.fps, "fps", ctx)
     _check_positive(cfg.duration, "duration", ctx, allow_zero=True)
     if kind == "base":
         if cfg.dataset is not None:
@@ -746,8 +756,6 @@ def _validate_rollout(cfg: RolloutConfig, raw: dict[str, Any], ctx: _Context) ->
                 "--strategy.type=base does not record data; remove the --dataset.* options "
                 "or use --strategy.type=episodic"
             )
-        if cfg.control_hz is not None and cfg.control_hz < cfg.fps:
-            raise ConfigError(f"--control_hz={cfg.control_hz:g} is below --fps={cfg.fps}")
         return
     ds = cfg.dataset
     if ds is None or not ds.repo_id:
@@ -804,21 +812,16 @@ def _validate(cfg: Any, raw: dict[str, Any], ctx: _Context) -> None:
             raise ConfigError(
                 'missing --dataset.single_task; add --dataset.single_task="what the robot does"'
             )
-        _check_positive(ds.fps, "dataset.fps", ctx)
+        _check_loop(cfg.control_hz, ds.fps, "dataset.fps", ctx)
         _check_positive(ds.num_episodes, "dataset.num_episodes", ctx)
         _check_positive(ds.episode_time_s, "dataset.episode_time_s", ctx)
         _check_positive(ds.reset_time_s, "dataset.reset_time_s", ctx, allow_zero=True)
-        if cfg.control_hz is not None and cfg.control_hz < ds.fps:
-            raise ConfigError(
-                f"--control_hz={cfg.control_hz:g} is below --dataset.fps={ds.fps}; "
-                "the loop must run at least as fast as the dataset rows"
-            )
     elif isinstance(cfg, RolloutConfig):
         _validate_rollout(cfg, raw, ctx)
     elif isinstance(cfg, TeleoperateConfig):
         _check_device(cfg.robot, "robot", ctx, raw.get("robot"))
         _check_device(cfg.teleop, "teleop", ctx, raw.get("teleop"))
-        _check_positive(cfg.fps, "fps", ctx)
+        _check_loop(cfg.control_hz, cfg.fps, "fps", ctx)
         if cfg.teleop_time_s is not None:
             _check_positive(cfg.teleop_time_s, "teleop_time_s", ctx)
     elif isinstance(cfg, ReplayConfig):
@@ -831,6 +834,8 @@ def _validate(cfg: Any, raw: dict[str, Any], ctx: _Context) -> None:
         if cfg.dataset.episode is None:
             raise ConfigError("missing --dataset.episode; add --dataset.episode=0")
         _check_positive(cfg.dataset.episode, "dataset.episode", ctx, allow_zero=True)
+        # The dataset's own fps is checked against the loop once the episode is read.
+        _check_loop(cfg.control_hz, cfg.dataset.fps, "dataset.fps", ctx)
     elif isinstance(cfg, CalibrateConfig):
         if (cfg.robot is None) == (cfg.teleop is None):
             raise ConfigError(
@@ -839,7 +844,6 @@ def _validate(cfg: Any, raw: dict[str, Any], ctx: _Context) -> None:
             )
         _check_device(cfg.robot, "robot", ctx, raw.get("robot"))
         _check_device(cfg.teleop, "teleop", ctx, raw.get("teleop"))
-    _check_loop(cfg, ctx)
 
 
 def parse_config(
@@ -878,7 +882,7 @@ def config_fields(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         name = f"{prefix}{f.name}"
-        inner = [a for a in _union_args(tp) if dataclasses.is_dataclass(a)]
+        inner = [a for a in _union_args(tp) if isinstance(a, type) and dataclasses.is_dataclass(a)]
         if inner and f.name != "cameras":
             out.extend(config_fields(inner[0], name + "."))
             continue
@@ -898,7 +902,8 @@ def to_dict(cfg: Any) -> dict[str, Any]:
             return [conv(v) for v in value]
         return value
 
-    return conv(dataclasses.asdict(cfg))
+    out: dict[str, Any] = conv(dataclasses.asdict(cfg))
+    return out
 
 
 def dataset_root(repo_id: str, root: Path | None) -> Path:

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 Role = Literal["robot", "teleop"]
 
 
-def _native() -> ModuleType:
+def load_core() -> ModuleType:
+    """`openk._core`, or an error saying how to install it."""
     try:
         return importlib.import_module("openk._core")
     except ImportError as err:
@@ -31,7 +32,7 @@ def _native() -> ModuleType:
 @functools.cache
 def catalog() -> tuple[DeviceInfo, ...]:
     """Every robot and teleoperator type, robots first, in the core's order."""
-    return tuple(_native().device_catalog())
+    return tuple(load_core().device_catalog())
 
 
 def devices(role: Role) -> tuple[DeviceInfo, ...]:
@@ -63,7 +64,7 @@ def example(role: Role, **facts: object) -> str:
 
 def is_sim_port(port: str | None) -> bool:
     """Whether `port` selects the built-in simulator (the core's rule: `sim` or `sim://...`)."""
-    return port is not None and bool(_native().is_sim_port(port))
+    return port is not None and bool(load_core().is_sim_port(port))
 
 
 def radian_joints(type_name: str, role: Role) -> set[str]:

@@ -28,8 +28,8 @@ from openk.config import (
     ReplayConfig,
     TeleoperateConfig,
 )
-from openk.devices import is_sim_port
-from openk.errors import ConfigError, OpenKError, PortError
+from openk.devices import Role, is_sim_port, load_core
+from openk.errors import ConfigError, PortError
 from openk.terminal import Key, StatusLine
 
 log = logging.getLogger(__name__)
@@ -153,19 +153,6 @@ def end_quietly(session: Session) -> None:
 
 
 # --- the native session and cameras -----------------------------------------------------------
-
-
-def load_core() -> Any:
-    """`openk._core`, or an error saying how to install it."""
-    import importlib
-
-    try:
-        return importlib.import_module("openk._core")
-    except ImportError as err:
-        raise OpenKError(
-            f"the native module openk._core is missing ({err}); install openk with "
-            "scripts/bootstrap.sh (or pip install .)"
-        ) from None
 
 
 def _vector_field(name: str, names: Sequence[str]) -> Any:
@@ -317,7 +304,7 @@ def start_native(
     return NativeSession(session)
 
 
-def maybe_calibrate(dev: DeviceConfig | None, role: str, always: bool, ui: StatusLine) -> None:
+def maybe_calibrate(dev: DeviceConfig | None, role: Role, always: bool, ui: StatusLine) -> None:
     """`--always_calibrate=true` runs the calibration dialog on connect, as the reference does
     (simulated devices are calibrated by construction, so they skip it)."""
     if not always or dev is None or is_sim_port(dev.port):

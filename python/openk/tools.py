@@ -112,13 +112,13 @@ def scan(
 
     `port="sim"` scans a simulated 7-servo leader bus. The simulator answers at any baud, so
     `all_bauds` only means something on real hardware."""
-    import openk._core as core
+    from openk._core import feetech
 
-    sim = core.FeetechSim(ids=list(range(1, 8))) if port == "sim" else None
+    sim = feetech.FeetechSim(ids=list(range(1, 8))) if port == "sim" else None
     target = sim.port if sim is not None else port
     found: dict[int, list[int]] = {}
     for rate in STS_BAUDS if all_bauds else (baud,):
-        with core.FeetechBus(target, {}, baudrate=rate) as bus:
+        with feetech.FeetechBus(target, {}, baudrate=rate) as bus:
             found[rate] = bus.scan()
         ids = ", ".join(str(i) for i in found[rate]) or "no servo answered"
         echo(f"{port} at {rate} baud: {ids}")
@@ -137,11 +137,11 @@ def scan_damiao(
 ) -> list[tuple[int, int, str]]:
     """Ask ESC_IDs 1..last_esc_id on a DAMIAO USB-CAN adapter for their state (nothing moves):
     which motors answer and the MST_ID each answers from. `port="sim"`: the simulated arm."""
-    import openk._core as core
+    from openk._core import damiao
 
-    sim = core.DamiaoSim() if port == "sim" else None
+    sim = damiao.DamiaoSim() if port == "sim" else None
     target = sim.port if sim is not None else port
-    found = core.damiao_scan(target, 1, last_esc_id)
+    found = damiao.scan(target, 1, last_esc_id)
     for esc_id, mst_id, state in found:
         echo(f"{port}: ESC_ID 0x{esc_id:02x} answers from MST_ID 0x{mst_id:02x} ({state})")
     if not found:
@@ -219,7 +219,7 @@ def realtime_report() -> list[tuple[str, str]]:
     ok, text = sched_fifo_permitted()
     rows.append(("SCHED_FIFO permitted", text))
     try:
-        soft, hard = resource.getrlimit(resource.RLIMIT_RTPRIO)  # type: ignore[attr-defined]
+        soft, hard = resource.getrlimit(resource.RLIMIT_RTPRIO)
 
         def show(v: int) -> str:
             return "unlimited" if v == resource.RLIM_INFINITY else str(v)

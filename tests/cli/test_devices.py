@@ -112,3 +112,53 @@ def test_no_device_type_name_is_written_in_the_package() -> None:
         if name in path.read_text(encoding="utf-8")
     ]
     assert found == []
+
+
+# --- the loop's options are checked once, by the core ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--control_hz=0"], "--control_hz is 0; it must be > 0"),
+        (["--dataset.fps=-5"], "--dataset.fps is -5; it must be > 0"),
+        (
+            ["--control_hz=20", "--dataset.fps=30"],
+            "--control_hz=20 is below --dataset.fps=30; the loop must run at least as fast",
+        ),
+        (["--dataset.fps=300"], "--control_hz=200 (the default) is below --dataset.fps=300"),
+    ],
+)
+def test_the_cli_reports_the_cores_loop_check(args: list[str], expected: str) -> None:
+    robot, teleop = devices.devices("robot")[0], devices.devices("teleop")[0]
+    flags = [*BASE, *_role_flags(robot), *args]
+    with pytest.raises(ConfigError) as err:
+        parse_config(RecordConfig, flags)
+    assert expected in str(err.value)
+    # The session refuses the same values with the same words, under its own option names.
+    cfg = parse_config(RecordConfig, flags, validate=False)
+    kwargs: dict[str, Any] = {"record_fps": float(cfg.dataset.fps)}
+    if cfg.control_hz is not None:
+        kwargs["control_hz"] = cfg.control_hz
+    native = expected.replace("--dataset.fps", "record_fps").replace("--control_hz", "control_hz")
+    native = native.replace(" (the default)", "")
+    with pytest.raises(ConfigError) as err:
+        _core.TeleopSession(
+            {"type": robot.type_name, "port": "sim"},
+            {"type": teleop.type_name, "port": "sim"},
+            **kwargs,
+        )
+    assert native in str(err.value)
+
+
+def test_the_error_budget_is_checked_by_the_core() -> None:
+    robot = {"type": devices.devices("robot")[0].type_name, "port": "sim"}
+    with pytest.raises(ConfigError, match="max_consecutive_errors is 0; it must be at least 1"):
+        _core.TeleopSession(robot, max_consecutive_errors=0)
+    with pytest.raises(ConfigError, match="--max-errors is 0"):
+        _core.validate_loop(
+            200.0, 30.0, max_consecutive_errors=0, names={"max_consecutive_errors": "--max-errors"}
+        )
+    _core.validate_loop(None, 30.0)
+    with pytest.raises(ConfigError, match="not a loop option"):
+        _core.validate_loop(200.0, names={"fps": "--fps"})

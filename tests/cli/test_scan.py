@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import openk._core as core
+from openk._core import damiao, feetech
 from openk.errors import BusTimeoutError
 from openk.tools import scan, scan_damiao
 
@@ -12,14 +12,14 @@ from .conftest import RunOpenk, one_line_error
 
 
 def test_scan_lists_the_ids_that_answer() -> None:
-    sim = core.FeetechSim(ids=[3, 9, 12])
+    sim = feetech.FeetechSim(ids=[3, 9, 12])
     lines: list[str] = []
     assert scan(sim.port, echo=lines.append) == {1_000_000: [3, 9, 12]}
     assert lines == [f"{sim.port} at 1000000 baud: 3, 9, 12"]
 
 
 def test_a_silent_bus_says_what_to_check_and_offers_the_other_bauds() -> None:
-    sim = core.FeetechSim(ids=[1, 2])
+    sim = feetech.FeetechSim(ids=[1, 2])
     for servo in (1, 2):
         sim.set_silent(servo, True)
     with pytest.raises(BusTimeoutError, match="no servo answered") as err:
@@ -28,7 +28,7 @@ def test_a_silent_bus_says_what_to_check_and_offers_the_other_bauds() -> None:
 
 
 def test_every_baud_rate_is_tried_with_all_bauds() -> None:
-    sim = core.FeetechSim(ids=[5])
+    sim = feetech.FeetechSim(ids=[5])
     lines: list[str] = []
     found = scan(sim.port, all_bauds=True, echo=lines.append)
     assert list(found) == [1_000_000, 500_000, 250_000, 128_000, 115_200, 76_800, 57_600, 38_400]
@@ -45,7 +45,7 @@ def test_openk_scan_on_the_command_line(run_openk: RunOpenk) -> None:
 
 
 def test_damiao_scan_shows_each_motors_esc_and_mst_ids() -> None:
-    sim = core.DamiaoSim(motors=[("a", "DM4310", 0x02, 0x22), ("b", "DM6006", 0x07, 0x17)])
+    sim = damiao.DamiaoSim(motors=[("a", "DM4310", 0x02, 0x22), ("b", "DM6006", 0x07, 0x17)])
     lines: list[str] = []
     found = scan_damiao(sim.port, echo=lines.append)
     assert found == [(0x02, 0x22, "disabled"), (0x07, 0x17, "disabled")]
@@ -56,7 +56,7 @@ def test_damiao_scan_shows_each_motors_esc_and_mst_ids() -> None:
 
 
 def test_a_damiao_adapter_with_no_motor_says_what_to_check() -> None:
-    sim = core.DamiaoSim(motors=[("a", "DM4310", 0x03, 0x13)])
+    sim = damiao.DamiaoSim(motors=[("a", "DM4310", 0x03, 0x13)])
     with pytest.raises(BusTimeoutError, match="no DAMIAO motor answered") as err:
         scan_damiao(sim.port, last_esc_id=2, echo=lambda line: None)
     assert "termination" in str(err.value) and "ESC_ID 1-2" in str(err.value)

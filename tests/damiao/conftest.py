@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-import openk._core as _core
+from openk._core import damiao
 
 ARM: list[tuple[str, str, int, int]] = [
     ("shoulder_pan", "DM6006", 0x01, 0x11),
@@ -18,14 +18,14 @@ ARM: list[tuple[str, str, int, int]] = [
 
 
 @pytest.fixture
-def sim() -> Iterator[_core.DamiaoSim]:
-    with _core.DamiaoSim(ARM) as s:
+def sim() -> Iterator[damiao.DamiaoSim]:
+    with damiao.DamiaoSim(ARM) as s:
         yield s
 
 
 @pytest.fixture
-def bus(sim: _core.DamiaoSim) -> Iterator[_core.DamiaoBus]:
+def bus(sim: damiao.DamiaoSim) -> Iterator[damiao.DamiaoBus]:
     # A per-attempt timeout that tolerates an overloaded test machine.
-    with _core.DamiaoBus(sim.port, ARM, timeout_s=0.1) as b:
+    with damiao.DamiaoBus(sim.port, ARM, timeout_s=0.1) as b:
         b.connect()
         yield b

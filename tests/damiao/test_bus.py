@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-import openk._core as _core
+from openk._core import damiao
 from openk.errors import BusTimeoutError, ConfigError, MotorError, PortError, ProtocolError
 
 from .conftest import ARM
@@ -15,7 +15,7 @@ from .conftest import ARM
 HOLD = (0.0, 0.0, 20.0, 1.0, 0.0)
 
 
-def test_connect_reads_limits_and_mode(bus: _core.DamiaoBus) -> None:
+def test_connect_reads_limits_and_mode(bus: damiao.DamiaoBus) -> None:
     assert bus.motor_names == [m[0] for m in ARM]
     assert bus.limits("shoulder_pan") == (12.5, 45.0, 20.0)
     assert bus.limits("wrist_roll") == (12.5, 30.0, 10.0)
@@ -23,7 +23,7 @@ def test_connect_reads_limits_and_mode(bus: _core.DamiaoBus) -> None:
     assert bus.angle_offset("elbow_flex") == 0.0
 
 
-def test_enable_and_mit_tracks_target(sim: _core.DamiaoSim, bus: _core.DamiaoBus) -> None:
+def test_enable_and_mit_tracks_target(sim: damiao.DamiaoSim, bus: damiao.DamiaoBus) -> None:
     bus.enable()
     assert all(sim.motor_state(n)["enabled"] for n, *_ in ARM)
     commands = [HOLD] * 5
@@ -35,7 +35,7 @@ def test_enable_and_mit_tracks_target(sim: _core.DamiaoSim, bus: _core.DamiaoBus
     assert all(f["state"] == "enabled" for f in fb)
 
 
-def test_pos_vel_mode_switch_and_motion(sim: _core.DamiaoSim, bus: _core.DamiaoBus) -> None:
+def test_pos_vel_mode_switch_and_motion(sim: damiao.DamiaoSim, bus: damiao.DamiaoBus) -> None:
     bus.set_control_mode("POS_VEL")
     assert sim.motor_state("shoulder_pan")["mode"] == "POS_VEL"
     assert bus.control_mode("shoulder_pan") == "POS_VEL"
@@ -52,7 +52,7 @@ def test_pos_vel_mode_switch_and_motion(sim: _core.DamiaoSim, bus: _core.DamiaoB
         bus.mit([HOLD] * 5)
 
 
-def test_register_read_write(bus: _core.DamiaoBus) -> None:
+def test_register_read_write(bus: damiao.DamiaoBus) -> None:
     assert bus.read_register("elbow_flex", 8) == 4  # ESC_ID, u32
     assert bus.read_register("elbow_flex", 21) == pytest.approx(12.5)  # PMAX, f32
     assert bus.write_register("elbow_flex", 25, 0.5) == pytest.approx(0.5)
@@ -65,7 +65,7 @@ def test_register_read_write(bus: _core.DamiaoBus) -> None:
 
 
 def test_device_fault_is_a_motor_error_naming_motor_and_state(
-    sim: _core.DamiaoSim, bus: _core.DamiaoBus
+    sim: damiao.DamiaoSim, bus: damiao.DamiaoBus
 ) -> None:
     bus.enable()
     bus.mit([HOLD] * 5)
@@ -80,7 +80,7 @@ def test_device_fault_is_a_motor_error_naming_motor_and_state(
     assert [f["state"] for f in bus.mit([HOLD] * 5)] == ["enabled"] * 5
 
 
-def test_wire_faults_are_retried(sim: _core.DamiaoSim, bus: _core.DamiaoBus) -> None:
+def test_wire_faults_are_retried(sim: damiao.DamiaoSim, bus: damiao.DamiaoBus) -> None:
     bus.enable()
     sim.drop_replies(2)
     bus.mit([HOLD] * 5)
@@ -93,16 +93,16 @@ def test_wire_faults_are_retried(sim: _core.DamiaoSim, bus: _core.DamiaoBus) -> 
     assert stats["bytes_skipped"] >= 5
 
 
-def test_missing_motor_times_out_with_its_name(sim: _core.DamiaoSim) -> None:
+def test_missing_motor_times_out_with_its_name(sim: damiao.DamiaoSim) -> None:
     motors = [*ARM, ("ghost", "DM4310", 0x06, 0x16)]
-    bus = _core.DamiaoBus(sim.port, motors, timeout_s=0.01, retries=1, read_registers=False)
+    bus = damiao.DamiaoBus(sim.port, motors, timeout_s=0.01, retries=1, read_registers=False)
     with bus, pytest.raises(BusTimeoutError, match=r"ghost.*0x06") as err:
         bus.mit([HOLD] * 6)
     # It names the command that lists the motors that do answer (tests/cli/test_scan.py).
     assert f"openk scan {sim.port} --damiao" in str(err.value)
 
 
-def test_unplug_is_a_port_error(sim: _core.DamiaoSim, bus: _core.DamiaoBus) -> None:
+def test_unplug_is_a_port_error(sim: damiao.DamiaoSim, bus: damiao.DamiaoBus) -> None:
     sim.unplug()
     with pytest.raises(PortError, match="disconnected"):
         bus.mit([HOLD] * 5)
@@ -110,10 +110,10 @@ def test_unplug_is_a_port_error(sim: _core.DamiaoSim, bus: _core.DamiaoBus) -> N
 
 def test_missing_port_is_a_port_error() -> None:
     with pytest.raises(PortError, match="does not exist"):
-        _core.DamiaoBus("/dev/openk-no-such-adapter", ARM)
+        damiao.DamiaoBus("/dev/openk-no-such-adapter", ARM)
 
 
-def test_compliant_leader_follows_the_hand(sim: _core.DamiaoSim, bus: _core.DamiaoBus) -> None:
+def test_compliant_leader_follows_the_hand(sim: damiao.DamiaoSim, bus: damiao.DamiaoBus) -> None:
     sim.set_hand("shoulder_pan", amplitude=0.4, frequency_hz=1.0, offset=0.2)
     bus.enable()
     seen = []
@@ -124,7 +124,7 @@ def test_compliant_leader_follows_the_hand(sim: _core.DamiaoSim, bus: _core.Dami
     assert min(seen) >= -0.21 and max(seen) <= 0.61
 
 
-def test_bus_calls_release_the_gil(sim: _core.DamiaoSim, bus: _core.DamiaoBus) -> None:
+def test_bus_calls_release_the_gil(sim: damiao.DamiaoSim, bus: damiao.DamiaoBus) -> None:
     bus.enable()
     sim.set_extra_latency(0.005)
     ticks = 0
@@ -148,8 +148,8 @@ def test_bus_calls_release_the_gil(sim: _core.DamiaoSim, bus: _core.DamiaoBus) -
 
 
 def test_sts_can_bridge_round_trip() -> None:
-    with _core.DamiaoSim([], sts_bridge=True) as sim:
-        bus = _core.StsCanBus(sim.port, timeout_s=0.05)
+    with damiao.DamiaoSim([], sts_bridge=True) as sim:
+        bus = damiao.StsCanBus(sim.port, timeout_s=0.05)
         assert bus.read_position(1) == 2048
         sim.set_servo_position(2, 1000)
         assert bus.read_position(2) == 1000

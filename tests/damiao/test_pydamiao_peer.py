@@ -11,7 +11,7 @@ import pytest
 from pydamiao import ControlMode, MotorManager, MotorReg, MotorType, SerialBus
 from pydamiao.structs import MotorFault
 
-import openk._core as _core
+from openk._core import damiao
 
 from .conftest import ARM
 
@@ -19,7 +19,7 @@ TYPES = {"DM6006": MotorType.DM6006, "DM4310": MotorType.DM4310}
 
 
 @pytest.fixture
-def peer(sim: _core.DamiaoSim) -> Iterator[MotorManager]:
+def peer(sim: damiao.DamiaoSim) -> Iterator[MotorManager]:
     bus = SerialBus(sim.port, baudrate=921600, timeout=0.01)
     manager = MotorManager(bus)
     for name, model, esc, mst in ARM:
@@ -31,7 +31,7 @@ def peer(sim: _core.DamiaoSim) -> Iterator[MotorManager]:
         bus.close()
 
 
-def test_registers_read_and_written_by_pydamiao(sim: _core.DamiaoSim, peer: MotorManager) -> None:
+def test_registers_read_and_written_by_pydamiao(sim: damiao.DamiaoSim, peer: MotorManager) -> None:
     pan = peer["shoulder_pan"]
     assert pan.read_param(MotorReg.CTRL_MODE).unwrap() == 1
     assert pan.read_param(MotorReg.MST_ID).unwrap() == 0x11
@@ -41,7 +41,7 @@ def test_registers_read_and_written_by_pydamiao(sim: _core.DamiaoSim, peer: Moto
     assert pan.read_param(MotorReg.KP_ASR).unwrap() == pytest.approx(0.25)
 
 
-def test_pydamiao_mode_switch_enable_and_pos_vel(sim: _core.DamiaoSim, peer: MotorManager) -> None:
+def test_pydamiao_mode_switch_enable_and_pos_vel(sim: damiao.DamiaoSim, peer: MotorManager) -> None:
     results = peer.set_mode_all(ControlMode.POS_VEL)
     assert all(r.is_ok for r in results.values()), results
     assert all(sim.motor_state(n)["mode"] == "POS_VEL" for n, *_ in ARM)
@@ -60,7 +60,7 @@ def test_pydamiao_mode_switch_enable_and_pos_vel(sim: _core.DamiaoSim, peer: Mot
     assert elbow.get_mos_temp() is not None and elbow.get_mos_temp() >= 25
 
 
-def test_pydamiao_mit_and_disable(sim: _core.DamiaoSim, peer: MotorManager) -> None:
+def test_pydamiao_mit_and_disable(sim: damiao.DamiaoSim, peer: MotorManager) -> None:
     roll = peer["shoulder_roll"]
     assert roll.set_mode(ControlMode.MIT).is_ok
     roll.enable()
@@ -75,7 +75,7 @@ def test_pydamiao_mit_and_disable(sim: _core.DamiaoSim, peer: MotorManager) -> N
     assert not sim.motor_state("shoulder_roll")["enabled"]
 
 
-def test_pydamiao_sees_device_fault(sim: _core.DamiaoSim, peer: MotorManager) -> None:
+def test_pydamiao_sees_device_fault(sim: damiao.DamiaoSim, peer: MotorManager) -> None:
     lift = peer["shoulder_lift"]
     lift.set_mode(ControlMode.MIT)
     lift.enable()
@@ -110,7 +110,7 @@ print(json.dumps(out))
 
 
 @pytest.mark.oracle
-def test_pydamiao_in_the_oracle_venv(sim: _core.DamiaoSim, run_oracle: Callable[..., Any]) -> None:
+def test_pydamiao_in_the_oracle_venv(sim: damiao.DamiaoSim, run_oracle: Callable[..., Any]) -> None:
     """The same peer under Python 3.12 / numpy 2 (the reference's environment)."""
     result = run_oracle(ORACLE_SNIPPET, timeout=120, DM_PORT=sim.port)
     assert result["numpy"].startswith("2.")

@@ -313,3 +313,45 @@ def test_lerobot_loads_edited_datasets(
     assert result[str(merged)]["len"] == 240 and result[str(merged)]["episodes"] == 4
     assert result[str(reference)]["len"] == 117
     assert result[str(reference)]["state0"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_h264_and_png_datasets(tmp_path: Path) -> None:
+    from openk.dataset import VideoConfig
+
+    cams = {"front": (48, 64)}
+    for name, kwargs in (
+        ("h264", {"video": VideoConfig(vcodec="h264", isolate=False)}),
+        ("png", {}),
+    ):
+        root = tmp_path / name
+        writer = DatasetWriter.create(
+            "openk/test", FPS, features(cams, video=name != "png"), root=root, **kwargs
+        )
+        with writer:
+            for n in (10, 9):
+                record_episode(writer, n, FPS, cams, task="pick")
+                writer.save_episode()
+        (root / "NOTES.txt").write_text("kept")
+        before = open_dataset(root).camera_frames(0, "observation.images.front")
+        report = ops.apply_in_place(ops.plan_trim(ops.Source(root), 0, 0.1, None), root)
+        assert report.reencoded == (1 if name == "h264" else 0)
+        check_exact(root)
+        after = open_dataset(root).camera_frames(0, "observation.images.front")
+        np.testing.assert_array_equal(after[1:], before[4:])
+        assert state0(root, 0) == [float(x) for x in range(3, 10)]
+        assert (root / "NOTES.txt").read_text() == "kept"
+
+
+def test_interrupted_recording_must_be_recovered_first(synth: Path) -> None:
+    (synth / ".openk").mkdir(exist_ok=True)
+    (synth / ".openk" / "commit.json").write_text("{}")
+    with pytest.raises(DatasetError, match="openk recover"):
+        ops.Source(synth)
+
+
+def test_cli_trim_idle_prints_its_threshold(synth: Path) -> None:
+    proc = _cli("edit", "trim", str(synth), "--idle", "--idle-threshold", "0.25", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "trim idle frames: action within 0.25 of the first/last frame" in proc.stdout
+    proc = _cli("edit", "trim", str(synth), "--idle-threshold", "0.25", "--episode", "0")
+    assert proc.returncode == 1 and "only applies with --idle" in proc.stderr

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-import openk._core as _core
+from openk._core import feetech
 
 LEADER_MOTORS = {
     "shoulder_pan": 1,
@@ -20,16 +20,16 @@ LEADER_MOTORS = {
 
 
 @pytest.fixture
-def sim() -> Iterator[_core.FeetechSim]:
+def sim() -> Iterator[feetech.FeetechSim]:
     """Seven follower STS3215 (ids 1-7) at 1 Mbaud, all at mid position 2048."""
-    with _core.FeetechSim(ids=list(LEADER_MOTORS.values())) as s:
+    with feetech.FeetechSim(ids=list(LEADER_MOTORS.values())) as s:
         yield s
 
 
 @pytest.fixture
-def bus(sim: _core.FeetechSim) -> Iterator[_core.FeetechBus]:
+def bus(sim: feetech.FeetechSim) -> Iterator[feetech.FeetechBus]:
     """Our bus on the simulator, with margins generous enough for a loaded shared machine."""
-    with _core.FeetechBus(sim.port, LEADER_MOTORS, timeout_s=0.05, retries=1) as b:
+    with feetech.FeetechBus(sim.port, LEADER_MOTORS, timeout_s=0.05, retries=1) as b:
         yield b
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import openk._core as _core
+from openk._core import feetech
 from openk.errors import (
     BusTimeoutError,
     ConfigError,
@@ -28,7 +28,7 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:
     return predicate()
 
 
-def test_ping_scan_and_read(bus: _core.FeetechBus) -> None:
+def test_ping_scan_and_read(bus: feetech.FeetechBus) -> None:
     assert bus.ping("grip") == 0
     assert bus.scan() == [1, 2, 3, 4, 5, 6, 7]
     assert bus.read("Model_Number", "shoulder_pan") == 777
@@ -37,7 +37,7 @@ def test_ping_scan_and_read(bus: _core.FeetechBus) -> None:
 
 
 def test_sync_write_moves_motors_and_sync_read_follows(
-    sim: _core.FeetechSim, bus: _core.FeetechBus
+    sim: feetech.FeetechSim, bus: feetech.FeetechBus
 ) -> None:
     goals = dict(zip(bus.motors, [1000, 1500, 2000, 2500, 3000, 3500, 4000], strict=True))
     bus.sync_write("Goal_Position", goals)
@@ -49,7 +49,7 @@ def test_sync_write_moves_motors_and_sync_read_follows(
     ]
 
 
-def test_negative_values_round_trip(sim: _core.FeetechSim, bus: _core.FeetechBus) -> None:
+def test_negative_values_round_trip(sim: feetech.FeetechSim, bus: feetech.FeetechBus) -> None:
     bus.write("Homing_Offset", "wrist_flex", -300)
     assert sim.register(6, "Homing_Offset") == -300
     assert bus.read("Homing_Offset", "wrist_flex") == -300
@@ -58,7 +58,7 @@ def test_negative_values_round_trip(sim: _core.FeetechSim, bus: _core.FeetechBus
 
 
 def test_silent_motor_raises_timeout_naming_it(
-    sim: _core.FeetechSim, bus: _core.FeetechBus
+    sim: feetech.FeetechSim, bus: feetech.FeetechBus
 ) -> None:
     sim.set_silent(4, True)
     with pytest.raises(BusTimeoutError, match="elbow_flex") as info:
@@ -68,7 +68,7 @@ def test_silent_motor_raises_timeout_naming_it(
 
 
 def test_error_bits_raise_motor_error_with_flags(
-    sim: _core.FeetechSim, bus: _core.FeetechBus
+    sim: feetech.FeetechSim, bus: feetech.FeetechBus
 ) -> None:
     sim.set_error_bits(7, 0x04 | 0x20)
     with pytest.raises(MotorError) as info:
@@ -83,7 +83,7 @@ def test_error_bits_raise_motor_error_with_flags(
 
 
 def test_dropped_and_corrupted_replies_are_retried(
-    sim: _core.FeetechSim, bus: _core.FeetechBus
+    sim: feetech.FeetechSim, bus: feetech.FeetechBus
 ) -> None:
     sim.drop_replies(1)
     assert bus.read("Present_Position", "grip") == 2048
@@ -95,14 +95,14 @@ def test_dropped_and_corrupted_replies_are_retried(
     assert sim.stats()["replies_corrupted"] == 3
 
 
-def test_unknown_names_are_config_errors(bus: _core.FeetechBus) -> None:
+def test_unknown_names_are_config_errors(bus: feetech.FeetechBus) -> None:
     with pytest.raises(ConfigError, match="nobody"):
         bus.read("Present_Position", "nobody")
     with pytest.raises(ConfigError, match="Presnt_Position"):
         bus.read("Presnt_Position", "grip")
 
 
-def test_unplug_raises_port_error(sim: _core.FeetechSim, bus: _core.FeetechBus) -> None:
+def test_unplug_raises_port_error(sim: feetech.FeetechSim, bus: feetech.FeetechBus) -> None:
     sim.unplug()
     with pytest.raises(PortError, match="disconnected"):
         bus.sync_read("Present_Position")
@@ -110,15 +110,15 @@ def test_unplug_raises_port_error(sim: _core.FeetechSim, bus: _core.FeetechBus) 
 
 def test_missing_port_raises_port_error() -> None:
     with pytest.raises(PortError, match="find-port"):
-        _core.FeetechBus("/dev/openk-missing", {"grip": 1})
+        feetech.FeetechBus("/dev/openk-missing", {"grip": 1})
 
 
 def test_human_hand_moves_a_passive_leader(tmp_path: Path) -> None:
     traj = tmp_path / "hand.csv"
     traj.write_text("t,a,b\n0,1000,3000\n1,2000,2000\n2,1000,3000\n")
     with (
-        _core.FeetechSim(ids=[1, 2], mode="hand", trajectory=str(traj)) as sim,
-        _core.FeetechBus(sim.port, {"a": 1, "b": 2}, timeout_s=0.05) as bus,
+        feetech.FeetechSim(ids=[1, 2], mode="hand", trajectory=str(traj)) as sim,
+        feetech.FeetechBus(sim.port, {"a": 1, "b": 2}, timeout_s=0.05) as bus,
     ):
         first = bus.sync_read("Present_Position")
         time.sleep(0.2)
@@ -128,8 +128,8 @@ def test_human_hand_moves_a_passive_leader(tmp_path: Path) -> None:
         assert bus.read("Torque_Enable", "a") == 0
 
 
-def test_closed_bus_and_stopped_sim_refuse_calls(sim: _core.FeetechSim) -> None:
-    bus = _core.FeetechBus(sim.port, {"grip": 7})
+def test_closed_bus_and_stopped_sim_refuse_calls(sim: feetech.FeetechSim) -> None:
+    bus = feetech.FeetechBus(sim.port, {"grip": 7})
     bus.close()
     with pytest.raises(PortError, match="closed"):
         bus.read("Present_Position", "grip")
@@ -139,7 +139,7 @@ def test_closed_bus_and_stopped_sim_refuse_calls(sim: _core.FeetechSim) -> None:
 
 
 def test_slow_replies_raise_timeout_then_recover(
-    sim: _core.FeetechSim, bus: _core.FeetechBus
+    sim: feetech.FeetechSim, bus: feetech.FeetechBus
 ) -> None:
     sim.set_extra_latency(0.15)
     with pytest.raises(BusTimeoutError, match="did not answer") as err:
@@ -151,7 +151,9 @@ def test_slow_replies_raise_timeout_then_recover(
     assert bus.read("Present_Position", "grip") == 2048
 
 
-def test_mode_switch_from_follower_to_hand(sim: _core.FeetechSim, bus: _core.FeetechBus) -> None:
+def test_mode_switch_from_follower_to_hand(
+    sim: feetech.FeetechSim, bus: feetech.FeetechBus
+) -> None:
     assert bus.sync_read("Present_Position")["grip"] == 2048
     time.sleep(0.05)
     assert bus.sync_read("Present_Position")["grip"] == 2048  # a follower at rest stays put

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-import openk._core as _core
+from openk._core import feetech
 
 LEROBOT_SESSION = """
 import json, os, time
@@ -42,7 +42,7 @@ print(json.dumps({"found": found, "before": before, "grip": grip, "after": after
 
 @pytest.mark.oracle
 def test_lerobot_connects_reads_and_moves_our_sim(
-    sim: _core.FeetechSim,
+    sim: feetech.FeetechSim,
     run_oracle: Callable[..., Any],
     leader_motors: dict[str, int],
 ) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 import scservo_sdk as scs
 
-import openk._core as _core
+from openk._core import feetech
 
 IDS = [1, 2, 3, 4, 5, 6, 7]
 PRESENT_POSITION = 56
@@ -20,7 +20,7 @@ SDK = tuple[scs.PortHandler, scs.PacketHandler]
 
 
 @pytest.fixture
-def sdk(sim: _core.FeetechSim) -> Iterator[SDK]:
+def sdk(sim: feetech.FeetechSim) -> Iterator[SDK]:
     port = scs.PortHandler(sim.port)
     assert port.openPort()
     assert port.setBaudRate(1_000_000)
@@ -38,7 +38,7 @@ def test_ping_reads_model_number(sdk: SDK) -> None:
     assert comm == scs.COMM_RX_TIMEOUT
 
 
-def test_read_and_write(sim: _core.FeetechSim, sdk: SDK) -> None:
+def test_read_and_write(sim: feetech.FeetechSim, sdk: SDK) -> None:
     port, ph = sdk
     value, comm, error = ph.read2ByteTxRx(port, 3, PRESENT_POSITION)
     assert (value, comm, error) == (2048, scs.COMM_SUCCESS, 0)
@@ -47,7 +47,7 @@ def test_read_and_write(sim: _core.FeetechSim, sdk: SDK) -> None:
     assert sim.register(3, "Goal_Position") == 2500
 
 
-def test_sync_read_and_sync_write(sim: _core.FeetechSim, sdk: SDK) -> None:
+def test_sync_read_and_sync_write(sim: feetech.FeetechSim, sdk: SDK) -> None:
     port, ph = sdk
     writer = scs.GroupSyncWrite(port, ph, GOAL_POSITION, 2)
     goals = {id_: 1000 + 300 * id_ for id_ in IDS}
@@ -82,7 +82,7 @@ def test_sync_read_and_sync_write(sim: _core.FeetechSim, sdk: SDK) -> None:
     assert all(sim.register(id_, "Torque_Enable") == 1 for id_ in IDS)
 
 
-def test_sdk_sees_our_injected_checksum_fault(sim: _core.FeetechSim, sdk: SDK) -> None:
+def test_sdk_sees_our_injected_checksum_fault(sim: feetech.FeetechSim, sdk: SDK) -> None:
     port, ph = sdk
     sim.corrupt_replies(1)
     _, comm, _ = ph.read2ByteTxRx(port, 1, PRESENT_POSITION)

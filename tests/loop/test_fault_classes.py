@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-import openk._core as _core
+from openk._core import damiao, feetech
 from openk.errors import BusTimeoutError, ConfigError, MotorError, ProtocolError
 
 STS_LEADER = [
@@ -36,8 +36,8 @@ def corrupt_all_and_silence(sim: Any, silent_id: int) -> None:
 
 def test_feetech_corrupt_and_silent_motors_on_the_bus_raise_protocol_error() -> None:
     with (
-        _core.FeetechSim(ids=[1, 2]) as sim,
-        _core.FeetechBus(sim.port, {"a": 1, "b": 2}, timeout_s=0.2, retries=2) as bus,
+        feetech.FeetechSim(ids=[1, 2]) as sim,
+        feetech.FeetechBus(sim.port, {"a": 1, "b": 2}, timeout_s=0.2, retries=2) as bus,
     ):
         corrupt_all_and_silence(sim, 2)
         with pytest.raises(ProtocolError) as err:
@@ -63,7 +63,7 @@ def test_feetech_corrupt_and_silent_motors_in_the_loop_raise_protocol_error(
             }
         )
     )
-    with _core.FeetechSim(ids=list(range(1, 8)), mode="hand") as sim:
+    with feetech.FeetechSim(ids=list(range(1, 8)), mode="hand") as sim:
         s = make_session(
             teleop={"type": "openk-1-sts_leader", "port": sim.port, "id": "lead"},
             max_consecutive_errors=3,
@@ -85,8 +85,8 @@ def test_feetech_corrupt_and_silent_motors_in_the_loop_raise_protocol_error(
 
 def test_damiao_wrong_mode_is_a_config_error() -> None:
     with (
-        _core.DamiaoSim(motors=[("m", "DM4310", 0x01, 0x11)]) as sim,
-        _core.DamiaoBus(sim.port, [("m", "DM4310", 0x01, 0x11)]) as bus,
+        damiao.DamiaoSim(motors=[("m", "DM4310", 0x01, 0x11)]) as sim,
+        damiao.DamiaoBus(sim.port, [("m", "DM4310", 0x01, 0x11)]) as bus,
     ):
         bus.connect()
         bus.set_control_mode("MIT")
@@ -97,15 +97,15 @@ def test_damiao_wrong_mode_is_a_config_error() -> None:
 
 def test_unknown_damiao_model_is_a_config_error_never_another_models_limits() -> None:
     with pytest.raises(ConfigError, match="DM9999"):
-        _core.damiao_decode_feedback(bytes(8), model="DM9999")
+        damiao.decode_feedback(bytes(8), model="DM9999")
     with pytest.raises(ConfigError, match="DM9999"):
-        _core.DamiaoSim(motors=[("m", "DM9999", 0x01, 0x11)])
+        damiao.DamiaoSim(motors=[("m", "DM9999", 0x01, 0x11)])
 
 
 def test_motor_states_use_one_snake_case_vocabulary() -> None:
     with (
-        _core.DamiaoSim(motors=[("m", "DM4310", 0x01, 0x11)]) as sim,
-        _core.DamiaoBus(sim.port, [("m", "DM4310", 0x01, 0x11)]) as bus,
+        damiao.DamiaoSim(motors=[("m", "DM4310", 0x01, 0x11)]) as sim,
+        damiao.DamiaoBus(sim.port, [("m", "DM4310", 0x01, 0x11)]) as bus,
     ):
         bus.connect()
         bus.enable()
@@ -117,4 +117,4 @@ def test_motor_states_use_one_snake_case_vocabulary() -> None:
         fb = bus.last_feedback("m")
         assert fb is not None and fb["state"] == "over_voltage"
     assert "over-voltage" not in str(err.value)
-    assert _core.feetech_error_names(0x09) == ["input_voltage", "over_current"]
+    assert feetech.error_names(0x09) == ["input_voltage", "over_current"]

@@ -28,7 +28,8 @@ def test_abi3_wheel_installs_and_imports_in_a_fresh_venv(tmp_path: Path) -> None
 
     names = zipfile.ZipFile(wheel).namelist()
     assert "openk/py.typed" in names
-    assert "openk/_core.pyi" in names
+    for stub in ("__init__", "feetech", "damiao"):
+        assert f"openk/_core/{stub}.pyi" in names, names
     assert any(n.startswith("openk/_core.") and n.endswith(".so") for n in names), names
 
     env_dir = tmp_path / "venv"
@@ -42,6 +43,8 @@ def test_abi3_wheel_installs_and_imports_in_a_fresh_venv(tmp_path: Path) -> None
         "a = time.monotonic_ns(); n = openk.now_ns(); b = time.monotonic_ns();"
         "assert a <= n <= b, (a, n, b);"
         "assert issubclass(openk.ProtocolError, openk.OpenKError);"
+        "from openk._core.feetech import FeetechBus; from openk._core.damiao import DamiaoBus;"
+        "assert FeetechBus.__module__ == 'openk._core.feetech', FeetechBus.__module__;"
         "print(c.__version__)"
     )
     out = subprocess.run(

@@ -1,4 +1,4 @@
-"""One module per `openk` command that drives devices, each over `openk.session`.
+"""One module per `openk` command; the device commands stand on `openk.session`.
 
 - `record`: teleoperated episodes into a LeRobot dataset (episode decisions, writer, push).
 - `teleoperate`: leader → follower without recording.
@@ -6,8 +6,9 @@
 - `calibrate`: the calibration dialog (also run on connect by `--always_calibrate=true`).
 - `rollout`: a trained policy in place of the leader (`openk.policy`), over the same session;
   `episodic` records through `record`.
+- `edit`: dataset operations (delete, trim, split, retask, merge) on `openk.dataset.edit`.
 
-Rooms for the commands to come: `edit` (dataset operations, on `openk.dataset`) and `view`
-(a recorded episode shown, no devices). A new command gets its own module here and a few lines
-in `openk.cli` that parse its config and call it.
+The room left: `view` (a recorded episode shown, no devices, on `openk.dataset.reader`). A new
+command gets its own module here and a few lines in `openk.cli` that parse its config and call
+it (docs/architecture.md).
 """

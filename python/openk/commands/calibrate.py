@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable, Sequence
 
 from openk.config import CalibrateConfig, DeviceConfig, to_dict
-from openk.devices import is_sim_port, radian_joints
+from openk.devices import Role, is_sim_port, load_core, radian_joints
 from openk.errors import BusTimeoutError, CalibrationError
 from openk.log import setup_logging
-from openk.session import check_ports, load_core
+from openk.session import check_ports
 from openk.terminal import LiveBlock, StatusLine
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def _wait_enter_or(stop_after_s: float | None, on_tick: Callable[[], None], fd: 
 
 def run_calibration(
     dev: DeviceConfig,
-    role: str,
+    role: Role,
     *,
     scripted: bool,
     ui: StatusLine,
@@ -182,6 +182,7 @@ def calibrate(cfg: CalibrateConfig, *, debug: bool = False, ui: StatusLine | Non
     log.info("openk calibrate config: %s", to_dict(cfg))
     check_ports(cfg.robot, "robot")
     check_ports(cfg.teleop, "teleop")
-    dev, role = (cfg.robot, "robot") if cfg.robot is not None else (cfg.teleop, "teleop")
-    assert dev is not None
-    return run_calibration(dev, role, scripted=cfg.scripted, ui=ui)
+    if cfg.robot is not None:
+        return run_calibration(cfg.robot, "robot", scripted=cfg.scripted, ui=ui)
+    assert cfg.teleop is not None
+    return run_calibration(cfg.teleop, "teleop", scripted=cfg.scripted, ui=ui)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from openk.config import RecordConfig, dataset_root, to_dict
 from openk.dataset import meta
@@ -63,7 +63,7 @@ class _Display:
         if not enabled:
             return
         try:
-            import rerun as rr  # type: ignore[import-not-found]
+            import rerun as rr
         except ImportError:
             ui.message(
                 "note: --display_data=true needs rerun-sdk (pip install 'openk[rerun]'); "
@@ -209,7 +209,7 @@ def _dataset_features(cfg: RecordConfig, schema: Any) -> dict[str, Any]:
     )
 
 
-def _journal_choice(root: Path, ui: StatusLine) -> str:
+def _journal_choice(root: Path, ui: StatusLine) -> Literal["recover", "discard"]:
     """An episode an interrupted recording left behind is offered back: asked on a terminal,
     kept otherwise (keeping loses nothing; `openk recover --discard` can drop it later)."""
     import sys

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from openk.config import ReplayConfig, dataset_root, to_dict
+from openk.devices import load_core
 from openk.errors import DatasetError
 from openk.log import setup_logging
 from openk.session import (
@@ -129,10 +130,17 @@ def replay(
     assert ds.repo_id is not None and ds.episode is not None
     root = dataset_root(ds.repo_id, ds.root)
     names, actions, fps = episode_actions(root, ds.episode)
-    fps = ds.fps or fps
+    if ds.fps is None:
+        # The loop records its check rows at the dataset's rate; it must not outrun the loop.
+        load_core().validate_loop(
+            cfg.control_hz,
+            float(fps),
+            names={"control_hz": "--control_hz", "record_fps": "the dataset's fps"},
+        )
+        ds.fps = fps
+    else:
+        fps = ds.fps
     check_ports(cfg.robot, "robot")
-    if cfg.dataset.fps is None:
-        cfg.dataset.fps = fps  # the loop records its check rows at the dataset's rate
     session = (session_factory or connect_replay_session)(cfg)
     if names and list(session.action_names) != names:
         session.close()

@@ -31,11 +31,12 @@ from openk.dataset.features import (
     vector_feature,
 )
 from openk.dataset.journal import JournalEpisode, list_journal
-from openk.dataset.layout import default_root, lerobot_home, validate_repo_id
+from openk.dataset.layout import default_root, lerobot_home
 from openk.dataset.reader import DatasetReader, open_dataset
 from openk.dataset.verify import VerifyReport, verify
 from openk.dataset.video import VideoConfig
 from openk.dataset.writer import DatasetWriter, EpisodeSummary
+from openk.repo_id import validate_repo_id
 
 
 def pending_journal(root: str | Path) -> list[JournalEpisode]:

@@ -2,7 +2,7 @@
 
 Every edit is a list of `Pick`s (an episode of a source dataset, the frames kept, its task)
 that `build` writes as a new, complete dataset: parquet rows copied and renumbered, videos
-joined by packet copy (`remux`), `meta/episodes`, tasks and `meta/stats.json` rebuilt so the
+joined by packet copy (`remux`), the episodes, tasks and stats metadata rebuilt (`meta`) so the
 stats equal the aggregate of the per-episode stats of the result, openk's per-episode telemetry
 carried along. The result is verified before it is used.
 
@@ -36,6 +36,9 @@ from openk.errors import DatasetError
 _MB = 1024 * 1024
 _ROW_COLUMNS = ("index", "episode_index", "frame_index", "timestamp", "task_index")
 
+# What `build` writes itself; anything else at the dataset's top level is copied along.
+_LAYOUT_ENTRIES = {"meta", "data", "videos", "images", layout.OPENK_DIR}
+
 # A test hook: OPENK_EDIT_CRASH_AT=<point> kills the process (SIGKILL) at that point.
 CRASH_POINTS = ("build-data", "build-videos", "built", "marked", "old-moved", "new-moved")
 
@@ -52,6 +55,13 @@ class Source:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.info: dict[str, Any] = meta.read_info(self.root)
+        from openk.dataset.journal import list_journal
+
+        if (self.root / layout.OPENK_DIR / "commit.json").exists() or list_journal(self.root):
+            raise DatasetError(
+                f"{self.root} holds an interrupted recording; run `openk recover {self.root}` "
+                "(or `--discard`) before editing it"
+            )
         if self.info.get("codebase_version") != meta.CODEBASE_VERSION:
             raise DatasetError(
                 f"{self.root} is a {self.info.get('codebase_version')} dataset; openk edits "
@@ -520,7 +530,7 @@ def build(plan: Plan, out: Path) -> BuildReport:
                 ep_stats[e][key] = _decoded_stats(out, key, meta_rows[e], fps)
     _crash_point("build-videos")
 
-    # ---- meta/episodes, stats.json, tasks, telemetry, info
+    # ---- episode rows, stats, tasks, telemetry, info
     rows = []
     for e, row in enumerate(meta_rows):
         full = meta.episode_row(
@@ -555,8 +565,13 @@ def build(plan: Plan, out: Path) -> BuildReport:
     if extras:
         meta.extras_path(out).parent.mkdir(parents=True, exist_ok=True)
         meta.extras_path(out).write_text("\n".join(extras) + "\n")
-    if (base.root / "README.md").is_file():
-        shutil.copyfile(base.root / "README.md", out / "README.md")
+    for item in sorted(base.root.iterdir()):  # the dataset card, .gitattributes, notes
+        if item.name in _LAYOUT_ENTRIES:
+            continue
+        if item.is_dir():
+            shutil.copytree(item, out / item.name, symlinks=True)
+        else:
+            shutil.copy2(item, out / item.name, follow_symlinks=False)
     info = meta.info_after_episode(
         info,
         episode_index=len(picks) - 1,

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from openk.dataset import layout, meta
 from openk.dataset.stats import Stats
 from openk.errors import DatasetError
+from openk.repo_id import validate_repo_id
 
 Format = Literal["numpy", "arrow", "pandas"]
 
@@ -34,7 +35,7 @@ def open_dataset(
     path = Path(source).expanduser()
     if root is None and meta.info_path(path).exists():
         return DatasetReader(path)
-    repo_id = layout.validate_repo_id(str(source))
+    repo_id = validate_repo_id(str(source))
     local = Path(root).expanduser() if root is not None else layout.default_root(repo_id)
     if meta.info_path(local).exists():
         return DatasetReader(local, repo_id=repo_id)
@@ -125,7 +126,8 @@ class DatasetReader:
             raise DatasetError(
                 f"episode {episode_index} does not exist; the dataset has {t.num_rows} episodes"
             )
-        return t.slice(episode_index, 1).to_pylist()[0]
+        row: dict[str, Any] = t.slice(episode_index, 1).to_pylist()[0]
+        return row
 
     # ------------------------------------------------------------------ rows
     def episode_table(self, episode_index: int, columns: list[str] | None = None) -> pa.Table:

@@ -25,7 +25,8 @@ from openk.errors import DatasetError
 # SVT-AV1 prints a ~25-line banner per encoder unless told not to.
 os.environ.setdefault("SVT_LOG", "1")
 
-import av
+# Re-exported (`as av`): modules that take av from here get it with SVT_LOG set.
+import av as av
 
 _CODEC_ALIASES = {
     "av1": "libsvtav1",

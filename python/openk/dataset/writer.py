@@ -63,6 +63,7 @@ from openk.dataset.video import (
     probe_info,
 )
 from openk.errors import DatasetError
+from openk.repo_id import validate_repo_id
 
 log = logging.getLogger(__name__)
 
@@ -368,7 +369,7 @@ class DatasetWriter:
         the five default features are added. `use_videos=True/False` turns every camera feature into
         `video` (mp4) or `image` (PNG in the parquet); None keeps the dtypes given.
         """
-        layout.validate_repo_id(repo_id)
+        validate_repo_id(repo_id)
         if not isinstance(fps, int) or fps <= 0:
             raise DatasetError(f"fps must be a positive integer, got {fps!r}")
         if min(data_files_size_in_mb, video_files_size_in_mb) <= 0 or chunks_size <= 0:
@@ -434,7 +435,7 @@ class DatasetWriter:
         `"discard"` deletes it, `"error"` (default) raises so the caller can ask the user
         (see `openk.dataset.pending_journal`).
         """
-        layout.validate_repo_id(repo_id)
+        validate_repo_id(repo_id)
         root_path = Path(root).expanduser() if root is not None else layout.default_root(repo_id)
         if not meta.info_path(root_path).exists():
             raise DatasetError(
@@ -496,7 +497,8 @@ class DatasetWriter:
     # ------------------------------------------------------------------ properties
     @property
     def info(self) -> dict[str, Any]:
-        return json.loads(json.dumps(self._info))
+        copied: dict[str, Any] = json.loads(json.dumps(self._info))
+        return copied
 
     @property
     def total_episodes(self) -> int:
@@ -1086,12 +1088,7 @@ class DatasetWriter:
             )
             final = self._video_path(key, cursor)
             before = cur.frames if append else 0
-            tmp = layout.write_temp(
-                final,
-                lambda t, final=final, enc=enc, before=before: append_video(
-                    final, enc.path, length, fps, t, existing_frames=before
-                ),
-            )
+            tmp = layout.write_temp(final, _video_appender(final, enc.path, length, fps, before))
             c.renames.append((tmp, final))
             cursor.frames = before + length
             c.video_cursors[key] = cursor
@@ -1237,6 +1234,17 @@ def _estimate_incoming(current: Path, rows_in_file: int, rows: int) -> float:
     if not current.exists() or rows_in_file <= 0:
         return 0.0
     return current.stat().st_size / rows_in_file * rows
+
+
+def _video_appender(
+    final: Path, episode_video: Path, length: int, fps: int, before: int
+) -> Callable[[Path], None]:
+    """Writes `final` (holding `before` frames) with the episode's packets appended."""
+
+    def produce(tmp: Path) -> None:
+        append_video(final, episode_video, length, fps, tmp, existing_frames=before)
+
+    return produce
 
 
 def _temp_for(final: Path, produce: Callable[[Path], None]) -> tuple[Path, Path]:

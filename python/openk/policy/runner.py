@@ -50,7 +50,7 @@ class LoadedPolicy:
         cfg = PreTrainedConfig.from_pretrained(path)
         if device is not None:
             cfg.device = device
-        cfg.pretrained_path = path  # type: ignore[assignment]
+        cfg.pretrained_path = path
         self.device = torch.device(cfg.device or "cpu")
         policy = get_policy_class(cfg.type).from_pretrained(path, config=cfg)
         policy.to(self.device)
@@ -408,7 +408,8 @@ class PolicyTrace:
     def save(self) -> None:
         if not self.rows:
             return
-        arrays: dict[str, np.ndarray] = {
+        # Any: numpy's savez stub reads **kwargs as its allow_pickle flag.
+        arrays: dict[str, Any] = {
             "episode": np.array([r[0] for r in self.rows], dtype=np.int64),
             "capture_time_ns": np.array([r[1] for r in self.rows], dtype=np.int64),
             "action": np.stack([r[3] for r in self.rows]),

@@ -11,9 +11,9 @@ use pyo3::types::{PyCapsule, PyDict, PyList};
 use openk_core::arm::calibration::calibration_path as core_calibration_path;
 use openk_core::arm::config::DeviceConfig;
 use openk_core::arm::device::{self, Calibrator as CoreCalibrator, OpenedArms};
-use openk_core::arm::part::StopAction;
 use openk_core::arm::spec::{lookup, valid_types, DeviceKind};
 use openk_core::arm::ArmError;
+use openk_core::control::loop_spec::{self, LoopNames};
 use openk_core::control::{LoopSpec, RealtimeMode, SafetyEvent, TelemetryReport, TeleopLoop};
 use openk_core::record::stream::to_ffi_stream;
 use openk_core::record::BuilderConfig;
@@ -179,35 +179,20 @@ impl TeleopSession {
             .map(|t| device_config(py, t, DeviceKind::Teleoperator))
             .transpose()?;
         let realtime: RealtimeMode = realtime.parse().map_err(ConfigError::new_err)?;
-        if !(control_hz > 0.0 && control_hz.is_finite()) {
-            return Err(ConfigError::new_err(format!(
-                "control_hz must be a positive number (got {control_hz})"
-            )));
-        }
-        if !(record_fps > 0.0 && record_fps <= control_hz) {
-            return Err(ConfigError::new_err(format!(
-                "record_fps must be > 0 and at most control_hz ({control_hz}); got {record_fps}"
-            )));
-        }
         let action_names = robot.spec.action_names();
         let max_goal_speed = per_action(goal_velocity_limit, &action_names, "goal_velocity_limit")?;
-        if max_invalid_actions == 0 {
-            return Err(ConfigError::new_err(
-                "max_invalid_actions must be at least 1 (the loop stops at that many invalid \
-                 actions in a row)",
-            ));
-        }
-        if schedule_capacity == 0 {
-            return Err(ConfigError::new_err(
-                "schedule_capacity must be at least 1 action",
-            ));
-        }
+        let names = LoopNames::default();
         let spec = LoopSpec {
-            start_ramp_ns: duration_ns(start_ramp_time_s, "start_ramp_time_s")?,
-            start_ramp_step_ns: step_ns(start_ramp_dt_s, "start_ramp_dt_s")?,
-            end_ramp_ns: duration_ns(end_home_ramp_time_s, "end_home_ramp_time_s")?,
-            end_ramp_step_ns: step_ns(end_home_ramp_dt_s, "end_home_ramp_dt_s")?,
-            end_settle_ns: duration_ns(end_home_settle_s, "end_home_settle_s")?,
+            start_ramp_ns: loop_spec::seconds_ns("start_ramp_time_s", start_ramp_time_s)
+                .map_err(to_py)?,
+            start_ramp_step_ns: loop_spec::step_ns("start_ramp_dt_s", start_ramp_dt_s)
+                .map_err(to_py)?,
+            end_ramp_ns: loop_spec::seconds_ns("end_home_ramp_time_s", end_home_ramp_time_s)
+                .map_err(to_py)?,
+            end_ramp_step_ns: loop_spec::step_ns("end_home_ramp_dt_s", end_home_ramp_dt_s)
+                .map_err(to_py)?,
+            end_settle_ns: loop_spec::seconds_ns("end_home_settle_s", end_home_settle_s)
+                .map_err(to_py)?,
             max_goal_speed,
             max_invalid_actions,
             schedule_capacity,
@@ -215,21 +200,21 @@ impl TeleopSession {
             record_fps,
             realtime,
             cpu,
-            // Default: stop after ~50 ms of consecutive failures (at least 3 ticks).
-            max_consecutive_errors: max_consecutive_errors
-                .unwrap_or_else(|| ((control_hz * 0.05).ceil() as u32).max(3)),
-            stop_action: if robot.disable_torque_on_disconnect {
-                StopAction::Limp
-            } else {
-                StopAction::Hold
-            },
+            max_consecutive_errors: loop_spec::error_budget(
+                max_consecutive_errors,
+                control_hz,
+                &names,
+            )
+            .map_err(to_py)?,
+            stop_action: loop_spec::stop_action(&robot),
             parallel,
             builder: BuilderConfig {
-                batch_rows: batch_rows.max(1),
+                batch_rows,
                 ..BuilderConfig::default()
             },
             ..LoopSpec::default()
         };
+        spec.validate_named(&names).map_err(to_py)?;
         Ok(Self {
             state: Mutex::new(SessionState {
                 robot,
@@ -486,28 +471,6 @@ impl TeleopSession {
     }
 }
 
-/// A duration option in seconds as ns (0 allowed: off).
-fn duration_ns(s: f64, name: &str) -> PyResult<u64> {
-    if !(s.is_finite() && s >= 0.0) {
-        return Err(ConfigError::new_err(format!(
-            "{name} must be a number of seconds >= 0 (got {s})"
-        )));
-    }
-    Ok((s * 1e9).round() as u64)
-}
-
-/// A ramp's step period: None means every control tick.
-fn step_ns(s: Option<f64>, name: &str) -> PyResult<u64> {
-    match s {
-        None => Ok(0),
-        Some(v) if v.is_finite() && v > 0.0 => Ok((v * 1e9).round() as u64),
-        Some(v) => Err(ConfigError::new_err(format!(
-            "{name} must be a positive number of seconds, or None to step every control tick \
-             (got {v})"
-        ))),
-    }
-}
-
 /// A per-joint option (one number for every action, or {joint: number}) by action index.
 fn per_action(
     value: Option<&Bound<'_, PyAny>>,
@@ -584,6 +547,37 @@ fn device_features<'py>(
         out.set_item(key, f)?;
     }
     Ok(out)
+}
+
+/// Checks the loop's rates and error budget the way the session will, naming the options as
+/// `names` says ({"control_hz": "--control_hz", "record_fps": "--dataset.fps",
+/// "max_consecutive_errors": ...}); raises ConfigError. `control_hz` None: the default rate.
+#[pyfunction]
+#[pyo3(signature = (control_hz=None, record_fps=None, *, max_consecutive_errors=None, names=None))]
+fn validate_loop(
+    control_hz: Option<f64>,
+    record_fps: Option<f64>,
+    max_consecutive_errors: Option<u32>,
+    names: Option<std::collections::HashMap<String, String>>,
+) -> PyResult<()> {
+    let mut n = LoopNames::default();
+    for (key, name) in names.unwrap_or_default() {
+        match key.as_str() {
+            "control_hz" => n.control_hz = name,
+            "record_fps" => n.record_fps = name,
+            "max_consecutive_errors" => n.max_consecutive_errors = name,
+            other => {
+                return Err(ConfigError::new_err(format!(
+                    "names: {other:?} is not a loop option; use control_hz, record_fps or \
+                     max_consecutive_errors"
+                )))
+            }
+        }
+    }
+    loop_spec::check_rates(control_hz, record_fps, &n).map_err(to_py)?;
+    let hz = control_hz.unwrap_or(LoopSpec::default().control_hz);
+    loop_spec::error_budget(max_consecutive_errors, hz, &n).map_err(to_py)?;
+    Ok(())
 }
 
 /// Type names users can type, by kind: {"robot": [...], "teleop": [...]}.
@@ -716,6 +710,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Calibrator>()?;
     m.add_function(wrap_pyfunction!(device_features, m)?)?;
     m.add_function(wrap_pyfunction!(device_types, m)?)?;
+    m.add_function(wrap_pyfunction!(validate_loop, m)?)?;
     m.add_function(wrap_pyfunction!(calibration_path, m)?)?;
     Ok(())
 }

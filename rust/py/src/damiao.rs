@@ -97,7 +97,7 @@ fn register_py(py: Python<'_>, v: proto::RegisterValue) -> PyResult<Py<PyAny>> {
 // ---------------------------------------------------------------------------------------------
 
 /// The 30-byte host → adapter frame carrying one 8-byte CAN payload.
-#[pyfunction]
+#[pyfunction(name = "host_frame")]
 fn damiao_host_frame<'py>(
     py: Python<'py>,
     can_id: u32,
@@ -110,7 +110,7 @@ fn damiao_host_frame<'py>(
 }
 
 /// MIT payload; every field is clamped to its range, NaN/inf raise ProtocolError.
-#[pyfunction]
+#[pyfunction(name = "encode_mit")]
 #[allow(clippy::too_many_arguments)] // mirrors the Python signature
 #[pyo3(signature = (q, dq, kp, kd, tau, model="DM4310", limits=None))]
 fn damiao_encode_mit<'py>(
@@ -129,7 +129,7 @@ fn damiao_encode_mit<'py>(
 }
 
 /// POS_VEL payload (f32 position, f32 speed limit).
-#[pyfunction]
+#[pyfunction(name = "encode_pos_vel")]
 fn damiao_encode_pos_vel<'py>(
     py: Python<'py>,
     position: f64,
@@ -142,7 +142,7 @@ fn damiao_encode_pos_vel<'py>(
 }
 
 /// Decodes an 8-byte feedback payload with the model's (or given) limits.
-#[pyfunction]
+#[pyfunction(name = "decode_feedback")]
 #[pyo3(signature = (payload, model="DM4310", limits=None))]
 fn damiao_decode_feedback<'py>(
     py: Python<'py>,
@@ -155,7 +155,7 @@ fn damiao_decode_feedback<'py>(
 }
 
 /// Default (PMAX, VMAX, TMAX) of a motor model.
-#[pyfunction]
+#[pyfunction(name = "model_limits")]
 fn damiao_model_limits(model_name: &str) -> PyResult<(f64, f64, f64)> {
     let l = model(model_name)?.default_limits();
     Ok((l.pmax, l.vmax, l.tmax))
@@ -163,7 +163,7 @@ fn damiao_model_limits(model_name: &str) -> PyResult<(f64, f64, f64)> {
 
 /// Refresh requests to ESC_IDs `first..=last` on `port`, one at a time: `(esc_id, mst_id,
 /// state)` of every motor that answered within `window_s`.
-#[pyfunction]
+#[pyfunction(name = "scan")]
 #[pyo3(signature = (port, first=1, last=16, window_s=0.02))]
 fn damiao_scan(
     py: Python<'_>,
@@ -184,7 +184,7 @@ fn damiao_scan(
 }
 
 /// Resynchronising decoder for the adapter → host byte stream.
-#[pyclass(name = "DamiaoStreamDecoder", module = "openk._core")]
+#[pyclass(name = "DamiaoStreamDecoder", module = "openk._core.damiao")]
 struct PyStreamDecoder {
     inner: Mutex<AdapterStreamDecoder>,
 }
@@ -223,7 +223,7 @@ impl PyStreamDecoder {
 // ---------------------------------------------------------------------------------------------
 
 /// DAMIAO motors behind one USB-CAN adapter.
-#[pyclass(name = "DamiaoBus", module = "openk._core")]
+#[pyclass(name = "DamiaoBus", module = "openk._core.damiao")]
 struct PyDamiaoBus {
     inner: Mutex<Option<CoreBus>>,
     names: Vec<String>,
@@ -509,7 +509,7 @@ impl PyDamiaoBus {
 // ---------------------------------------------------------------------------------------------
 
 /// The STS servos behind OpenK's STS-over-CAN bridge (legacy follower).
-#[pyclass(name = "StsCanBus", module = "openk._core")]
+#[pyclass(name = "StsCanBus", module = "openk._core.damiao")]
 struct PyStsCanBus {
     inner: Mutex<CoreStsCanBus>,
 }
@@ -553,7 +553,7 @@ impl PyStsCanBus {
 // ---------------------------------------------------------------------------------------------
 
 /// The DAMIAO USB-CAN adapter simulator on a pty.
-#[pyclass(name = "DamiaoSim", module = "openk._core")]
+#[pyclass(name = "DamiaoSim", module = "openk._core.damiao")]
 struct PyDamiaoSim {
     inner: Mutex<Option<CoreSim>>,
     port: String,

@@ -78,17 +78,17 @@ fn to_bytes<'py>(
 }
 
 /// Checksum of a packet body (id, len, instruction/error, params).
-#[pyfunction]
+#[pyfunction(name = "checksum")]
 fn feetech_checksum(body: &[u8]) -> u8 {
     ft::checksum(body)
 }
 
-#[pyfunction]
+#[pyfunction(name = "encode_ping")]
 fn feetech_encode_ping(py: Python<'_>, id: u8) -> PyResult<Bound<'_, PyBytes>> {
     to_bytes(py, |o| ft::encode_ping(o, id))
 }
 
-#[pyfunction]
+#[pyfunction(name = "encode_read")]
 fn feetech_encode_read(
     py: Python<'_>,
     id: u8,
@@ -98,7 +98,7 @@ fn feetech_encode_read(
     to_bytes(py, |o| ft::encode_read(o, id, address, length))
 }
 
-#[pyfunction]
+#[pyfunction(name = "encode_write")]
 fn feetech_encode_write<'py>(
     py: Python<'py>,
     id: u8,
@@ -108,7 +108,7 @@ fn feetech_encode_write<'py>(
     to_bytes(py, |o| ft::encode_write(o, id, address, data))
 }
 
-#[pyfunction]
+#[pyfunction(name = "encode_reg_write")]
 fn feetech_encode_reg_write<'py>(
     py: Python<'py>,
     id: u8,
@@ -118,18 +118,18 @@ fn feetech_encode_reg_write<'py>(
     to_bytes(py, |o| ft::encode_reg_write(o, id, address, data))
 }
 
-#[pyfunction]
+#[pyfunction(name = "encode_action")]
 #[pyo3(signature = (id=0xFE))]
 fn feetech_encode_action(py: Python<'_>, id: u8) -> PyResult<Bound<'_, PyBytes>> {
     to_bytes(py, |o| ft::encode_action(o, id))
 }
 
-#[pyfunction]
+#[pyfunction(name = "encode_reset")]
 fn feetech_encode_reset(py: Python<'_>, id: u8) -> PyResult<Bound<'_, PyBytes>> {
     to_bytes(py, |o| ft::encode_reset(o, id))
 }
 
-#[pyfunction]
+#[pyfunction(name = "encode_sync_read")]
 #[pyo3(signature = (address, length, ids))]
 fn feetech_encode_sync_read(
     py: Python<'_>,
@@ -141,7 +141,7 @@ fn feetech_encode_sync_read(
 }
 
 /// SYNC_WRITE of raw per-servo data: `items` is a list of (id, bytes of `length`).
-#[pyfunction]
+#[pyfunction(name = "encode_sync_write")]
 fn feetech_encode_sync_write(
     py: Python<'_>,
     address: u8,
@@ -158,7 +158,7 @@ fn feetech_encode_sync_write(
 }
 
 /// Status packet encoder (what a servo sends).
-#[pyfunction]
+#[pyfunction(name = "encode_status")]
 #[pyo3(signature = (id, error=0, params=Vec::new()))]
 fn feetech_encode_status(
     py: Python<'_>,
@@ -172,7 +172,7 @@ fn feetech_encode_status(
 }
 
 /// A decoded status packet.
-#[pyclass(frozen, module = "openk._core", name = "FeetechStatus")]
+#[pyclass(frozen, module = "openk._core.feetech", name = "FeetechStatus")]
 struct PyFeetechStatus {
     #[pyo3(get)]
     id: u8,
@@ -208,7 +208,7 @@ fn status_of(p: &ft::Packet) -> PyFeetechStatus {
 }
 
 /// Every status packet in `data` (garbage skipped). A bad checksum raises ProtocolError.
-#[pyfunction]
+#[pyfunction(name = "decode_status")]
 fn feetech_decode_status(data: &[u8]) -> PyResult<Vec<PyFeetechStatus>> {
     let mut parser = ft::PacketParser::for_status();
     let mut out = Vec::new();
@@ -222,14 +222,14 @@ fn feetech_decode_status(data: &[u8]) -> PyResult<Vec<PyFeetechStatus>> {
 }
 
 /// Names of the error bits set in a status byte.
-#[pyfunction]
+#[pyfunction(name = "error_names")]
 fn feetech_error_names(error: u8) -> Vec<&'static str> {
     StatusFlags(error).names().collect()
 }
 
 /// The STS3215 control table: list of dicts (name, address, size, access, area, sign_bit,
 /// unit, scale).
-#[pyfunction]
+#[pyfunction(name = "control_table")]
 fn feetech_control_table(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyDict>>> {
     ft::STS3215_CONTROL_TABLE
         .iter()
@@ -257,26 +257,26 @@ fn feetech_control_table(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyDict>>> {
 
 /// Raw register value for a signed user value (sign-magnitude where the register has a sign
 /// bit). ValueError if it does not fit.
-#[pyfunction]
+#[pyfunction(name = "encode_value")]
 fn feetech_encode_value(register: &str, value: i64) -> PyResult<u32> {
     let r = ft::register(register).map_err(to_py)?;
     r.encode(value).map_err(to_py)
 }
 
 /// Signed user value of a raw register value.
-#[pyfunction]
+#[pyfunction(name = "decode_value")]
 fn feetech_decode_value(register: &str, raw: u32) -> PyResult<i64> {
     Ok(ft::register(register).map_err(to_py)?.decode(raw))
 }
 
 /// Baud rate of a register-6 code (official table), or None.
-#[pyfunction]
+#[pyfunction(name = "baud_from_code")]
 fn feetech_baud_from_code(code: u8) -> Option<u32> {
     ft::baud_from_code(code)
 }
 
 /// Register-6 code of a baud rate, or None.
-#[pyfunction]
+#[pyfunction(name = "code_from_baud")]
 fn feetech_code_from_baud(baud: u32) -> Option<u8> {
     ft::code_from_baud(baud)
 }
@@ -302,7 +302,7 @@ enum MotorRef {
 }
 
 /// A Feetech STS3215 bus on a serial port. Blocking calls release the GIL.
-#[pyclass(module = "openk._core", name = "FeetechBus")]
+#[pyclass(module = "openk._core.feetech", name = "FeetechBus")]
 struct PyFeetechBus {
     bus: Option<FeetechBus>,
     names: Vec<String>,
@@ -537,7 +537,7 @@ fn sim_mode(
 }
 
 /// A simulated STS3215 bus on a pseudo-terminal; open `.port` with any serial client.
-#[pyclass(module = "openk._core", name = "FeetechSim")]
+#[pyclass(module = "openk._core.feetech", name = "FeetechSim")]
 struct PyFeetechSim {
     sim: Option<FeetechSim>,
 }
@@ -757,7 +757,7 @@ impl PyFeetechSim {
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add("FEETECH_BROADCAST_ID", ft::BROADCAST_ID)?;
+    m.add("BROADCAST_ID", ft::BROADCAST_ID)?;
     m.add_function(wrap_pyfunction!(feetech_checksum, m)?)?;
     m.add_function(wrap_pyfunction!(feetech_encode_ping, m)?)?;
     m.add_function(wrap_pyfunction!(feetech_encode_read, m)?)?;

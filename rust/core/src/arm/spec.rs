@@ -1,5 +1,5 @@
-//! The robots and teleoperators openk drives, with the names users type (DESIGN.md §3) and
-//! the joint tables of the reference project (CleanKDev/OpenK).
+//! The robots and teleoperators openk drives, with the names users type and the joint tables
+//! of the reference project (CleanKDev/OpenK).
 
 use std::fmt;
 use std::str::FromStr;

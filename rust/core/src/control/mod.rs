@@ -5,6 +5,7 @@
 //! has come into the wait-free ring of [`crate::record`]. Buses are served in parallel ([`workers`]), so a tick costs the slowest
 //! bus. Nothing on the tick path allocates, logs or touches Python.
 
+pub mod loop_spec;
 pub mod rt;
 pub mod schedule;
 pub mod telemetry;
@@ -16,6 +17,7 @@ pub mod teleop;
 pub mod testing;
 pub mod workers;
 
+pub use loop_spec::LoopNames;
 pub use rt::{ActiveRealtime, RealtimeMode};
 pub use telemetry::{RoundSummary, Telemetry, TelemetryReport};
 pub use teleop::{

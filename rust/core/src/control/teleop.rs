@@ -490,18 +490,7 @@ impl LoopCore {
             direction,
             max_relative_target,
         } = arms;
-        if !(spec.control_hz > 0.0 && spec.control_hz.is_finite()) {
-            return Err(ControlError::Config(format!(
-                "control_hz must be a positive number (got {})",
-                spec.control_hz
-            )));
-        }
-        if !(spec.record_fps > 0.0 && spec.record_fps <= spec.control_hz) {
-            return Err(ControlError::Config(format!(
-                "record_fps must be > 0 and at most control_hz ({}); got {}",
-                spec.control_hz, spec.record_fps
-            )));
-        }
+        spec.validate()?;
         if follower.is_empty() {
             return Err(ControlError::Config("the follower has no motor bus".into()));
         }

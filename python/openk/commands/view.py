@@ -1,0 +1,25 @@
+"""`openk view`: review a dataset in the browser (`openk.viewer`), local or from the Hub."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+
+def view(
+    root: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    open_browser: bool = True,
+    echo: Callable[[str], None] = click.echo,
+) -> None:
+    from openk.dataset.edit import finish_interrupted_edit
+    from openk.viewer import serve
+
+    did = finish_interrupted_edit(root)
+    if did:
+        echo(did)
+    serve(root, host=host, port=port, open_browser=open_browser, echo=echo)

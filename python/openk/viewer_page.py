@@ -1,0 +1,255 @@
+"""The single page of `openk view` (HTML + JS; plotly.js is served from the local package)."""
+
+PAGE = r"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>openk view</title>
+<script src="/static/plotly.min.js"></script>
+<style>
+ body { font-family: system-ui, sans-serif; margin: 1em; color: #222; }
+ table { border-collapse: collapse; }
+ td, th { border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: left; font-size: 14px; }
+ tr.current { background: #eef4ff; }
+ .flag { background: #ffe1d6; border-radius: 4px; padding: 0 4px; margin-right: 4px;
+         font-size: 12px; white-space: nowrap; }
+ #layout { display: flex; gap: 2em; align-items: flex-start; }
+ #videos video { width: 320px; margin-right: 6px; background: #000; }
+ pre { background: #f4f4f4; padding: 6px; white-space: pre-wrap; }
+ .plot { width: 640px; height: 260px; }
+ #confirm-panel { display: none; border: 2px solid #c33; padding: 6px; margin-top: 6px; }
+ button { margin: 2px; }
+</style>
+</head>
+<body>
+<h2>openk view: <span id="root"></span></h2>
+<div id="summary"></div>
+<details><summary>Quality flags and their thresholds</summary><ul id="thresholds"></ul></details>
+<div id="layout">
+ <div>
+  <table id="episodes"><thead><tr><th>mark</th><th>episode</th><th>frames</th><th>s</th>
+   <th>task</th><th>flags</th></tr></thead><tbody></tbody></table>
+  <h3>Marked episodes</h3>
+  <pre id="command">(mark episodes to get the command that deletes them)</pre>
+  <button id="run-delete" disabled>Run this command…</button>
+  <div id="confirm-panel">This rewrites the dataset without the marked episodes.
+   <button id="confirm-delete">Yes, delete them</button>
+   <button id="cancel-delete">Cancel</button></div>
+  <pre id="delete-output"></pre>
+ </div>
+ <div id="episode-view">
+  <h3 id="episode-title">Episode</h3>
+  <div id="videos"></div>
+  <div><button id="play">play / pause</button> <span id="clock">0.000 s</span></div>
+  <div id="plots"></div>
+  <h4>Loop telemetry</h4>
+  <table id="telemetry"><tbody></tbody></table>
+ </div>
+</div>
+<script>
+"use strict";
+const state = { dataset: null, episode: null, marked: new Set(), t: 0 };
+
+function el(tag, attrs, text) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+async function getJSON(url) {
+  const r = await fetch(url);
+  if (!r.ok) throw new Error(url + ": " + r.status);
+  return r.json();
+}
+
+async function loadDataset() {
+  const d = await getJSON("/api/dataset");
+  state.dataset = d;
+  document.getElementById("root").textContent = d.root;
+  document.getElementById("summary").textContent =
+    `${d.episodes.length} episodes, ${d.total_frames} frames at ${d.fps} fps, ` +
+    `robot ${d.robot_type ?? "unknown"}, cameras: ${d.cameras.join(", ") || "none"}`;
+  const th = document.getElementById("thresholds");
+  th.replaceChildren();
+  for (const [k, v] of Object.entries(d.thresholds)) th.appendChild(el("li", {}, `${k}: ${v}`));
+  const body = document.querySelector("#episodes tbody");
+  body.replaceChildren();
+  for (const ep of d.episodes) {
+    const tr = el("tr", { id: `ep-row-${ep.episode_index}` });
+    const box = el("input", { type: "checkbox", id: `mark-${ep.episode_index}` });
+    box.checked = state.marked.has(ep.episode_index);
+    box.addEventListener("change", () => {
+      if (box.checked) state.marked.add(ep.episode_index);
+      else state.marked.delete(ep.episode_index);
+      updateCommand();
+    });
+    const td0 = el("td"); td0.appendChild(box); tr.appendChild(td0);
+    const link = el("a", { href: `#episode-${ep.episode_index}`, class: "open-episode" },
+                    String(ep.episode_index));
+    link.addEventListener("click", (ev) => { ev.preventDefault(); showEpisode(ep.episode_index); });
+    const td1 = el("td"); td1.appendChild(link); tr.appendChild(td1);
+    tr.appendChild(el("td", {}, String(ep.length)));
+    tr.appendChild(el("td", {}, ep.duration_s.toFixed(2)));
+    tr.appendChild(el("td", {}, ep.task));
+    const tdf = el("td", { class: "flags" });
+    for (const f of ep.flags) tdf.appendChild(el("span", { class: "flag", title: f.detail },
+                                                 `${f.flag}: ${f.detail}`));
+    tr.appendChild(tdf);
+    body.appendChild(tr);
+  }
+  updateCommand();
+}
+
+async function updateCommand() {
+  const pre = document.getElementById("command");
+  const button = document.getElementById("run-delete");
+  if (state.marked.size === 0) {
+    pre.textContent = "(mark episodes to get the command that deletes them)";
+    button.disabled = true;
+    return;
+  }
+  const list = [...state.marked].sort((a, b) => a - b).join(",");
+  const r = await getJSON(`/api/command?episodes=${list}`);
+  pre.textContent = r.command;
+  button.disabled = false;
+}
+
+document.getElementById("run-delete").addEventListener("click", () => {
+  document.getElementById("confirm-panel").style.display = "block";
+});
+document.getElementById("cancel-delete").addEventListener("click", () => {
+  document.getElementById("confirm-panel").style.display = "none";
+});
+document.getElementById("confirm-delete").addEventListener("click", async () => {
+  document.getElementById("confirm-panel").style.display = "none";
+  const episodes = [...state.marked].sort((a, b) => a - b);
+  const r = await fetch("/api/delete", {
+    method: "POST", headers: { "content-type": "application/json" },
+    body: JSON.stringify({ episodes, confirm: true }),
+  });
+  const out = await r.json();
+  document.getElementById("delete-output").textContent =
+    r.ok ? out.output.join("\n") : "error: " + out.error;
+  if (r.ok) { state.marked.clear(); await loadDataset(); await showEpisode(0); }
+});
+
+function videos() { return [...document.querySelectorAll("#videos video")]; }
+
+function seek(t) {
+  const ep = state.episode;
+  if (!ep) return;
+  t = Math.max(0, Math.min(t, ep.length / ep.fps - 1e-3));
+  for (const v of videos()) v.currentTime = Number(v.dataset.from) + t;
+  setCursor(t);
+}
+
+function setCursor(t) {
+  state.t = t;
+  document.getElementById("clock").textContent = t.toFixed(3) + " s";
+  for (const div of document.querySelectorAll(".plot")) {
+    Plotly.relayout(div, { "shapes[0].x0": t, "shapes[0].x1": t });
+  }
+}
+
+function follow() {
+  const vs = videos();
+  const ep = state.episode;
+  if (!vs.length || !ep) return;
+  const master = vs[0];
+  const t = master.currentTime - Number(master.dataset.from);
+  const end = ep.length / ep.fps;
+  if (t >= end - 0.5 / ep.fps) { for (const v of vs) v.pause(); }
+  for (const v of vs.slice(1)) {
+    const want = Number(v.dataset.from) + t;
+    if (Math.abs(v.currentTime - want) > 0.5 / ep.fps) v.currentTime = want;
+  }
+  if (Math.abs(t - state.t) > 1e-4) setCursor(Math.max(0, Math.min(t, end)));
+}
+
+function tick() { follow(); requestAnimationFrame(tick); }
+requestAnimationFrame(tick);
+
+document.getElementById("play").addEventListener("click", () => {
+  const vs = videos();
+  if (!vs.length) return;
+  if (vs[0].paused) { for (const v of vs) v.play(); } else { for (const v of vs) v.pause(); }
+});
+
+async function showEpisode(n) {
+  const ep = await getJSON(`/api/episode/${n}`);
+  state.episode = ep;
+  document.querySelectorAll("#episodes tr.current").forEach((r) => r.classList.remove("current"));
+  const row = document.getElementById(`ep-row-${n}`);
+  if (row) row.classList.add("current");
+  document.getElementById("episode-title").textContent =
+    `Episode ${n}: ${ep.task} (${ep.length} frames)`;
+  const vdiv = document.getElementById("videos");
+  vdiv.replaceChildren();
+  for (const [key, v] of Object.entries(ep.videos)) {
+    const box = el("div", { style: "display:inline-block" });
+    box.appendChild(el("div", {}, key));
+    const video = el("video", { src: v.url, muted: "", preload: "auto", playsinline: "",
+                                "data-key": key, "data-from": String(v.from) });
+    video.muted = true;
+    video.addEventListener("loadedmetadata", () => { video.currentTime = v.from + state.t; });
+    box.appendChild(video);
+    vdiv.appendChild(box);
+  }
+  const plots = document.getElementById("plots");
+  plots.replaceChildren();
+  state.t = 0;
+  for (const [key, s] of Object.entries(ep.series)) {
+    const div = el("div", { class: "plot", id: `plot-${key}` });
+    plots.appendChild(div);
+    const traces = s.names.map((name, i) => ({ x: ep.time, y: s.values[i], name, mode: "lines" }));
+    await Plotly.newPlot(div, traces, {
+      title: { text: key }, margin: { t: 30, b: 30, l: 40, r: 10 },
+      xaxis: { title: { text: "s" } }, hovermode: "x",
+      shapes: [{ type: "line", xref: "x", yref: "paper", x0: 0, x1: 0, y0: 0, y1: 1,
+                 line: { color: "#d22", width: 2 } }],
+    }, { displaylogo: false, responsive: false });
+    div.on("plotly_click", (d) => { if (d.points.length) seek(d.points[0].x); });
+  }
+  const tb = document.querySelector("#telemetry tbody");
+  tb.replaceChildren();
+  const tele = ep.telemetry || {};
+  const rows = Object.entries(tele).filter(([k, v]) => typeof v !== "object");
+  for (const [k, v] of rows) {
+    const tr = el("tr"); tr.appendChild(el("td", {}, k));
+    tr.appendChild(el("td", {}, typeof v === "number" ? String(+v.toFixed(3)) : String(v)));
+    tb.appendChild(tr);
+  }
+  for (const [part, r] of Object.entries(tele.bus_round_us || {})) {
+    const tr = el("tr"); tr.appendChild(el("td", {}, `bus round ${part}`));
+    tr.appendChild(el("td", {}, `p50 ${r.p50_us} µs, p99 ${r.p99_us} µs, max ${r.max_us} µs`));
+    tb.appendChild(tr);
+  }
+  for (const [m, count] of Object.entries(tele.bus_errors_by_motor || {})) {
+    const tr = el("tr"); tr.appendChild(el("td", {}, `bus errors ${m}`));
+    tr.appendChild(el("td", {}, String(count))); tb.appendChild(tr);
+  }
+  if (!Object.keys(tele).length) {
+    const tr = el("tr"); tr.appendChild(el("td", {}, "no openk loop telemetry for this episode"));
+    tb.appendChild(tr);
+  }
+}
+
+window.openkView = {
+  seek, showEpisode,
+  cursor: () => state.t,
+  cursorOnPlot: () => {
+    const div = document.querySelector(".plot");
+    return div && div.layout.shapes[0].x0;
+  },
+  videoTime: () => {
+    const v = videos()[0];
+    return v ? v.currentTime - Number(v.dataset.from) : null;
+  },
+};
+
+loadDataset().then(() => showEpisode(0)).then(() => { document.body.dataset.ready = "1"; });
+</script>
+</body>
+</html>
+"""
