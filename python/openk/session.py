@@ -115,22 +115,68 @@ class Events:
         log.info("key %s", key.value)
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """`kill` (SIGTERM) stops like Ctrl-C so finished episodes are kept."""
+class _Interrupts:
+    """Ctrl-C (SIGINT) and `kill` (SIGTERM) as KeyboardInterrupt, never in a shielded step.
 
-    def handler(signum: int, frame: FrameType | None) -> None:
+    Python raises KeyboardInterrupt wherever the main thread happens to be when the signal
+    comes; in the middle of "read rows, hand them to the writer, count them" that loses rows
+    or leaves the count behind the writer (an episode holding rows then looks empty and is
+    discarded). While `shielded()` blocks run, a signal is remembered and raised when the
+    outermost block ends, so such a step is whole or not begun.
+    """
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.pending = False
+
+    def handler(self, signum: int, frame: FrameType | None) -> None:
+        if self.depth:
+            self.pending = True
+            return
         raise KeyboardInterrupt
 
+    @contextlib.contextmanager
+    def shielded(self) -> Iterator[None]:
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+        if self.pending and not self.depth:
+            self.pending = False
+            raise KeyboardInterrupt
+
+
+_INTERRUPTS = _Interrupts()
+
+
+def shielded() -> contextlib.AbstractContextManager[None]:
+    """A step Ctrl-C / `kill` do not cut in half inside `sigterm_as_interrupt()`: a signal that
+    comes during it is raised as KeyboardInterrupt when it ends. Keep such steps short (one
+    batch read and written)."""
+    return _INTERRUPTS.shielded()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """`kill` (SIGTERM) stops like Ctrl-C so finished episodes are kept; neither signal cuts a
+    `shielded()` step in half. (Ctrl-C is left alone if it was not Python's default, e.g.
+    ignored for a background job.)"""
+    handled = [signal.SIGTERM]
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        handled.append(signal.SIGINT)
+    previous: dict[signal.Signals, Any] = {}
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        for sig in handled:
+            previous[sig] = signal.signal(sig, _INTERRUPTS.handler)
     except ValueError:  # not the main thread
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # --- helpers the commands share ---------------------------------------------------------------

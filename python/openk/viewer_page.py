@@ -139,7 +139,7 @@ function videos() { return [...document.querySelectorAll("#videos video")]; }
 function seek(t) {
   const ep = state.episode;
   if (!ep) return;
-  t = Math.max(0, Math.min(t, ep.length / ep.fps - 1e-3));
+  t = Math.max(0, Math.min(t, (ep.length - 1) / ep.fps));
   for (const v of videos()) v.currentTime = Number(v.dataset.from) + t;
   setCursor(t);
 }
@@ -159,7 +159,11 @@ function follow() {
   const master = vs[0];
   const t = master.currentTime - Number(master.dataset.from);
   const end = ep.length / ep.fps;
-  if (t >= end - 0.5 / ep.fps) { for (const v of vs) v.pause(); }
+  if (t >= end - 0.5 / ep.fps) {
+    // stop at the episode's last frame (a busy machine may play past it into the next one)
+    for (const v of vs) v.pause();
+    if (t > end - 1 / ep.fps + 1e-3) { seek(end - 1 / ep.fps); return; }
+  }
   for (const v of vs.slice(1)) {
     const want = Number(v.dataset.from) + t;
     if (Math.abs(v.currentTime - want) > 0.5 / ep.fps) v.currentTime = want;

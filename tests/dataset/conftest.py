@@ -31,6 +31,8 @@ _FRAME_SOURCE = "\n".join(
     [
         "ConfigError = ValueError",
         f"SYNTHETIC_MAX_FRAMES = {cameras.SYNTHETIC_MAX_FRAMES}",
+        inspect.getsource(cameras._synthetic_background),
+        inspect.getsource(cameras._draw_bits),
         inspect.getsource(cameras.synthetic_frame),
     ]
 )

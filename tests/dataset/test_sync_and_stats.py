@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from ds_synth import features, frame_numbers, make_batch, record_episode
@@ -21,6 +23,8 @@ from openk.cameras import (
 )
 from openk.dataset import DatasetWriter, open_dataset, verify
 from openk.errors import ConfigError
+
+from ..helpers import wait_until
 
 FPS = 30
 CAMS = {"front": (48, 64)}
@@ -44,10 +48,11 @@ def test_each_row_gets_the_latest_frame_at_or_before_it_and_repeats_are_counted(
                 w.add_camera_frame("front", synthetic_frame(99, 48, 64), t0 + k * PERIOD - 500)
         w.add_rows(make_batch(0, 30, t0, FPS))
         # The live count (the status line's) reaches the final one while still recording.
-        deadline = time.monotonic() + 30
-        while w.camera_repeats() != {"observation.images.front": 5}:
-            assert time.monotonic() < deadline, w.camera_repeats()
-            time.sleep(0.01)
+        wait_until(
+            lambda: w.camera_repeats() == {"observation.images.front": 5},
+            "the live count reached 5 repeats",
+            details=lambda: str(w.camera_repeats()),
+        )
         summary = w.save_episode(wait=True)
         assert w.camera_repeats() == {}  # no episode in progress
     assert summary.repeated_frames == {"observation.images.front": 5}
@@ -75,6 +80,73 @@ def test_frames_arriving_after_their_rows_are_still_matched(tmp_path: Path) -> N
         summary = w.save_episode(wait=True)
     assert summary.repeated_frames["observation.images.front"] == 0
     assert frame_numbers(open_dataset(root).camera_frames(0, "front")) == list(range(20))
+
+
+@pytest.mark.parametrize("phase_ms", [0.5, 1.7, 3.0, 4.9, 20.0])
+def test_rows_on_a_tick_grid_get_every_frame_of_a_camera_at_the_dataset_rate(
+    tmp_path: Path, phase_ms: float
+) -> None:
+    # A 200 Hz loop takes the rows of a 30 fps dataset on its 5 ms ticks (30 or 35 ms apart);
+    # the camera's frames come every 33.3 ms, `phase_ms` after the rows' slots on the dataset
+    # clock. Whatever the phase, each row gets the next frame: no repeat, no skip.
+    root = tmp_path / "ds"
+    t0 = time.monotonic_ns() + 10**10  # stamps in the future: no lag-based matching
+    tick = 5_000_000
+    slots = [t0 + round(k * 1e9 / FPS) for k in range(60)]
+    rows = [t0 + -(-(s - t0) // tick) * tick for s in slots]  # the first tick at/after a slot
+    assert {b - a for a, b in itertools.pairwise(rows)} == {30_000_000, 35_000_000}
+    batch = make_batch(0, 60, t0, FPS)
+    batch = pa.RecordBatch.from_arrays(
+        [pa.array(rows, pa.int64()), *batch.columns[1:]], schema=batch.schema
+    )
+    with DatasetWriter.create("o/t", FPS, features(CAMS), root=root, single_task="t") as w:
+        w.start_episode()
+        for k in range(-1, 61):
+            stamp = t0 + round(k * 1e9 / FPS) + int(phase_ms * 1e6) - PERIOD
+            w.add_camera_frame("front", synthetic_frame(k + 1, 48, 64), stamp)
+        w.add_rows(batch)
+        summary = w.save_episode(wait=True)
+    assert summary.repeated_frames == {"observation.images.front": 0}
+    numbers = frame_numbers(open_dataset(root).camera_frames(0, "front"))
+    assert numbers == list(range(numbers[0], numbers[0] + 60))
+
+
+def test_rows_a_late_tick_emits_together_still_get_the_frames_of_their_time(
+    tmp_path: Path,
+) -> None:
+    # The loop stalled for ~130 ms: rows 20-23 were emitted by one late tick, with one capture
+    # time. The camera did not stall: each of those rows gets the frame of its own slot, in
+    # order, and no frame repeats (the repeated state is the loop's, counted by the loop).
+    root = tmp_path / "ds"
+    t0 = time.monotonic_ns() + 10**10
+    slots = [t0 + round(k * 1e9 / FPS) for k in range(40)]
+    rows = [s + 2_000_000 for s in slots]
+    rows[20:24] = [slots[23] + 30_000_000] * 4
+    batch = make_batch(0, 40, t0, FPS)
+    batch = pa.RecordBatch.from_arrays(
+        [pa.array(rows, pa.int64()), *batch.columns[1:]], schema=batch.schema
+    )
+    with DatasetWriter.create("o/t", FPS, features(CAMS), root=root, single_task="t") as w:
+        w.start_episode()
+        for k in range(41):
+            w.add_camera_frame("front", synthetic_frame(k, 48, 64), slots[0] + k * PERIOD - 10**7)
+        w.add_rows(batch)
+        summary = w.save_episode(wait=True)
+    assert summary.repeated_frames == {"observation.images.front": 0}
+    assert frame_numbers(open_dataset(root).camera_frames(0, "front")) == list(range(40))
+
+
+def test_synthetic_camera_stamps_frames_with_their_capture_instant() -> None:
+    cam = SyntheticCamera("front", width=64, height=48, fps=FPS)
+    cam.connect()
+    first, t_first = cam.read()
+    time.sleep(0.15)  # the capture thread was held up: the frames are late, not their stamps
+    stamps = [t_first] + [cam.read()[1] for _ in range(9)]
+    assert [b - a for a, b in itertools.pairwise(stamps)] == [
+        (k + 1) * 10**9 // FPS - k * 10**9 // FPS for k in range(9)
+    ]
+    assert read_synthetic_number(first) == 0
+    cam.disconnect()
 
 
 def test_saved_stats_match_the_data_and_lerobot_layout(tmp_path: Path) -> None:
@@ -166,13 +238,15 @@ def test_synthetic_camera_and_capture_thread_feed_the_writer(tmp_path: Path) -> 
     cam = SyntheticCamera("front", width=64, height=48, fps=FPS)
     with DatasetWriter.create("o/t", FPS, features(CAMS), root=root, single_task="t") as w:
         with CaptureThread(cam, w.add_camera_frame) as capture:
-            time.sleep(0.2)
+            wait_until(lambda: capture.frames > 0, "the camera delivered a frame")
             w.start_episode()
             t0 = time.monotonic_ns()
             for k in range(15):
                 time.sleep(max(0.0, (t0 + k * PERIOD - time.monotonic_ns()) / 1e9))
                 w.add_rows(make_batch(0, 1, t0 + k * PERIOD, FPS))
-            time.sleep(0.1)
+            # A frame taken after the last row exists, so every row's frame is known.
+            frames = capture.frames
+            wait_until(lambda: capture.frames > frames, "the camera delivered a later frame")
             w.save_episode(wait=True)
         assert capture.error is None and capture.frames > 15
     numbers = frame_numbers(open_dataset(root).camera_frames(0, "front"))

@@ -14,6 +14,8 @@ import pytest
 import openk._core as _core
 from openk.errors import ConfigError, OpenKError
 
+from ..helpers import wait_until
+
 N_ACTIONS = 7
 
 
@@ -75,10 +77,7 @@ def test_a_nan_action_holds_the_goal_and_names_the_joint(
     ), s.events()
     # Three in a row stop the loop with a failure naming the actions.
     s.send_actions([bad, bad, bad])
-    deadline = time.monotonic() + 10.0
-    while s.is_running and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not s.is_running
+    wait_until(lambda: not s.is_running, "three invalid actions stopped the loop")
     failure = s.failure()
     assert failure is not None and "invalid actions" in str(failure), failure
     with pytest.raises(OpenKError, match="invalid actions"):

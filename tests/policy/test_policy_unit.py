@@ -24,6 +24,8 @@ from openk.policy.features import (
 )
 from openk.policy.run import catalogue_names, check_policy
 
+from ..helpers import wait_until
+
 ROBOT = "openk-1-alpha_follower"
 SIM = [f"--robot.type={ROBOT}", "--robot.port=sim"]
 
@@ -214,6 +216,17 @@ def test_record_policy_rules(args: list[str], expected: str) -> None:
             "missing --task",
         ),
         (["--policy.path=c", "--duration=-1"], "--duration is -1.0; it must be ≥ 0"),
+        (["--policy.path=c", "--vcodec=h264"], "--vcodec is for recording"),
+        (["--policy.path=c", "--resume=true"], "--resume is for recording"),
+        (
+            [
+                "--policy.path=c",
+                "--strategy.type=episodic",
+                "--dataset.repo_id=me/rollout_x",
+                "--duration=5",
+            ],
+            "--duration is for --strategy.type=base",
+        ),
     ],
 )
 def test_rollout_rules(args: list[str], expected: str) -> None:
@@ -253,11 +266,8 @@ class FakeLoop:
             self.sent.append(list(values))
 
 
-def wait_for(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
+def wait_for(predicate: Any) -> None:
+    wait_until(predicate, "the runner got there")
 
 
 def make_runner(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -23,6 +24,8 @@ from ds_synth import features, record_episode
 
 from openk.dataset import DatasetWriter, verify
 from openk.dataset.reader import open_dataset
+
+from ..helpers import wait_until
 
 FPS = 30
 CAMS = {"front": (48, 64), "wrist": (48, 64)}
@@ -58,28 +61,33 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def server(master: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+@contextlib.contextmanager
+def serve(root: Path) -> Iterator[str]:
     import uvicorn
 
     from openk.viewer import make_app
 
-    root = tmp_path / "ds"
-    shutil.copytree(master, root)
-    (tmp_path / "secret.txt").write_text("not for the browser")
     port = _free_port()
     srv = uvicorn.Server(
         uvicorn.Config(make_app(root), host="127.0.0.1", port=port, log_level="warning")
     )
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        assert time.monotonic() < deadline, "the view server did not start within 30 s"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", root
-    srv.should_exit = True
-    thread.join(timeout=10)
+    wait_until(lambda: srv.started, "the view server started", interval=0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def server(master: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    root = tmp_path / "ds"
+    shutil.copytree(master, root)
+    (tmp_path / "secret.txt").write_text("not for the browser")
+    with serve(root) as base:
+        yield base, root
 
 
 def _get(url: str, **headers: str) -> tuple[int, bytes]:
@@ -257,3 +265,54 @@ def test_page_in_headless_chromium(server: tuple[str, Path]) -> None:
         driver.quit()
     assert open_dataset(root).total_episodes == 2
     assert verify(root).ok
+
+
+def test_cli_serves_until_stopped(master: Path) -> None:
+    import signal
+    import subprocess
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "openk.cli",
+            "view",
+            str(master),
+            "--port",
+            str(port),
+            "--no-browser",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "python")},
+    )
+    try:
+        status = _wait(
+            "the server",
+            lambda: (
+                _get(f"http://127.0.0.1:{port}/api/dataset")[0] if proc.poll() is None else "exited"
+            ),
+            timeout=60,
+        )
+        assert status == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert f"at http://127.0.0.1:{port}/" in out, err
+
+
+def test_lerobot_dataset_is_reviewable(tmp_path: Path) -> None:
+    root = tmp_path / "ref"
+    shutil.copytree(REPO / "tests" / "data" / "dataset" / "lerobot_reference", root)
+    with serve(root) as base:
+        info = json.loads(_get(base + "/api/dataset")[1])
+        assert [e["length"] for e in info["episodes"]] == [60, 60]
+        ep = json.loads(_get(base + "/api/episode/1")[1])
+        assert ep["telemetry"] is None  # lerobot records none
+        assert len(ep["series"]["action"]["values"]) == 7
+        video = ep["videos"]["observation.images.cam_main"]
+        assert (video["from"], video["to"]) == (2.0, 4.0)
+        assert _get(base + video["url"])[0] == 200
+        assert _get(base + "/api/episode/2")[0] == 404

@@ -31,6 +31,7 @@ from openk.session import (
     connect_session,
     end_quietly,
     make_camera,
+    shielded,
     sigterm_as_interrupt,
     vector_names,
 )
@@ -171,11 +172,8 @@ class _Recorder:
             self.elapsed_s = elapsed
             if elapsed >= duration or self.events.exit_early.is_set():
                 break
-            batch = self.session.read_batch(BATCH_WAIT_S)
+            batch = self._take_batch(BATCH_WAIT_S, recording)
             if batch is not None and batch.num_rows:
-                if recording:
-                    self.writer.add_rows(batch)
-                    self.rows += batch.num_rows
                 self.display.log_batch(batch)
             if self.camera_errors:
                 raise DatasetError(self.camera_errors[0])
@@ -191,13 +189,19 @@ class _Recorder:
 
     def drain(self, recording: bool) -> None:
         """Rows the session produced before end_episode took effect belong to the episode."""
-        while True:
-            batch = self.session.read_batch(0.0)
-            if batch is None:
-                return
-            if recording and batch.num_rows:
+        while self._take_batch(0.0, recording) is not None:
+            pass
+
+    def _take_batch(self, timeout_s: float, recording: bool) -> Any:
+        """Reads one batch and, when recording, hands it to the writer and counts it: one
+        step that Ctrl-C never cuts in half (rows read are always written and counted, so an
+        interrupted episode keeps every row the writer has)."""
+        with shielded():
+            batch = self.session.read_batch(timeout_s)
+            if recording and batch is not None and batch.num_rows:
                 self.writer.add_rows(batch)
                 self.rows += batch.num_rows
+        return batch
 
 
 def _dataset_features(cfg: RecordConfig, schema: Any) -> dict[str, Any]:

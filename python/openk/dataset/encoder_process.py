@@ -64,6 +64,8 @@ def _child_main(shm_name: str, slots: int, width: int, height: int, fps: int) ->
     nice = VideoConfig.nice
     error: str | None = None
     del frame_bytes
+    # Started: the parent may begin an episode (interpreter start-up, imports are done).
+    replies.write(json.dumps({"ready": True}) + "\n")
     for line in sys.stdin:
         cmd = json.loads(line)
         op = cmd["op"]
@@ -157,6 +159,7 @@ class EncoderWorker:
         self._results: dict[int, dict[str, Any]] = {}
         self._results_cv = threading.Condition()
         self._ids = itertools.count()
+        self._ready = threading.Event()
         self.error: str | None = None
         self._stopping = False
         self._feeder = threading.Thread(target=self._feed, name=f"openk-feed-{key}", daemon=True)
@@ -167,6 +170,18 @@ class EncoderWorker:
     @property
     def queued(self) -> int:
         return len(self._queue) + max(0, self._sent - int(self._consumed[0]))
+
+    def wait_ready(self, timeout: float) -> None:
+        """Waits until the child has started (its interpreter and imports: about a second of
+        CPU on a small machine). Episodes should start after that: a start-up overlapping the
+        first episode starved the capture threads, which fell behind by up to a second."""
+        if not self._ready.wait(timeout):
+            raise DatasetError(
+                f"video encoder process for {self.key} did not start within {timeout:g} s; "
+                "is the machine overloaded?"
+            )
+        if self.error is not None:
+            raise DatasetError(f"video encoder process for {self.key} failed: {self.error}")
 
     def begin(self, path: Path) -> EncoderSession:
         episode = next(self._ids)
@@ -224,9 +239,13 @@ class EncoderWorker:
             if result is None:
                 if not self._stopping:
                     self.error = self.error or "the encoder process exited unexpectedly"
+                self._ready.set()
                 with self._results_cv:
                     self._results_cv.notify_all()
                 return
+            if result.get("ready"):
+                self._ready.set()
+                continue
             with self._results_cv:
                 self._results[result["episode"]] = result
                 self._results_cv.notify_all()

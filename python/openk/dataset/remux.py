@@ -108,10 +108,14 @@ class _Cache:
         self.fps = fps
         self._files: dict[Path, tuple[list[_Pkt], bool]] = {}
 
-    def get(self, path: Path) -> tuple[list[_Pkt], bool]:
+    def get(self, path: Path, first: int, count: int) -> tuple[list[_Pkt], bool]:
+        """The file's packets; read again when one of frames first..first+count-1 was
+        already muxed (muxing consumes a packet), e.g. a dataset merged with itself."""
         cached = self._files.get(path)
-        if cached is not None and any(p.used for p in cached[0]):
-            cached = None  # muxing consumes a packet: a file used twice is read again
+        if cached is not None and any(
+            p.used for p in cached[0] if first <= p.frame < first + count
+        ):
+            cached = None
         if cached is None:
             self._files.clear()  # segments come file by file; keep one file's packets
             self._files[path] = _read_packets(path, self.fps)
@@ -173,7 +177,7 @@ def write_segments(
         for seg in segments:
             if seg.count <= 0:
                 continue
-            pkts, reordered = cache.get(seg.path)
+            pkts, reordered = cache.get(seg.path, seg.first, seg.count)
             if out_stream is None:
                 with av.open(str(seg.path)) as src:
                     template = src.streams.video[0]

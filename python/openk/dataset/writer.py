@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # imported now, not at the first episode's first cast
 import pyarrow.parquet as pq
 
 from openk.dataset import layout, meta, stats
@@ -88,6 +89,8 @@ _FSYNC_EVERY_NS = 1_000_000_000
 # A row waits at most this long for a camera frame stamped after it before the latest
 # earlier frame is used (a stalled camera must not stall the episode).
 _MAX_CAMERA_LAG_NS = 300_000_000
+# How long a camera's encoder process may take to start (interpreter and imports).
+_ENCODER_START_S = 60.0
 _MB = 1024 * 1024
 
 
@@ -105,7 +108,8 @@ class EpisodeSummary:
 
 # ---------------------------------------------------------------------------- camera sync
 class _CameraSync:
-    """Picks, for each row, the latest frame stamped at or before the row's capture time."""
+    """Picks, for each row, the latest frame stamped at or before the row's time (its capture
+    time, or its slot on the dataset clock: see `_row_times`)."""
 
     def __init__(self, key: str, shape: tuple[int, int, int], fps: int) -> None:
         self.key = key
@@ -171,6 +175,35 @@ class _CameraSync:
         return chosen[2]
 
 
+def _row_times(ep: _Episode, capture_times: list[int]) -> list[int]:
+    """The times rows are matched with camera frames at: a row's slot on the dataset clock
+    (the episode's first row + k / fps) when it was captured at most `_MAX_CAMERA_LAG_NS`
+    after it, else its capture time; never earlier than the previous row's.
+
+    The loop takes rows on its own tick grid, up to a tick after their slot: at 200 Hz rows
+    of a 30 fps dataset come 30 or 35 ms apart. A 30 fps camera's frames, 33.3 ms apart,
+    then fell twice into one of those intervals and never into the next whenever their phase
+    was within a tick of the slots: one repeated and one skipped frame every 100 ms for a
+    whole episode. On the slots, rows are exactly one period apart like the frames, and every
+    row gets the next frame. A late tick emits the rows it missed at once with the state it
+    has (the loop counts them as `rows_repeated`); on their slots they still get the camera's
+    frames of their time. A slot is never after the row's capture, so a row never gets a
+    frame from after its state; a row captured before its slot (a source faster than fps) or
+    long after it (a slower one) keeps its capture time.
+    """
+    period = 1e9 / ep.fps
+    out = []
+    for t in capture_times:
+        if ep.first_row_t is None:
+            ep.first_row_t = t
+        slot = ep.first_row_t + round(ep.rows_timed * period)
+        ep.rows_timed += 1
+        matched = slot if 0 <= t - slot <= _MAX_CAMERA_LAG_NS else t
+        ep.last_row_match_t = max(matched, ep.last_row_match_t or matched)
+        out.append(ep.last_row_match_t)
+    return out
+
+
 class _ImageSink:
     """`video=False`: PNG-encodes frames in a thread into the journal, like a video encoder."""
 
@@ -231,6 +264,10 @@ class _Episode:
     rows: int = 0
     pending_times: deque[int] = field(default_factory=deque)
     newest_row_t: int | None = None
+    # The dataset clock of the episode: its first row's capture time and the rows seen so far.
+    first_row_t: int | None = None
+    rows_timed: int = 0
+    last_row_match_t: int | None = None
     rows_writer: pa.ipc.RecordBatchStreamWriter | None = None
     rows_file: Any = None
 
@@ -533,8 +570,13 @@ class DatasetWriter:
 
     # ------------------------------------------------------------------ episode API
     def start_episode(self, task: str | None = None) -> None:
-        """Begin an episode. `task` defaults to the writer's `single_task`."""
+        """Begin an episode. `task` defaults to the writer's `single_task`.
+
+        The first call waits until the cameras' encoder processes have started, so their
+        start-up does not compete with the episode's capture threads."""
         self._raise_commit_error()
+        for worker in self._workers.values():
+            worker.wait_ready(_ENCODER_START_S)
         task = task if task is not None else self.single_task
         if not task or not isinstance(task, str):
             raise DatasetError(
@@ -591,7 +633,7 @@ class DatasetWriter:
             ep.batches.append(selected)
             ep.rows += selected.num_rows
             if self._camera_keys:
-                ep.pending_times.extend(times)
+                ep.pending_times.extend(_row_times(ep, times))
                 ep.newest_row_t = times[-1]
                 self._drain(ep, final=False)
 
