@@ -167,7 +167,8 @@ class TeleopSession:
     `send_actions`): the loop interpolates between them at `control_hz` and never waits for
     the producer; when the schedule runs out it holds the last goal and counts every dataset
     row period without a fresh action in the telemetry's `late_actions`. A NaN or infinite
-    action is refused: the goal holds, a safety event names the joint, and
+    action, or one more than half its range beyond a joint's calibrated range (wrong units, a
+    policy gone wrong), is refused: the goal holds, a safety event names the joint, and
     `max_invalid_actions` of them in a row stop the loop (failure device "actions").
 
     Motion safety (all 0 = off, the defaults here; the CLI passes its config's values):

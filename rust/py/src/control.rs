@@ -258,7 +258,15 @@ impl TeleopSession {
             };
             (opened, st.spec.clone())
         };
-        let OpenedArms { arms, sims } = opened;
+        let OpenedArms {
+            arms,
+            sims,
+            action_limits,
+        } = opened;
+        let spec = LoopSpec {
+            action_limits,
+            ..spec
+        };
         let lp = py.detach(|| TeleopLoop::start(arms, spec)).map_err(to_py)?;
         let mut st = self.lock();
         st.running = Some(Arc::new(lp));
