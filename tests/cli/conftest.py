@@ -7,7 +7,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +20,8 @@ CONFIG_DIR = REPO_ROOT / "config"
 sys.path.insert(0, str(REPO_ROOT / "tests" / "hub"))
 
 from fakehub import WRITE_TOKEN, FakeHub  # noqa: E402
+
+from ..helpers import wait_until  # noqa: E402
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -105,12 +106,14 @@ class Tmux:
 
     def exit_code(self, timeout: float) -> int:
         done = self.tmp_path / "exit_code"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if done.exists() and done.read_text().strip():
-                return int(done.read_text())
-            time.sleep(0.1)
-        raise AssertionError(f"openk record did not end; screen:\n{self.screen()}")
+        code = wait_until(
+            lambda: done.exists() and done.read_text().strip(),
+            "the command in tmux ended",
+            timeout,
+            interval=0.1,
+            details=lambda: f"screen:\n{self.screen()}",
+        )
+        return int(code)
 
     def screen(self) -> str:
         """The terminal's text including its scrollback, wrapped lines joined."""

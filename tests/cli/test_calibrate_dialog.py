@@ -11,7 +11,6 @@ import io
 import json
 import re
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from openk import _core
 from openk.commands.calibrate import MIN_SWEEP_DEG, radian_joints, unswept_joints
 from openk.terminal import LiveBlock
 
+from ..helpers import wait_until
 from .conftest import RunOpenk, Tmux, one_line_error
 
 MIDDLE_PROMPT = "Move every joint to the middle of its range, then press Enter."
@@ -49,13 +49,18 @@ def shown_table(screen: str) -> dict[str, dict[str, str]]:
 def wait_for_screen(
     tmux: Tmux, ready: Callable[[str], bool], what: str, timeout: float = 30
 ) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def ready_screen() -> str | None:
         screen = tmux.screen()
-        if ready(screen):
-            return screen
-        time.sleep(0.1)
-    raise AssertionError(f"never saw {what}; screen:\n{tmux.screen()}")
+        return screen if ready(screen) else None
+
+    screen = wait_until(
+        ready_screen,
+        f"the screen shows {what}",
+        timeout,
+        interval=0.1,
+        details=lambda: f"screen:\n{tmux.screen()}",
+    )
+    return screen
 
 
 def every_row(joints: list[str], state: str) -> Callable[[str], bool]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,12 +40,16 @@ def _cfg(tmp_path: Path, *extra: str) -> RecordConfig:
 
 
 def _run(
-    tmp_path: Path, keys: dict[tuple[int, int], Any], *extra: str
+    tmp_path: Path,
+    keys: dict[tuple[int, int], Any],
+    *extra: str,
+    writer: RecordingWriter | None = None,
+    session_type: type[ScriptedSession] = ScriptedSession,
 ) -> tuple[rec.RecordResult, ScriptedSession, RecordingWriter, str]:
     cfg = _cfg(tmp_path, *extra)
     events = Events()
-    session = ScriptedSession(on_key=events.on_key, keys=keys)
-    writer = RecordingWriter()
+    session = session_type(on_key=events.on_key, keys=keys)
+    writer = writer or RecordingWriter()
     out = io.StringIO()
 
     def open_writer(*args: Any) -> RecordingWriter:
@@ -102,6 +107,55 @@ def test_ctrl_c_mid_episode_keeps_finished_and_partial_rows(tmp_path: Path) -> N
     assert [len(ep) for ep in writer.saved] == [6, 12]
     assert result.episodes_saved == 2 and session.closed and writer.closed
     assert "interrupted: kept episode 1" in out
+
+
+class _SignalWhileWriting(RecordingWriter):
+    """A writer that gets Ctrl-C / `kill` while it takes the first rows of episode 2 (on a busy
+    machine the first write of an episode is slow, so that is where a signal often lands)."""
+
+    sig = signal.SIGINT
+
+    def add_rows(self, batch: Any) -> None:
+        super().add_rows(batch)
+        if self.total_episodes == 1 and len(self.current or []) == batch.num_rows:
+            signal.raise_signal(self.sig)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_a_signal_while_the_writer_takes_rows_keeps_them(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    writer = _SignalWhileWriting()
+    writer.sig = sig
+    result, _, writer, out = _run(
+        tmp_path, {(1, 6): Key.RIGHT}, "--dataset.num_episodes=5", writer=writer
+    )
+    # The rows the writer took are counted and kept, not discarded as an empty episode.
+    assert [len(ep) for ep in writer.saved] == [6, 3]
+    assert result.episodes_saved == 2 and writer.discarded == 0
+    assert "interrupted: kept episode 1 (3 rows)" in out
+
+
+class _CtrlCAsRowsArrive(ScriptedSession):
+    """Ctrl-C comes just as the second batch of episode 2 is read."""
+
+    def read_batch(self, timeout_s: float) -> Any:
+        batch = super().read_batch(timeout_s)
+        if batch is not None and self.episode == 2 and self.rows_in_episode == 6:
+            signal.raise_signal(signal.SIGINT)
+        return batch
+
+
+def test_ctrl_c_as_rows_arrive_loses_none_of_them(tmp_path: Path) -> None:
+    result, _, writer, out = _run(
+        tmp_path,
+        {(1, 6): Key.RIGHT},
+        "--dataset.num_episodes=5",
+        session_type=_CtrlCAsRowsArrive,
+    )
+    assert [ep[:6] for ep in writer.saved] == [[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]] * 2
+    assert result.episodes_saved == 2
+    assert "interrupted: kept episode 1 (6 rows)" in out
 
 
 def test_status_lines_show_the_loop_figures(tmp_path: Path) -> None:

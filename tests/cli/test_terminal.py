@@ -10,6 +10,8 @@ from pathlib import Path
 from openk.log import daily_log_path
 from openk.terminal import ESC_TIMEOUT_S, EpisodeStatus, Key, KeyParser, KeyReader, StatusLine
 
+from ..helpers import wait_until
+
 
 def test_arrow_keys_arrive_as_escape_sequences() -> None:
     parser = KeyParser()
@@ -47,9 +49,7 @@ def test_key_reader_reads_a_real_terminal() -> None:
         os.write(leader, b"\x1b[C")
         os.write(leader, b"\x1b[D")
         os.write(leader, b"\x1b")
-        deadline = time.monotonic() + 10
-        while len(seen) < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: len(seen) >= 3, "the reader saw three keys")
     finally:
         reader.stop()
         os.close(leader)

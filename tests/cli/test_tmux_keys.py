@@ -7,20 +7,21 @@ import sys
 import time
 from pathlib import Path
 
+from ..helpers import wait_until
 from .conftest import REPO_ROOT, Tmux
 
 HERE = Path(__file__).resolve().parent
 
 
 def wait_for_log(log: Path, text: str, count: int, tmux: Tmux, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if log.exists() and log.read_text().count(text) >= count:
-            return
-        time.sleep(0.05)
-    raise AssertionError(
-        f"{text!r} x{count} never appeared in {log}; screen:\n{tmux.screen()}\n"
-        f"log:\n{log.read_text() if log.exists() else '(none)'}"
+    wait_until(
+        lambda: log.exists() and log.read_text().count(text) >= count,
+        f"{text!r} appeared {count} times in {log}",
+        timeout,
+        interval=0.05,
+        details=lambda: (
+            f"screen:\n{tmux.screen()}\nlog:\n{log.read_text() if log.exists() else '(none)'}"
+        ),
     )
 
 

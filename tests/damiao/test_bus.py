@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from openk._core import damiao
 from openk.errors import BusTimeoutError, ConfigError, MotorError, PortError, ProtocolError
 
+from ..helpers import GilProbe, wait_until
 from .conftest import ARM
 
 HOLD = (0.0, 0.0, 20.0, 1.0, 0.0)
@@ -124,27 +124,17 @@ def test_compliant_leader_follows_the_hand(sim: damiao.DamiaoSim, bus: damiao.Da
     assert min(seen) >= -0.21 and max(seen) <= 0.61
 
 
-def test_bus_calls_release_the_gil(sim: damiao.DamiaoSim, bus: damiao.DamiaoBus) -> None:
-    bus.enable()
-    sim.set_extra_latency(0.005)
-    ticks = 0
-    stop = threading.Event()
-
-    def spin() -> None:
-        nonlocal ticks
-        while not stop.is_set():
-            ticks += 1
-
-    worker = threading.Thread(target=spin)
-    worker.start()
-    try:
-        for _ in range(20):
-            bus.mit([HOLD] * 5)
-    finally:
-        stop.set()
-        worker.join()
-    # While 20 rounds each waited ≥ 5 ms inside Rust, Python kept running the other thread.
-    assert ticks > 1000
+def test_bus_calls_release_the_gil(sim: damiao.DamiaoSim) -> None:
+    # Every reply comes 0.1 s late, so each round blocks at least that long in Rust; a Python
+    # thread must run meanwhile (it could not if the GIL were held, see tests/test_helpers.py).
+    with damiao.DamiaoBus(sim.port, ARM, timeout_s=2.0) as bus:
+        bus.connect()
+        bus.enable()
+        sim.set_extra_latency(0.1)
+        with GilProbe() as probe:
+            for _ in range(10):
+                probe.call(0.1, bus.mit, [HOLD] * 5)
+    assert probe.calls_it_ran_during >= 5, probe.calls_it_ran_during
 
 
 def test_sts_can_bridge_round_trip() -> None:
@@ -154,9 +144,7 @@ def test_sts_can_bridge_round_trip() -> None:
         sim.set_servo_position(2, 1000)
         assert bus.read_position(2) == 1000
         bus.write_position(2, 1500)
-        deadline = time.monotonic() + 5
-        while bus.read_position(2) != 1500 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: bus.read_position(2) == 1500, "servo 2 reached 1500")
         assert sim.servo_position(2) == 1500
         with pytest.raises(BusTimeoutError, match="STS servo 9"):
             bus.read_position(9)

@@ -13,6 +13,7 @@ from pydamiao.structs import MotorFault
 
 from openk._core import damiao
 
+from ..helpers import wait_until
 from .conftest import ARM
 
 TYPES = {"DM6006": MotorType.DM6006, "DM4310": MotorType.DM4310}
@@ -47,13 +48,12 @@ def test_pydamiao_mode_switch_enable_and_pos_vel(sim: damiao.DamiaoSim, peer: Mo
     assert all(sim.motor_state(n)["mode"] == "POS_VEL" for n, *_ in ARM)
     peer.enable_all()
     elbow = peer["elbow_flex"]
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+
+    def command_and_arrived() -> bool:
         assert elbow.set_pos_vel(0.7, 3.0).is_ok
-        time.sleep(0.002)
-        state = elbow.refresh_state().unwrap()
-        if abs(state.pos - 0.7) < 0.01:
-            break
+        return abs(elbow.refresh_state().unwrap().pos - 0.7) < 0.01
+
+    wait_until(command_and_arrived, "the elbow reached 0.7 rad", interval=0.002)
     assert abs(elbow.get_position() - 0.7) < 0.01
     assert abs(sim.motor_state("elbow_flex")["q"] - 0.7) < 0.01
     assert sim.motor_state("elbow_flex")["enabled"]
@@ -84,9 +84,12 @@ def test_pydamiao_sees_device_fault(sim: damiao.DamiaoSim, peer: MotorManager) -
     assert lift.fault == MotorFault.OVERLOAD
     assert lift.set_mit(0.0, 0.0, 10.0, 1.0, 0.0).is_err
     lift.clean_error()
-    time.sleep(0.01)
-    lift.refresh_state().unwrap()
-    assert lift.fault == MotorFault.NONE
+
+    def cleared() -> bool:
+        lift.refresh_state().unwrap()
+        return lift.fault == MotorFault.NONE
+
+    wait_until(cleared, "the fault was cleared")
 
 
 ORACLE_SNIPPET = """

@@ -24,6 +24,8 @@ from openk.cameras import (
 from openk.dataset import DatasetWriter, open_dataset, verify
 from openk.errors import ConfigError
 
+from ..helpers import wait_until
+
 FPS = 30
 CAMS = {"front": (48, 64)}
 DATA = Path(__file__).resolve().parent.parent / "data" / "dataset"
@@ -46,10 +48,11 @@ def test_each_row_gets_the_latest_frame_at_or_before_it_and_repeats_are_counted(
                 w.add_camera_frame("front", synthetic_frame(99, 48, 64), t0 + k * PERIOD - 500)
         w.add_rows(make_batch(0, 30, t0, FPS))
         # The live count (the status line's) reaches the final one while still recording.
-        deadline = time.monotonic() + 30
-        while w.camera_repeats() != {"observation.images.front": 5}:
-            assert time.monotonic() < deadline, w.camera_repeats()
-            time.sleep(0.01)
+        wait_until(
+            lambda: w.camera_repeats() == {"observation.images.front": 5},
+            "the live count reached 5 repeats",
+            details=lambda: str(w.camera_repeats()),
+        )
         summary = w.save_episode(wait=True)
         assert w.camera_repeats() == {}  # no episode in progress
     assert summary.repeated_frames == {"observation.images.front": 5}
@@ -235,13 +238,15 @@ def test_synthetic_camera_and_capture_thread_feed_the_writer(tmp_path: Path) -> 
     cam = SyntheticCamera("front", width=64, height=48, fps=FPS)
     with DatasetWriter.create("o/t", FPS, features(CAMS), root=root, single_task="t") as w:
         with CaptureThread(cam, w.add_camera_frame) as capture:
-            time.sleep(0.2)
+            wait_until(lambda: capture.frames > 0, "the camera delivered a frame")
             w.start_episode()
             t0 = time.monotonic_ns()
             for k in range(15):
                 time.sleep(max(0.0, (t0 + k * PERIOD - time.monotonic_ns()) / 1e9))
                 w.add_rows(make_batch(0, 1, t0 + k * PERIOD, FPS))
-            time.sleep(0.1)
+            # A frame taken after the last row exists, so every row's frame is known.
+            frames = capture.frames
+            wait_until(lambda: capture.frames > frames, "the camera delivered a later frame")
             w.save_episode(wait=True)
         assert capture.error is None and capture.frames > 15
     numbers = frame_numbers(open_dataset(root).camera_frames(0, "front"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,14 +17,7 @@ from openk.errors import (
     ProtocolError,
 )
 
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
+from ..helpers import wait_until
 
 
 def test_ping_scan_and_read(bus: feetech.FeetechBus) -> None:
@@ -41,7 +33,7 @@ def test_sync_write_moves_motors_and_sync_read_follows(
 ) -> None:
     goals = dict(zip(bus.motors, [1000, 1500, 2000, 2500, 3000, 3500, 4000], strict=True))
     bus.sync_write("Goal_Position", goals)
-    assert wait_until(lambda: bus.sync_read("Present_Position") == goals)
+    wait_until(lambda: bus.sync_read("Present_Position") == goals, "the servos reached their goals")
     assert sim.register(7, "Present_Position") == 4000
     assert list(bus.sync_read("Present_Position", ["grip", "shoulder_pan"])) == [
         "grip",
@@ -142,12 +134,15 @@ def test_slow_replies_raise_timeout_then_recover(
     sim: feetech.FeetechSim, bus: feetech.FeetechBus
 ) -> None:
     sim.set_extra_latency(0.15)
+    sent = sim.stats()["replies_sent"]
     with pytest.raises(BusTimeoutError, match="did not answer") as err:
         bus.read("Present_Position", "grip")
     # The message names the command that finds which ids answer (tests/cli/test_scan.py).
     assert f"openk scan {sim.port} --all-bauds" in str(err.value)
     sim.clear_faults()
-    time.sleep(0.4)  # the late replies land and are flushed by the next transaction
+    # Both late replies (the bus tries twice: retries=1) land and are flushed by the next
+    # transaction.
+    wait_until(lambda: sim.stats()["replies_sent"] >= sent + 2, "both late replies were sent")
     assert bus.read("Present_Position", "grip") == 2048
 
 
@@ -158,6 +153,6 @@ def test_mode_switch_from_follower_to_hand(
     time.sleep(0.05)
     assert bus.sync_read("Present_Position")["grip"] == 2048  # a follower at rest stays put
     sim.set_mode("hand", hand_amplitude=500, hand_period_s=1.0)
-    assert wait_until(lambda: bus.sync_read("Present_Position")["grip"] != 2048)
+    wait_until(lambda: bus.sync_read("Present_Position")["grip"] != 2048, "the hand moved the grip")
     with pytest.raises(ConfigError, match="unknown simulator mode"):
         sim.set_mode("teleport")

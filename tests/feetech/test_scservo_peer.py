@@ -5,13 +5,14 @@ This pins the simulator to the protocol as real clients speak it, independently 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
 import scservo_sdk as scs
 
 from openk._core import feetech
+
+from ..helpers import wait_until
 
 IDS = [1, 2, 3, 4, 5, 6, 7]
 PRESENT_POSITION = 56
@@ -75,10 +76,7 @@ def test_sync_read_and_sync_write(sim: feetech.FeetechSim, sdk: SDK) -> None:
 
     first = positions()
     assert all(abs(p - 2048) < 400 for p in first.values())
-    deadline = time.monotonic() + 10
-    while positions() != goals and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert positions() == goals
+    wait_until(lambda: positions() == goals, "the servos reached their goals")
     assert all(sim.register(id_, "Torque_Enable") == 1 for id_ in IDS)
 
 

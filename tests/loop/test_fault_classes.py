@@ -7,7 +7,6 @@ The core classifies every error once (its fault kind) and the bindings map that 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,8 @@ import pytest
 
 from openk._core import damiao, feetech
 from openk.errors import BusTimeoutError, ConfigError, MotorError, ProtocolError
+
+from ..helpers import wait_until
 
 STS_LEADER = [
     "shoulder_pan",
@@ -70,9 +71,7 @@ def test_feetech_corrupt_and_silent_motors_in_the_loop_raise_protocol_error(
         )
         s.start()
         corrupt_all_and_silence(sim, 7)
-        deadline = time.monotonic() + 30  # a bound on a hang, not a speed requirement
-        while s.is_running and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: not s.is_running, "the loop stopped on the failing leader")
         failure = s.failure()
         s.stop()
     assert failure is not None, "the loop kept running on a failing leader"

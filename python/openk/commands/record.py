@@ -30,7 +30,9 @@ from openk.session import (
     check_ports,
     connect_session,
     end_quietly,
+    loop_metadata,
     make_camera,
+    shielded,
     sigterm_as_interrupt,
     vector_names,
 )
@@ -152,12 +154,12 @@ class _Recorder:
             num_episodes=self.cfg.dataset.num_episodes,
             elapsed_s=elapsed,
             duration_s=duration,
-            control_hz=float(tele.get("achieved_hz", 0.0)),
-            lateness_p99_us=float(tele.get("lateness_p99_ns", 0)) / 1000,
+            control_hz=tele.achieved_hz,
+            lateness_p99_ns=tele.lateness_p99_ns,
             rows=rows,
             camera_repeats=repeats,
             encoder_backlog=backlog,
-            bus_errors=int(tele.get("bus_errors", 0)),
+            bus_errors=tele.bus_errors_total,
             phase=phase,
         ).render(bar_width=20 if self.ui.tty else 0)
 
@@ -171,11 +173,8 @@ class _Recorder:
             self.elapsed_s = elapsed
             if elapsed >= duration or self.events.exit_early.is_set():
                 break
-            batch = self.session.read_batch(BATCH_WAIT_S)
+            batch = self._take_batch(BATCH_WAIT_S, recording)
             if batch is not None and batch.num_rows:
-                if recording:
-                    self.writer.add_rows(batch)
-                    self.rows += batch.num_rows
                 self.display.log_batch(batch)
             if self.camera_errors:
                 raise DatasetError(self.camera_errors[0])
@@ -191,13 +190,19 @@ class _Recorder:
 
     def drain(self, recording: bool) -> None:
         """Rows the session produced before end_episode took effect belong to the episode."""
-        while True:
-            batch = self.session.read_batch(0.0)
-            if batch is None:
-                return
-            if recording and batch.num_rows:
+        while self._take_batch(0.0, recording) is not None:
+            pass
+
+    def _take_batch(self, timeout_s: float, recording: bool) -> Any:
+        """Reads one batch and, when recording, hands it to the writer and counts it: one
+        step that Ctrl-C never cuts in half (rows read are always written and counted, so an
+        interrupted episode keeps every row the writer has)."""
+        with shielded():
+            batch = self.session.read_batch(timeout_s)
+            if recording and batch is not None and batch.num_rows:
                 self.writer.add_rows(batch)
                 self.rows += batch.num_rows
+        return batch
 
 
 def _dataset_features(cfg: RecordConfig, schema: Any) -> dict[str, Any]:
@@ -409,7 +414,7 @@ def _episodes(
             recorder.run_phase(episode, ds.episode_time_s, recording=True)
             session.end_episode()
             recorder.drain(recording=True)
-            tele = dict(session.telemetry())
+            tele = loop_metadata(session)
             log.info("episode %d loop telemetry: %s", episode, tele)
             ui.finish(
                 recorder._status(
@@ -470,7 +475,7 @@ def _episodes(
 
 def _episode_metadata(session: Session) -> dict[str, Any]:
     with contextlib.suppress(Exception):
-        return {"openk_loop": dict(session.telemetry())}
+        return {"openk_loop": loop_metadata(session)}
     return {}
 
 
