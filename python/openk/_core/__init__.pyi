@@ -312,6 +312,10 @@ class JointInfo:
         """ "rad" (DAMIAO) or "step" (STS, 4096 per turn)."""
 
     @property
+    def raw_per_turn(self) -> float:
+        """Raw units in one turn: 2π (radians) or 4096 (STS steps)."""
+
+    @property
     def radians(self) -> bool: ...
     def __eq__(self, value: object, /) -> bool: ...
     def __ne__(self, value: object, /) -> bool: ...
