@@ -219,17 +219,21 @@ async function showEpisode(n) {
   tb.replaceChildren();
   const tele = ep.telemetry || {};
   const rows = Object.entries(tele).filter(([k, v]) => typeof v !== "object");
+  // Durations are stored in ns (`_ns`); shown in µs.
+  const us = (ns) => `${+(ns / 1e3).toFixed(1)} µs`;
   for (const [k, v] of rows) {
-    const tr = el("tr"); tr.appendChild(el("td", {}, k));
-    tr.appendChild(el("td", {}, typeof v === "number" ? String(+v.toFixed(3)) : String(v)));
+    const ns = k.endsWith("_ns") && typeof v === "number";
+    const tr = el("tr"); tr.appendChild(el("td", {}, ns ? k.slice(0, -3) : k));
+    const shown = typeof v === "number" ? String(+v.toFixed(3)) : String(v);
+    tr.appendChild(el("td", {}, ns ? us(v) : shown));
     tb.appendChild(tr);
   }
-  for (const [part, r] of Object.entries(tele.bus_round_us || {})) {
+  for (const [part, r] of Object.entries(tele.bus_round || {})) {
     const tr = el("tr"); tr.appendChild(el("td", {}, `bus round ${part}`));
-    tr.appendChild(el("td", {}, `p50 ${r.p50_us} µs, p99 ${r.p99_us} µs, max ${r.max_us} µs`));
+    tr.appendChild(el("td", {}, `p50 ${us(r.p50_ns)}, p99 ${us(r.p99_ns)}, max ${us(r.max_ns)}`));
     tb.appendChild(tr);
   }
-  for (const [m, count] of Object.entries(tele.bus_errors_by_motor || {})) {
+  for (const [m, count] of Object.entries(tele.bus_errors || {})) {
     const tr = el("tr"); tr.appendChild(el("td", {}, `bus errors ${m}`));
     tr.appendChild(el("td", {}, String(count))); tb.appendChild(tr);
   }

@@ -71,7 +71,8 @@ def test_guide_commands_on_simulated_arms(
         loop = extra["metadata"]["openk_loop"]
         loop_s, rows_s = loop["ticks"] / loop["target_hz"], extra["length"] / 30
         assert abs(loop_s - rows_s) < 0.5, (extra["episode_index"], loop_s, rows_s)
-        assert len(loop["bus_round_us"]) == 3, loop["bus_round_us"]  # leader, DAMIAO, STS
+        assert len(loop["bus_round"]) == 3, loop["bus_round"]  # leader, DAMIAO, STS
+        assert all(isinstance(r["p99_ns"], int) for r in loop["bus_round"].values())
 
     # 2. Resume with the guide's second command: two more episodes.
     second = run_openk(

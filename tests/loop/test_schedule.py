@@ -48,7 +48,7 @@ def test_a_sequence_plays_on_the_loop_clock_and_wait_idle_waits_for_its_end(
     assert sent[-1] == pytest.approx([20.0] * N_ACTIONS, abs=20.0 / 24 + 1e-3)
     # The goal rose through the rows in order (the even steps are proven in loop_goals.rs).
     assert np.all(np.diff(sent[:, 0]) >= -1e-3)
-    assert report["late_actions"] == 0
+    assert report.late_actions == 0
 
 
 def test_a_nan_action_holds_the_goal_and_names_the_joint(
