@@ -8,7 +8,7 @@ use std::time::Duration;
 use openk_core::arm::part::{Part, StopAction};
 use openk_core::control::testing::{FakeFollower, FakeLeader, FakeLog};
 use openk_core::control::{
-    LoopCore, LoopShared, LoopSpec, RealtimeMode, TeleopArms, TeleopLoop, TickOutcome,
+    GoalSource, LoopCore, LoopShared, LoopSpec, RealtimeMode, TeleopArms, TeleopLoop, TickOutcome,
 };
 use openk_core::record::builder::row_ring;
 use openk_core::record::Row;
@@ -441,4 +441,78 @@ fn replay_is_paced_by_the_loop_and_waits_until_the_last_action() {
     // Every row value was passed through in order: goals rise monotonically to 59.
     assert!(goals.windows(2).all(|w| w[1][0] >= w[0][0]));
     assert_eq!(lp.telemetry().late_actions, 0);
+}
+
+#[test]
+fn dagger_hands_the_goals_from_the_schedule_to_the_leader_and_back_without_a_jump() {
+    // The leader sits at (40, -40); the policy holds (0, 0). Handover over 100 ms (50 ticks).
+    let mut s = spec(500.0, 50.0);
+    s.initial_source = Some(GoalSource::Schedule);
+    s.handover_ns = 100 * MS;
+    let leader = FakeLeader::new(&JOINTS, |_, j| [40.0, -40.0][j]);
+    let mut rig = Rig::new(&s, [0.0, 0.0], Some(leader));
+    rig.core.start_episode(0);
+    let policy_rows = |rig: &mut Rig, n: usize| {
+        let flat: Vec<f32> = (0..n).flat_map(|_| [0.0, 0.0]).collect();
+        rig.shared.send_actions(&flat, None).unwrap();
+    };
+    policy_rows(&mut rig, 20);
+    let mut goals = rig.ticks(100);
+    // The schedule drives: the leader's positions never reach the goals.
+    assert!(goals.iter().all(|g| g[0].abs() < 1e-3), "{goals:?}");
+    assert_eq!(rig.core.source(), GoalSource::Schedule);
+
+    assert!(rig.shared.set_source(GoalSource::Leader));
+    let handover = rig.ticks(80);
+    assert_eq!(rig.core.source(), GoalSource::Leader);
+    // Reaches the leader after the handover time, one even step of 40 / 50 per tick on the way.
+    assert_eq!(handover.last().unwrap(), &[40.0, -40.0]);
+    assert!(largest_step(&handover, 0) <= 40.0 / 50.0 + 1e-3);
+    // Actions sent while the leader drives are dropped, never sent.
+    policy_rows(&mut rig, 5);
+    let held = rig.ticks(50);
+    assert!(held.iter().all(|g| *g == [40.0, -40.0]), "{held:?}");
+
+    assert!(rig.shared.set_source(GoalSource::Schedule));
+    policy_rows(&mut rig, 20);
+    let back = rig.ticks(100);
+    assert!(back.last().unwrap()[0].abs() < 1e-3, "{back:?}");
+    // The policy's first action is due one row period (10 ticks) after the switch; the blend
+    // with it stays within twice the handover's even step (the schedule alone: 4 per tick).
+    let bound = 2.0 * 40.0 / 50.0 + 1e-3;
+    assert!(largest_step(&back, 0) <= bound, "{back:?}");
+    goals.extend(handover);
+    goals.extend(held);
+    goals.extend(back);
+    assert!(largest_step(&goals, 1) <= bound);
+
+    // Rows: tagged intervention exactly while the leader drove, their actions the goals sent.
+    let mut rows = vec![];
+    while let Ok(r) = rig.rows.pop() {
+        rows.push(r);
+    }
+    let tagged: Vec<bool> = rows.iter().map(|r| r.intervention).collect();
+    let first = tagged.iter().position(|t| *t).unwrap();
+    let last = tagged.iter().rposition(|t| *t).unwrap();
+    assert!(tagged[first..=last].iter().all(|t| *t), "{tagged:?}");
+    assert!(first > 0 && last + 1 < rows.len(), "{tagged:?}");
+    // 200 ms of policy before the switch = 10 rows at 50 fps; 260 ms with the leader = 13 rows.
+    assert!((10..=11).contains(&first), "{first}");
+    assert!((12..=14).contains(&(last + 1 - first)), "{tagged:?}");
+    for r in &rows[first + 6..=last] {
+        assert_eq!(&r.action[..2], &[40.0, -40.0]);
+    }
+    for r in &rows[last + 7..] {
+        assert!(r.action[0].abs() < 1e-3);
+    }
+}
+
+#[test]
+fn a_loop_without_a_leader_cannot_start_on_the_leader() {
+    let mut s = spec(500.0, 30.0);
+    s.initial_source = Some(GoalSource::Leader);
+    let (follower, _log) = FakeFollower::new("follower fake", &JOINTS, &[0.0, 0.0], true);
+    let (tx, _rows) = row_ring(64);
+    let err = LoopCore::new(arms(vec![], follower), &s, tx).err().unwrap();
+    assert!(err.to_string().contains("no leader arm"), "{err}");
 }

@@ -21,6 +21,6 @@ pub use loop_spec::LoopNames;
 pub use rt::{ActiveRealtime, RealtimeMode};
 pub use telemetry::{RoundSummary, Telemetry, TelemetryReport};
 pub use teleop::{
-    ControlError, LoopCore, LoopFailure, LoopShared, LoopSpec, SafetyEvent, TeleopArms, TeleopLoop,
-    TickOutcome,
+    ControlError, GoalSource, LoopCore, LoopFailure, LoopShared, LoopSpec, SafetyEvent, TeleopArms,
+    TeleopLoop, TickOutcome,
 };

@@ -131,6 +131,18 @@ impl GoalSchedule {
         self.started = true;
     }
 
+    /// Drops every row ahead (counted done) and holds `values` from `now_ns` on: the goal in
+    /// force when the schedule takes over from another source.
+    pub fn hold(&mut self, now_ns: u64, values: &[f32]) {
+        self.done += self.points.len() as u64;
+        self.points.clear();
+        self.set_goal(values);
+        self.anchor_ns = now_ns;
+        self.late_counted = 0;
+        self.seq_start_ns = now_ns;
+        self.seq_row = 0;
+    }
+
     /// The next row of the current sequence, received at `now_ns`.
     pub fn push(&mut self, now_ns: u64, values: &[f32; MAX_ACTION]) -> Pushed {
         if self.is_full() {

@@ -67,6 +67,22 @@ pub struct LoopSpec {
     pub max_invalid_actions: u32,
     /// Scheduled actions the loop holds ahead (rows beyond wait on the owner's side).
     pub schedule_capacity: usize,
+    /// What drives the goals at the start (None: the leader when there is one, else the
+    /// schedule). A loop with a leader that starts on the schedule takes actions like a loop
+    /// without one, and [`TeleopLoop::set_source`] hands control between the two (DAgger).
+    pub initial_source: Option<GoalSource>,
+    /// A change of goal source blends from the goal in force to the new source's goal over this
+    /// time (0: at once, a jump when the two differ).
+    pub handover_ns: u64,
+}
+
+/// What the follower's goals follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GoalSource {
+    /// The leader arm's positions (teleoperation, a human intervention).
+    Leader,
+    /// The timed actions of [`TeleopLoop::send_actions`] (a policy, a replay).
+    Schedule,
 }
 
 impl Default for LoopSpec {
@@ -91,6 +107,8 @@ impl Default for LoopSpec {
             action_limits: Vec::new(),
             max_invalid_actions: 5,
             schedule_capacity: 4096,
+            initial_source: None,
+            handover_ns: 500_000_000,
         }
     }
 }
@@ -199,6 +217,10 @@ enum Command {
     Stop {
         seq: u64,
     },
+    SetSource {
+        seq: u64,
+        source: GoalSource,
+    },
 }
 
 struct TelemetryPair {
@@ -293,6 +315,16 @@ impl LoopShared {
     /// Why the loop stopped on its own, if it did.
     pub fn failure(&self) -> Option<LoopFailure> {
         lock(&self.failure).clone()
+    }
+
+    /// Hands the goals to `source` without waiting for the loop to take it (for loops driven by
+    /// hand; [`TeleopLoop::set_source`] waits for the acknowledgement). False if the command
+    /// ring is full.
+    pub fn set_source(&self, source: GoalSource) -> bool {
+        let seq = self.next_seq.fetch_add(1, Ordering::AcqRel);
+        lock(&self.commands)
+            .push(Command::SetSource { seq, source })
+            .is_ok()
     }
 
     /// Asks the loop to stop, without waiting for it to take the request (for loops driven by
@@ -404,6 +436,13 @@ pub struct LoopCore {
     end_settle_ns: u64,
     /// Home value per action (None: hold the goal in force).
     home: Vec<Option<f32>>,
+    /// What the goals follow now; a change blends over `handover` from `handover_from`.
+    source: GoalSource,
+    /// The schedule's goal at this tick (the leader's lives in `target`).
+    sched_target: Vec<f32>,
+    handover: Ramp,
+    handover_t0: Option<u64>,
+    handover_from: Vec<f32>,
     /// When the return home began (the loop is stopping).
     ending_t0: Option<u64>,
     /// The end ramp's last step (home) was sent.
@@ -650,7 +689,24 @@ impl LoopCore {
             ending_t0: None,
             home_sent: false,
             action_names,
+            source: spec.initial_source.unwrap_or(if has_leader {
+                GoalSource::Leader
+            } else {
+                GoalSource::Schedule
+            }),
+            sched_target: vec![0.0; n_act],
+            handover: Ramp {
+                ns: spec.handover_ns,
+                step_ns: 0,
+            },
+            handover_t0: None,
+            handover_from: vec![0.0; n_act],
         };
+        if core.source == GoalSource::Leader && !core.has_leader {
+            return Err(ControlError::Config(
+                "the goals cannot follow a leader: the loop has no leader arm".into(),
+            ));
+        }
         core.read_initial_state()?;
         Ok((core, shared))
     }
@@ -689,6 +745,7 @@ impl LoopCore {
             self.action[a] = v;
             self.next_action[a] = v;
             self.target[a] = v;
+            self.sched_target[a] = v;
             self.limited[a] = v;
         }
         self.schedule.set_goal(&self.action);
@@ -758,6 +815,10 @@ impl LoopCore {
                     self.publish(true);
                     seq
                 }
+                Command::SetSource { seq, source } => {
+                    self.switch_source(wake_ns, source);
+                    seq
+                }
                 Command::Stop { seq } => {
                     if self.ending_t0.is_some() {
                         self.stop_requested = true;
@@ -775,6 +836,39 @@ impl LoopCore {
                 }
             };
             self.shared.acked.store(seq, Ordering::Release);
+        }
+    }
+
+    /// What drives the goals now.
+    pub fn source(&self) -> GoalSource {
+        self.source
+    }
+
+    /// Hands the goals to `source`: they blend from the goal in force to the new source's goal
+    /// over the handover time. Handing them to the schedule starts it from the goal in force
+    /// with nothing scheduled (the goal holds until an action arrives); while the leader drives,
+    /// scheduled actions are dropped. Refused (an event) without a leader arm.
+    pub fn switch_source(&mut self, wake_ns: u64, source: GoalSource) {
+        if source == self.source {
+            return;
+        }
+        if source == GoalSource::Leader && !self.has_leader {
+            self.push_event(
+                wake_ns,
+                "control loop",
+                None,
+                "the goals cannot follow a leader: the loop has no leader arm".into(),
+            );
+            return;
+        }
+        self.source = source;
+        self.handover_from.copy_from_slice(&self.action);
+        self.handover_t0 = Some(wake_ns);
+        if source == GoalSource::Schedule {
+            self.schedule.hold(wake_ns, &self.action);
+            self.limited.copy_from_slice(&self.action);
+            self.limited_ns = 0;
+            self.sched_target.copy_from_slice(&self.action);
         }
     }
 
@@ -861,8 +955,9 @@ impl LoopCore {
         let mut late = 0u64;
         while let Ok(item) = self.schedule_rx.peek() {
             let item = *item;
-            if self.ending_t0.is_some() || self.stop_requested {
-                // Stopping: what arrives now is never sent.
+            if self.ending_t0.is_some() || self.stop_requested || self.source == GoalSource::Leader
+            {
+                // Stopping, or the leader drives: what arrives now is never sent.
                 if let SchedItem::Row { .. } = item {
                     self.schedule.count_done(1);
                 }
@@ -955,7 +1050,7 @@ impl LoopCore {
 
     /// The scheduled goal at `wake_ns` into `target`, speed-limited per action.
     fn scheduled_target(&mut self, wake_ns: u64) {
-        let late = self.schedule.goal(wake_ns, &mut self.target);
+        let late = self.schedule.goal(wake_ns, &mut self.sched_target);
         self.add_late(late);
         self.shared
             .schedule_done
@@ -967,7 +1062,7 @@ impl LoopCore {
         };
         self.limited_ns = wake_ns;
         for ((t, l), limit) in self
-            .target
+            .sched_target
             .iter_mut()
             .zip(self.limited.iter_mut())
             .zip(&self.max_goal_speed)
@@ -1000,15 +1095,20 @@ impl LoopCore {
             }
             self.home_sent |= a >= 1.0;
         } else {
-            let fresh = if self.has_leader {
-                self.leader_ok
-            } else {
-                self.scheduled_target(wake_ns);
-                self.has_target |= self.schedule.started();
-                true
+            let fresh = match self.source {
+                GoalSource::Leader => self.leader_ok,
+                GoalSource::Schedule => {
+                    self.scheduled_target(wake_ns);
+                    self.has_target |= self.schedule.started();
+                    true
+                }
             };
             if fresh {
-                self.next_action.copy_from_slice(&self.target);
+                match self.source {
+                    GoalSource::Leader => self.next_action.copy_from_slice(&self.target),
+                    GoalSource::Schedule => self.next_action.copy_from_slice(&self.sched_target),
+                }
+                self.blend_handover(wake_ns);
                 self.blend_start_ramp(wake_ns);
                 self.clamp_next_action();
             } else {
@@ -1017,6 +1117,21 @@ impl LoopCore {
         }
         self.leader_ok = true;
         std::mem::swap(&mut self.action, &mut self.next_action);
+    }
+
+    /// During a handover the goal is `from + α (target - from)`, α going 0 → 1 over the
+    /// handover time from the switch on.
+    fn blend_handover(&mut self, wake_ns: u64) {
+        let Some(t0) = self.handover_t0 else {
+            return;
+        };
+        let a = self.handover.alpha(wake_ns.saturating_sub(t0));
+        for (n, from) in self.next_action.iter_mut().zip(&self.handover_from) {
+            *n = from + (*n - from) * a;
+        }
+        if a >= 1.0 {
+            self.handover_t0 = None;
+        }
     }
 
     /// During the start ramp the goal is `from + α (target - from)`, α going 0 → 1 over the
@@ -1093,7 +1208,7 @@ impl LoopCore {
                                     }
                                 }
                             }
-                            self.has_target = true;
+                            self.has_target |= self.source == GoalSource::Leader;
                         }
                     }
                 }
@@ -1148,9 +1263,7 @@ impl LoopCore {
     /// parts (not parallelized) run and are collected within the tick.
     pub fn tick(&mut self, wake_ns: u64, lateness_ns: u64) -> TickOutcome {
         self.handle_commands(wake_ns);
-        if !self.has_leader {
-            self.take_scheduled(wake_ns);
-        }
+        self.take_scheduled(wake_ns);
         if self.stop_requested {
             return TickOutcome::Stop;
         }
@@ -1208,6 +1321,7 @@ impl LoopCore {
                 row.lateness_ns = lateness_ns as i64;
                 row.tick_busy_ns = busy_ns as i64;
                 row.episode_index = self.episode;
+                row.intervention = self.source == GoalSource::Leader;
                 for (d, s) in row.state.iter_mut().zip(&self.observation) {
                     *d = *s;
                 }
@@ -1513,6 +1627,12 @@ impl TeleopLoop {
             std::thread::sleep(Duration::from_micros(200));
         }
         Ok(())
+    }
+
+    /// Hands the goals to `source` (see [`LoopCore::switch_source`]) and waits for the loop to
+    /// take it.
+    pub fn set_source(&self, source: GoalSource, timeout: Duration) -> Result<(), ControlError> {
+        self.send(|seq| Command::SetSource { seq, source }, timeout)
     }
 
     /// Starts recording rows into a new episode; returns its index (0, 1, ...).

@@ -6,7 +6,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use arrow_array::{ArrayRef, FixedSizeListArray, Float32Array, Int64Array, RecordBatch};
+use arrow_array::{
+    ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Int64Array, RecordBatch,
+};
 use arrow_schema::SchemaRef;
 
 use super::schema::{frame_schema, list_item_field, FrameLayout};
@@ -165,6 +167,7 @@ struct Columns {
     lateness_ns: Vec<i64>,
     tick_busy_ns: Vec<i64>,
     episode_index: Vec<i64>,
+    intervention: Vec<bool>,
 }
 
 impl Columns {
@@ -180,6 +183,7 @@ impl Columns {
             lateness_ns: Vec::new(),
             tick_busy_ns: Vec::new(),
             episode_index: Vec::new(),
+            intervention: Vec::new(),
         }
     }
 
@@ -197,6 +201,7 @@ impl Columns {
         self.lateness_ns.push(row.lateness_ns);
         self.tick_busy_ns.push(row.tick_busy_ns);
         self.episode_index.push(row.episode_index);
+        self.intervention.push(row.intervention);
     }
 
     fn take_batch(&mut self) -> Result<RecordBatch, RecordError> {
@@ -216,6 +221,7 @@ impl Columns {
             Arc::new(Int64Array::from(std::mem::take(&mut self.lateness_ns))),
             Arc::new(Int64Array::from(std::mem::take(&mut self.tick_busy_ns))),
             Arc::new(Int64Array::from(std::mem::take(&mut self.episode_index))),
+            Arc::new(BooleanArray::from(std::mem::take(&mut self.intervention))),
         ];
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }

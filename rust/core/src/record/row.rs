@@ -32,6 +32,9 @@ pub struct Row {
     pub episode_index: i64,
     pub state: [f32; MAX_STATE],
     pub action: [f32; MAX_ACTION],
+    /// The leader drove this row's goal (a human intervention in a policy rollout, or plain
+    /// teleoperation); false when the goal schedule (a policy, a replay) drove it.
+    pub intervention: bool,
 }
 
 impl Row {
@@ -44,6 +47,7 @@ impl Row {
         episode_index: 0,
         state: [0.0; MAX_STATE],
         action: [0.0; MAX_ACTION],
+        intervention: false,
     };
 
     /// The marker closing episode `episode_index`.

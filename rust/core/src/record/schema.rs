@@ -3,7 +3,8 @@
 //! Contract: `capture_time_ns` int64 (CLOCK_MONOTONIC ns), `observation.state`
 //! FixedSizeList<float32>[n] and `action` FixedSizeList<float32>[m], each field carrying the
 //! metadata key `names` = JSON list of feature names in order. Extra telemetry columns
-//! (`tick_index`, `lateness_ns`, `tick_busy_ns`, `episode_index`) follow; the writer ignores
+//! (`tick_index`, `lateness_ns`, `tick_busy_ns`, `episode_index`,
+//! `intervention`) follow; the writer ignores
 //! columns it did not declare.
 
 use std::collections::HashMap;
@@ -20,6 +21,8 @@ pub const TICK_INDEX: &str = "tick_index";
 pub const LATENESS_NS: &str = "lateness_ns";
 pub const TICK_BUSY_NS: &str = "tick_busy_ns";
 pub const EPISODE_INDEX: &str = "episode_index";
+/// Whether the leader drove the row's goal (lerobot's DAgger `intervention` feature).
+pub const INTERVENTION: &str = "intervention";
 
 /// Names of the values a row carries, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +87,7 @@ pub fn frame_schema(layout: &FrameLayout) -> SchemaRef {
         Field::new(LATENESS_NS, DataType::Int64, false),
         Field::new(TICK_BUSY_NS, DataType::Int64, false),
         Field::new(EPISODE_INDEX, DataType::Int64, false),
+        Field::new(INTERVENTION, DataType::Boolean, false),
     ]))
 }
 
