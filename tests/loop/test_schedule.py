@@ -119,3 +119,55 @@ def test_scheduling_is_refused_while_teleoperating_and_bad_options_name_the_fix(
     r.start()
     with pytest.raises(ConfigError, match="row 1 of actions has 2 values"):
         r.send_actions([[0.0] * N_ACTIONS, [1.0, 2.0]])
+
+
+def test_dagger_hands_the_arm_to_the_leader_and_back_and_tags_the_rows(
+    make_session: Callable[..., Any],
+) -> None:
+    leader = {"type": "openk-1-sts_leader", "port": "sim", "id": "leader"}
+    s = make_session(
+        teleop=leader,
+        control_hz=200.0,
+        record_fps=50.0,
+        goal_source="schedule",
+        handover_time_s=0.1,
+    )
+    s.start()
+    s.start_episode()
+    hold = [[5.0] * N_ACTIONS] * 25  # 0.5 s of a policy holding one pose
+
+    s.send_actions(hold)
+    assert s.wait_idle(5.0)
+    s.set_goal_source("leader")  # the scripted intervention span
+    s.send_actions(hold)  # dropped while the leader drives
+    time.sleep(0.6)
+    s.set_goal_source("schedule")
+    s.send_actions(hold)
+    assert s.wait_idle(5.0)
+    s.end_episode()
+    table = drain(s)
+    assert table.schema.field("intervention").type == pa.bool_()
+    tagged = np.asarray(table.column("intervention").to_pylist())
+    sent = np.asarray(table.column("action").to_pylist())
+    span = np.flatnonzero(tagged)
+    assert len(span) >= 20 and np.all(np.diff(span) == 1), tagged
+    first, last = span[0], span[-1]
+    assert first > 0 and last + 1 < len(tagged)
+    # Policy rows (handovers over) carry the policy's action; the leader's rows follow the
+    # simulated hand, which keeps moving the leader.
+    # (Row 0 is the present pose; the first action is reached one row period later.)
+    assert sent[3 : first - 1] == pytest.approx(np.full((first - 4, N_ACTIONS), 5.0), abs=1e-3)
+    assert sent[-3:] == pytest.approx(np.full((3, N_ACTIONS), 5.0), abs=1e-3)
+    leader_rows = sent[first + 6 : last + 1]
+    assert np.ptp(leader_rows, axis=0).max() > 0.5, leader_rows
+    assert np.abs(leader_rows - 5.0).max() > 1.0
+    # No jump: the handovers (5 rows each) bridge the distance in steps, none of them whole.
+    bridged = max(np.abs(leader_rows[0] - 5.0).max(), np.abs(sent[last] - 5.0).max())
+    assert np.abs(np.diff(sent, axis=0)).max() < 0.5 * bridged
+
+    with pytest.raises(ConfigError, match="goal_source"):
+        s.set_goal_source("robot")
+    plain = make_session(teleop=dict(leader))
+    plain.start()
+    with pytest.raises(ConfigError, match="goal_source"):
+        plain.set_goal_source("leader")

@@ -48,7 +48,8 @@ class FrameBatch:
     Columns: `capture_time_ns` int64 (CLOCK_MONOTONIC, same clock as `now_ns`),
     `observation.state` fixed_size_list<float32>[n], `action` fixed_size_list<float32>[m] (each
     with field metadata `names` = JSON list of feature names), then the telemetry columns
-    `tick_index`, `lateness_ns`, `tick_busy_ns`, `episode_index` (int64).
+    `tick_index`, `lateness_ns`, `tick_busy_ns`, `episode_index` (int64), and `intervention`
+    (bool: the leader drove the row's goal).
     """
 
     @property
@@ -182,6 +183,9 @@ class TeleopSession:
     `goal_velocity_limit`: largest goal speed (units/s; one number or {joint: number}) of the
     scheduled goals. `schedule_capacity`: actions the loop holds ahead; more wait on this side
     and are handed over by `wait_idle` / `next_batch`.
+    `goal_source` ("leader" or "schedule", only with a teleop): what drives the goals first;
+    `set_goal_source` then hands them between the leader and the scheduled actions (DAgger),
+    blending from the goal in force over `handover_time_s`. None: the leader drives.
     """
 
     def __new__(
@@ -204,6 +208,8 @@ class TeleopSession:
         goal_velocity_limit: float | dict[str, float] | None = None,
         max_invalid_actions: int = 5,
         schedule_capacity: int = 4096,
+        goal_source: str | None = None,
+        handover_time_s: float = 0.5,
     ) -> TeleopSession: ...
     def connect(self) -> None: ...
     def start(self) -> None: ...
@@ -225,11 +231,17 @@ class TeleopSession:
     def episode_telemetry(self) -> LoopTelemetry:
         """The same report for the current (or last) episode."""
 
+    def set_goal_source(self, source: str) -> None:
+        """Hands the goals to "leader" or "schedule" (a session made with `goal_source`),
+        blending over `handover_time_s`; rows carry intervention=True while the leader drives
+        and scheduled actions are dropped meanwhile. Waits for the loop to take it."""
+
     def send_action(self, action: dict[str, float] | Sequence[float]) -> None:
         """One action (a dict by action name, or values in `action_names` order): the goal
         reaches it one dataset row period (1/record_fps) after the loop receives it, moving
         linearly from the goal in force at control_hz. Same as `send_actions([action])`.
-        Never blocks. Only without a teleop (ConfigError otherwise)."""
+        Never blocks. Only without a teleop, or with one and `goal_source` set (ConfigError
+        otherwise)."""
 
     def send_actions(self, actions: Sequence[Sequence[float]], start_ns: int | None = None) -> None:
         """A timed sequence of actions (rows in `action_names` order; a list of lists or a 2-D

@@ -14,7 +14,9 @@ use openk_core::arm::device::{self, Calibrator as CoreCalibrator, OpenedArms};
 use openk_core::arm::spec::{lookup, valid_types, DeviceKind};
 use openk_core::arm::ArmError;
 use openk_core::control::loop_spec::{self, LoopNames};
-use openk_core::control::{LoopSpec, RealtimeMode, SafetyEvent, TelemetryReport, TeleopLoop};
+use openk_core::control::{
+    GoalSource, LoopSpec, RealtimeMode, SafetyEvent, TelemetryReport, TeleopLoop,
+};
 use openk_core::record::stream::to_ffi_stream;
 use openk_core::record::BuilderConfig;
 
@@ -129,18 +131,19 @@ impl TeleopSession {
 
     /// The scheduled loop (no teleoperator) and the names its actions are ordered by.
     fn scheduled(&self, what: &str) -> PyResult<(Arc<TeleopLoop>, Vec<String>)> {
-        let (lp, names, has_teleop) = {
+        let (lp, names, has_teleop, switchable) = {
             let st = self.lock();
             (
                 st.running.clone(),
                 st.robot.spec.action_names(),
                 st.teleop.is_some(),
+                st.spec.initial_source.is_some(),
             )
         };
-        if has_teleop {
+        if has_teleop && !switchable {
             return Err(ConfigError::new_err(format!(
                 "{what} is for replay and policy rollout; this session's goals come from its \
-                 teleoperator"
+                 teleoperator (pass goal_source=\"schedule\" to hand them between the two)"
             )));
         }
         let lp = lp
@@ -152,7 +155,7 @@ impl TeleopSession {
 #[pymethods]
 impl TeleopSession {
     #[new]
-    #[pyo3(signature = (robot, teleop=None, *, control_hz=200.0, record_fps=30.0, realtime="auto", cpu=None, batch_rows=256, max_consecutive_errors=None, parallel=true, start_ramp_time_s=0.0, start_ramp_dt_s=None, end_home_ramp_time_s=0.0, end_home_ramp_dt_s=None, end_home_settle_s=0.0, goal_velocity_limit=None, max_invalid_actions=5, schedule_capacity=4096))]
+    #[pyo3(signature = (robot, teleop=None, *, control_hz=200.0, record_fps=30.0, realtime="auto", cpu=None, batch_rows=256, max_consecutive_errors=None, parallel=true, start_ramp_time_s=0.0, start_ramp_dt_s=None, end_home_ramp_time_s=0.0, end_home_ramp_dt_s=None, end_home_settle_s=0.0, goal_velocity_limit=None, max_invalid_actions=5, schedule_capacity=4096, goal_source=None, handover_time_s=0.5))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -173,6 +176,8 @@ impl TeleopSession {
         goal_velocity_limit: Option<&Bound<'_, PyAny>>,
         max_invalid_actions: u32,
         schedule_capacity: usize,
+        goal_source: Option<&str>,
+        handover_time_s: f64,
     ) -> PyResult<Self> {
         let robot = device_config(py, robot, DeviceKind::Robot)?;
         let teleop = teleop
@@ -183,7 +188,17 @@ impl TeleopSession {
         let action_names = robot.spec.action_names();
         let max_goal_speed = per_action(goal_velocity_limit, &action_names, "goal_velocity_limit")?;
         let names = LoopNames::default();
+        let initial_source = goal_source.map(parse_source).transpose()?;
+        if initial_source.is_some() && teleop.is_none() {
+            return Err(ConfigError::new_err(
+                "goal_source is for a session with a teleoperator (DAgger: the leader and the \
+                 schedule take turns); without one the schedule drives",
+            ));
+        }
         let spec = LoopSpec {
+            initial_source,
+            handover_ns: loop_spec::seconds_ns("handover_time_s", handover_time_s)
+                .map_err(to_py)?,
             start_ramp_ns: loop_spec::seconds_ns("start_ramp_time_s", start_ramp_time_s)
                 .map_err(to_py)?,
             start_ramp_step_ns: loop_spec::step_ns("start_ramp_dt_s", start_ramp_dt_s)
@@ -335,6 +350,23 @@ impl TeleopSession {
     fn episode_telemetry(&self) -> PyResult<LoopTelemetry> {
         let lp = self.running()?;
         Ok(report(&lp.episode_telemetry()))
+    }
+
+    /// Hands the goals to "leader" or "schedule" (a session made with goal_source): they blend
+    /// from the goal in force to the new source's over handover_time_s; rows recorded while
+    /// the leader drives carry intervention=True. Waits for the loop to take it.
+    fn set_goal_source(&self, py: Python<'_>, source: &str) -> PyResult<()> {
+        let source = parse_source(source)?;
+        let switchable = self.lock().spec.initial_source.is_some();
+        if !switchable {
+            return Err(ConfigError::new_err(
+                "set_goal_source needs a session made with goal_source=\"leader\" or \
+                 \"schedule\" and a teleoperator",
+            ));
+        }
+        let lp = self.running()?;
+        py.detach(|| lp.set_source(source, std::time::Duration::from_secs(2)))
+            .map_err(to_py)
     }
 
     /// One action: the goal reaches it one dataset row period (1/record_fps) after the loop
@@ -714,4 +746,14 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(validate_loop, m)?)?;
     m.add_function(wrap_pyfunction!(calibration_path, m)?)?;
     Ok(())
+}
+
+fn parse_source(s: &str) -> PyResult<GoalSource> {
+    match s {
+        "leader" => Ok(GoalSource::Leader),
+        "schedule" | "policy" => Ok(GoalSource::Schedule),
+        other => Err(ConfigError::new_err(format!(
+            "goal_source must be \"leader\" or \"schedule\" (got {other:?})"
+        ))),
+    }
 }
