@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from functools import cached_property
 from typing import Any
 
@@ -26,8 +27,8 @@ log = logging.getLogger(__name__)
 
 # How long get_observation waits for the loop's first row after connect.
 FIRST_ROW_TIMEOUT_S = 2.0
-# Leader reads in a row that may go unanswered before get_action fails.
-MAX_MISSED_READS = 5
+# How long the leader may stay unanswered before get_action fails.
+MISSED_READS_S = 1.0
 
 
 def _calibrate(config: Any, role: Role, calibration_path: Any) -> str:
@@ -263,14 +264,17 @@ class OpenKTeleoperator(Teleoperator):
     def get_action(self) -> dict[str, Any]:
         if not self.is_connected:
             raise OpenKError(f"{self} is not connected")
-        for attempt in range(MAX_MISSED_READS):
+        deadline = time.monotonic() + MISSED_READS_S
+        attempt = 0
+        while True:
             try:
                 values = self.reader.read()
                 break
             except BusTimeoutError as err:
-                # A late answer on a loaded bus is not a lost leader; several in a row are.
-                log.warning("%s: %s (attempt %d)", self, err, attempt + 1)
-                if attempt + 1 == MAX_MISSED_READS:
+                # A late answer on a loaded bus is not a lost leader; silence this long is.
+                attempt += 1
+                log.warning("%s: %s (attempt %d)", self, err, attempt)
+                if time.monotonic() >= deadline:
                     raise
         return {
             name: float(values[i]) for name, i in zip(self._action_names, self._index, strict=True)
