@@ -114,7 +114,15 @@ impl Worker {
                     match thread_shared.phase.load(Ordering::Acquire) {
                         GO => {
                             lock(&thread_shared.slot).run();
-                            thread_shared.phase.store(DONE, Ordering::Release);
+                            // An EXIT stored while the round ran (the loop stopping with a
+                            // round in flight) must survive: overwriting it with DONE would
+                            // leave this thread parked forever and its owner's join hanging.
+                            let _ = thread_shared.phase.compare_exchange(
+                                GO,
+                                DONE,
+                                Ordering::AcqRel,
+                                Ordering::Acquire,
+                            );
                             thread_shared.controller.unpark();
                         }
                         EXIT => return,
@@ -209,5 +217,64 @@ impl Part for Dead {
     }
     fn stop(&mut self, _: crate::arm::part::StopAction) -> Result<(), PartError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::arm::part::StopAction;
+
+    /// A part whose exchange takes a while, so a stop lands while a round is in flight.
+    struct Slow;
+
+    impl Part for Slow {
+        fn label(&self) -> &str {
+            "slow part"
+        }
+        fn motor_names(&self) -> &[String] {
+            &[]
+        }
+        fn goal_names(&self) -> &[String] {
+            &[]
+        }
+        fn state_names(&self) -> &[String] {
+            &[]
+        }
+        fn exchange(&mut self, _: &[f32], _: &mut [f32], _: &mut [u32]) -> Result<(), PartError> {
+            std::thread::sleep(Duration::from_millis(50));
+            Ok(())
+        }
+        fn read_state(&mut self, _: &mut [f32]) -> Result<(), PartError> {
+            Ok(())
+        }
+        fn stop(&mut self, _: StopAction) -> Result<(), PartError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn dropping_a_worker_with_a_round_in_flight_ends_its_thread() {
+        let (done_tx, done_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for _ in 0..5 {
+                let worker =
+                    Worker::spawn(PartSlot::new(Box::new(Slow)), std::thread::current(), || {})
+                        .unwrap();
+                worker.dispatch();
+                // Let the worker pick the round up, then stop while it runs.
+                std::thread::sleep(Duration::from_millis(10));
+                drop(worker);
+            }
+            let _ = done_tx.send(());
+        });
+        // A bound on a hang, not a speed requirement: five rounds take ~0.3 s.
+        assert!(
+            done_rx.recv_timeout(Duration::from_secs(30)).is_ok(),
+            "dropping a worker mid-round hung (its thread missed the exit)"
+        );
     }
 }
