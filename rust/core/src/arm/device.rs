@@ -856,20 +856,6 @@ impl Calibrator {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_joint_model_the_damiao_codec_does_not_know_is_an_error_not_dm4310() {
-        assert_eq!(dm_model("j", MotorModel::Dm4310).unwrap(), DmModel::DM4310);
-        assert_eq!(dm_model("j", MotorModel::Dm6006).unwrap(), DmModel::DM6006);
-        let err = dm_model("wrist", MotorModel::Sts3215).unwrap_err();
-        assert!(matches!(err, ArmError::Config(_)), "{err}");
-        assert!(err.to_string().contains("wrist"), "{err}");
-    }
-}
-
 /// A leader read on its own, without a follower or a loop: what a teleoperator API that is
 /// polled by its caller (lerobot's `Teleoperator.get_action`) needs. Values are the leader's
 /// calibrated feature values, the same the loop hands the follower.
@@ -930,5 +916,19 @@ impl Drop for LeaderReader {
             // out have nobody left to tell.
             let _ = part.stop(StopAction::Limp);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_joint_model_the_damiao_codec_does_not_know_is_an_error_not_dm4310() {
+        assert_eq!(dm_model("j", MotorModel::Dm4310).unwrap(), DmModel::DM4310);
+        assert_eq!(dm_model("j", MotorModel::Dm6006).unwrap(), DmModel::DM6006);
+        let err = dm_model("wrist", MotorModel::Sts3215).unwrap_err();
+        assert!(matches!(err, ArmError::Config(_)), "{err}");
+        assert!(err.to_string().contains("wrist"), "{err}");
     }
 }
