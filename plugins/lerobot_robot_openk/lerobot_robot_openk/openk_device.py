@@ -179,8 +179,8 @@ class OpenKRobot(Robot):
         ranged, the last goal and the follower's state then (how well it tracks)."""
         import json
 
-        with contextlib.suppress(Exception):
-            tele = dict(self.session.telemetry())
+        try:
+            tele = self.session.telemetry().to_dict()
             state = dict(zip(self._state_names, self._newest_state(), strict=True))
             report = {
                 "type": self.config.type,
@@ -191,7 +191,10 @@ class OpenKRobot(Robot):
                 "last_goal": self._last_goal,
                 "last_state": {name: state[name] for name in self._action_names},
             }
-            log.info("openk summary: %s", json.dumps(report))
+        except Exception as err:  # a failing loop is reported by stop(), right after
+            log.warning("%s: no summary (%s)", self, err)
+            return
+        log.info("openk summary: %s", json.dumps(report))
 
     def disconnect(self) -> None:
         if not self.is_connected:
