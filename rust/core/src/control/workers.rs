@@ -114,7 +114,15 @@ impl Worker {
                     match thread_shared.phase.load(Ordering::Acquire) {
                         GO => {
                             lock(&thread_shared.slot).run();
-                            thread_shared.phase.store(DONE, Ordering::Release);
+                            // GO -> DONE only: an EXIT stored while the round ran (the worker
+                            // dropped with a round in flight) must not be overwritten, or
+                            // this thread parks for ever and the drop never returns.
+                            let _ = thread_shared.phase.compare_exchange(
+                                GO,
+                                DONE,
+                                Ordering::AcqRel,
+                                Ordering::Acquire,
+                            );
                             thread_shared.controller.unpark();
                         }
                         EXIT => return,
@@ -209,5 +217,32 @@ impl Part for Dead {
     }
     fn stop(&mut self, _: crate::arm::part::StopAction) -> Result<(), PartError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::testing::{wait_until, FakeFollower, SlowPart, PATIENCE};
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+
+    #[test]
+    fn dropping_a_worker_with_a_round_in_flight_returns() {
+        let (follower, _log) = FakeFollower::new("f", &["a"], &[0.0], false);
+        let slow = SlowPart::new(Box::new(follower), Duration::from_millis(200));
+        let worker =
+            Worker::spawn(PartSlot::new(Box::new(slow)), std::thread::current(), || {}).unwrap();
+        worker.dispatch();
+        // Dropped while the 200 ms round runs: on its own thread, so a hang fails the test.
+        let dropped = Arc::new(AtomicBool::new(false));
+        let flag = dropped.clone();
+        std::thread::spawn(move || {
+            drop(worker);
+            flag.store(true, Ordering::Release);
+        });
+        wait_until("the worker was dropped", PATIENCE, || {
+            dropped.load(Ordering::Acquire)
+        });
     }
 }
