@@ -23,10 +23,10 @@ from openk.cameras import CaptureThread, SyntheticCamera
 KEYS = (
     "achieved_hz",
     "overruns",
-    "lateness_p50_us",
-    "lateness_p99_us",
-    "lateness_p999_us",
-    "lateness_max_us",
+    "lateness_p50_ns",
+    "lateness_p99_ns",
+    "lateness_p999_ns",
+    "lateness_max_ns",
     "rows",
     "rows_repeated",
 )
@@ -35,7 +35,7 @@ KEYS = (
 def episode(session: Any, seconds: float) -> dict[str, Any]:
     session.start_episode()
     time.sleep(seconds)
-    tele = session.end_episode()
+    tele = session.end_episode().to_dict()
     while session.next_batch(0.0) is not None:
         pass
     return {k: tele[k] for k in KEYS} | {"ticks": tele["ticks"], "realtime": tele["realtime"]}

@@ -94,33 +94,43 @@ fn run(hz: f64, realtime: RealtimeMode, seconds: f64) -> Option<(TelemetryReport
     report.map(|r| (r, steal))
 }
 
+/// Nanoseconds as microseconds, for display.
+fn us(ns: u64) -> f64 {
+    ns as f64 / 1e3
+}
+
 fn print(label: &str, r: &TelemetryReport, steal: f64) {
-    let errors: u64 = r.bus_errors.values().sum();
+    let errors = r.total_bus_errors();
+    let duration_s = r.duration_ns as f64 / 1e9;
     println!(
         "  {label:<22} host steal {steal:.1}%  achieved {:>7.1} Hz  lateness p50 {:>7.1} µs  p99 {:>8.1} µs  p99.9 \
          {:>8.1} µs  max {:>8.1} µs  overruns {:>5}  tick busy p50 {:>7.1} µs p99 {:>7.1} µs  \
          bus errors {errors}  rows {} ({:.1}/s, {} repeated)",
         r.achieved_hz,
-        r.lateness_p50_us,
-        r.lateness_p99_us,
-        r.lateness_p999_us,
-        r.lateness_max_us,
+        us(r.lateness_p50_ns),
+        us(r.lateness_p99_ns),
+        us(r.lateness_p999_ns),
+        us(r.lateness_max_ns),
         r.overruns,
-        r.busy_p50_us,
-        r.busy_p99_us,
+        us(r.busy_p50_ns),
+        us(r.busy_p99_ns),
         r.rows,
-        if r.duration_s > 0.0 {
-            r.rows as f64 / r.duration_s
+        if duration_s > 0.0 {
+            r.rows as f64 / duration_s
         } else {
             0.0
         },
         r.rows_repeated,
     );
-    for (part, round) in &r.bus_round_us {
+    for (part, round) in &r.bus_round {
         println!(
             "  {:<22}   bus round {part:<28} p50 {:>7.1} µs  p99 {:>7.1} µs  p99.9 {:>7.1} µs  \
              max {:>8.1} µs",
-            "", round.p50_us, round.p99_us, round.p999_us, round.max_us,
+            "",
+            us(round.p50_ns),
+            us(round.p99_ns),
+            us(round.p999_ns),
+            us(round.max_ns),
         );
     }
 }

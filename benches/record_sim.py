@@ -68,11 +68,11 @@ def main() -> int:
                     "achieved_hz": round(loop["achieved_hz"], 1),
                     "ticks": loop["ticks"],
                     "overruns": loop["overruns"],
-                    "lateness_p99_us": loop["lateness_p99_us"],
-                    "lateness_max_us": loop["lateness_max_us"],
-                    "bus_round_p99_us": {
-                        part.split(" bus on ")[0]: round(r["p99_us"])
-                        for part, r in loop["bus_round_us"].items()
+                    "lateness_p99_ns": loop["lateness_p99_ns"],
+                    "lateness_max_ns": loop["lateness_max_ns"],
+                    "bus_round_p99_ns": {
+                        part.split(" bus on ")[0]: r["p99_ns"]
+                        for part, r in loop["bus_round"].items()
                     },
                     "bus_errors": loop["bus_errors"],
                 }

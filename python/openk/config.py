@@ -756,7 +756,18 @@ def _validate_rollout(cfg: RolloutConfig, raw: dict[str, Any], ctx: _Context) ->
                 "--strategy.type=base does not record data; remove the --dataset.* options "
                 "or use --strategy.type=episodic"
             )
+        for key in ("resume", "vcodec"):
+            if key in raw:
+                raise ConfigError(
+                    f"--{key} is for recording; --strategy.type=base records nothing (remove "
+                    "it, or use --strategy.type=episodic)"
+                )
         return
+    if cfg.duration > 0:
+        raise ConfigError(
+            f"--duration is for --strategy.type=base; {kind} runs --dataset.num_episodes "
+            "episodes of --dataset.episode_time_s each"
+        )
     ds = cfg.dataset
     if ds is None or not ds.repo_id:
         raise ConfigError(

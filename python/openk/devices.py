@@ -67,6 +67,15 @@ def is_sim_port(port: str | None) -> bool:
     return port is not None and bool(load_core().is_sim_port(port))
 
 
+def raw_per_turn(radians: bool) -> float:
+    """Raw position units in one turn of a joint: 2π for radians, the STS steps per turn."""
+    for d in catalog():
+        for j in d.joints:
+            if j.radians == radians:
+                return float(j.raw_per_turn)
+    raise LookupError(f"no joint reads {'radians' if radians else 'steps'}")
+
+
 def radian_joints(type_name: str, role: Role) -> set[str]:
     """Joints of `type_name` whose raw positions are radians (DAMIAO); the others read STS
     steps."""

@@ -1,4 +1,10 @@
-"""The openk exception hierarchy. The native module raises these same classes."""
+"""The openk exception hierarchy. The native module raises these same classes.
+
+Every error of the Rust core has one fault kind (`rust/core/src/error.rs`), mapped to one class
+here by `rust/py/src/errors.rs`: port -> PortError, timeout -> BusTimeoutError, motor ->
+MotorError, protocol -> ProtocolError, config -> ConfigError, calibration -> CalibrationError,
+dataset -> DatasetError, a bad argument -> ValueError, anything else -> OpenKError. So a fault
+raises the same class from a bus method, from opening a device and from the control loop."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from openk.config import (
     MOTION_SAFETY,
@@ -31,6 +31,9 @@ from openk.config import (
 from openk.devices import Role, is_sim_port, load_core
 from openk.errors import ConfigError, PortError
 from openk.terminal import Key, StatusLine
+
+if TYPE_CHECKING:
+    from openk._core import LoopTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +59,21 @@ class Session(Protocol):
     def read_batch(self, timeout_s: float) -> Any | None:
         """Next batch of rows (pyarrow RecordBatch) or None when none arrived in time."""
 
-    def telemetry(self) -> Mapping[str, Any]:
-        """At least: achieved_hz, lateness_p99_ns, bus_errors, overruns; of the current (or
-        last) episode, of the whole run before any episode started."""
+    def telemetry(self) -> LoopTelemetry:
+        """The loop's report of the current (or last) episode, of the whole run before any
+        episode started."""
 
     def close(self) -> None: ...
+
+
+def loop_metadata(session: Session) -> dict[str, Any]:
+    """The episode's loop report for `meta/openk/episodes.jsonl` (`openk_loop`), with the
+    session's own counters (a policy's) beside it."""
+    out: dict[str, Any] = session.telemetry().to_dict()
+    extra = getattr(session, "policy_stats", None)
+    if callable(extra):
+        out.update(extra())
+    return out
 
 
 class Camera(Protocol):
@@ -270,9 +283,11 @@ class NativeSession:
             )
         self._events_seen = len(events)
 
-    def telemetry(self) -> Mapping[str, Any]:
-        report = self.core.episode_telemetry() if self._episode_started else self.core.telemetry()
-        return _normalise_telemetry(dict(report))
+    def telemetry(self) -> LoopTelemetry:
+        report: LoopTelemetry = (
+            self.core.episode_telemetry() if self._episode_started else self.core.telemetry()
+        )
+        return report
 
     def send_action(self, values: Sequence[float]) -> None:
         self.core.send_action(list(values))
@@ -293,17 +308,6 @@ class NativeSession:
 
     def close(self) -> None:
         self.core.stop()
-
-
-def _normalise_telemetry(tele: dict[str, Any]) -> dict[str, Any]:
-    """Bus errors arrive per motor; the status line wants a total."""
-    errors = tele.get("bus_errors", 0)
-    if isinstance(errors, Mapping):
-        tele["bus_errors_by_motor"] = dict(errors)
-        tele["bus_errors"] = sum(int(v) for v in errors.values())
-    if "lateness_p99_ns" not in tele and "lateness_p99_us" in tele:
-        tele["lateness_p99_ns"] = float(tele["lateness_p99_us"]) * 1000
-    return tele
 
 
 def _device_dict(dev: DeviceConfig, direction_map: Mapping[str, float] | None) -> dict[str, Any]:

@@ -180,7 +180,7 @@ class EpisodeStatus:
     elapsed_s: float
     duration_s: float
     control_hz: float = 0.0
-    lateness_p99_us: float = 0.0
+    lateness_p99_ns: int = 0
     rows: int = 0
     camera_repeats: int | None = None  # None: not known until the episode is saved
     encoder_backlog: int = 0
@@ -197,7 +197,7 @@ class EpisodeStatus:
         return (
             f"{self.phase} episode {self.episode}/{self.num_episodes} {bar}"
             f"{self.elapsed_s:5.1f}/{self.duration_s:.0f}s ({remaining:4.1f}s left) | "
-            f"{self.control_hz:6.1f} Hz, late p99 {self.lateness_p99_us / 1000:.2f} ms | "
+            f"{self.control_hz:6.1f} Hz, late p99 {self.lateness_p99_ns / 1e6:.2f} ms | "
             f"rows {self.rows} ({self.rows / max(self.elapsed_s, 1e-3):.1f}/s) | "
             + ("" if self.camera_repeats is None else f"cam repeats {self.camera_repeats} | ")
             + f"enc backlog {self.encoder_backlog} | bus errors {self.bus_errors}"

@@ -139,7 +139,7 @@ function videos() { return [...document.querySelectorAll("#videos video")]; }
 function seek(t) {
   const ep = state.episode;
   if (!ep) return;
-  t = Math.max(0, Math.min(t, ep.length / ep.fps - 1e-3));
+  t = Math.max(0, Math.min(t, (ep.length - 1) / ep.fps));
   for (const v of videos()) v.currentTime = Number(v.dataset.from) + t;
   setCursor(t);
 }
@@ -159,7 +159,11 @@ function follow() {
   const master = vs[0];
   const t = master.currentTime - Number(master.dataset.from);
   const end = ep.length / ep.fps;
-  if (t >= end - 0.5 / ep.fps) { for (const v of vs) v.pause(); }
+  if (t >= end - 0.5 / ep.fps) {
+    // stop at the episode's last frame (a busy machine may play past it into the next one)
+    for (const v of vs) v.pause();
+    if (t > end - 1 / ep.fps + 1e-3) { seek(end - 1 / ep.fps); return; }
+  }
   for (const v of vs.slice(1)) {
     const want = Number(v.dataset.from) + t;
     if (Math.abs(v.currentTime - want) > 0.5 / ep.fps) v.currentTime = want;
@@ -215,17 +219,21 @@ async function showEpisode(n) {
   tb.replaceChildren();
   const tele = ep.telemetry || {};
   const rows = Object.entries(tele).filter(([k, v]) => typeof v !== "object");
+  // Durations are stored in ns (`_ns`); shown in µs.
+  const us = (ns) => `${+(ns / 1e3).toFixed(1)} µs`;
   for (const [k, v] of rows) {
-    const tr = el("tr"); tr.appendChild(el("td", {}, k));
-    tr.appendChild(el("td", {}, typeof v === "number" ? String(+v.toFixed(3)) : String(v)));
+    const ns = k.endsWith("_ns") && typeof v === "number";
+    const tr = el("tr"); tr.appendChild(el("td", {}, ns ? k.slice(0, -3) : k));
+    const shown = typeof v === "number" ? String(+v.toFixed(3)) : String(v);
+    tr.appendChild(el("td", {}, ns ? us(v) : shown));
     tb.appendChild(tr);
   }
-  for (const [part, r] of Object.entries(tele.bus_round_us || {})) {
+  for (const [part, r] of Object.entries(tele.bus_round || {})) {
     const tr = el("tr"); tr.appendChild(el("td", {}, `bus round ${part}`));
-    tr.appendChild(el("td", {}, `p50 ${r.p50_us} µs, p99 ${r.p99_us} µs, max ${r.max_us} µs`));
+    tr.appendChild(el("td", {}, `p50 ${us(r.p50_ns)}, p99 ${us(r.p99_ns)}, max ${us(r.max_ns)}`));
     tb.appendChild(tr);
   }
-  for (const [m, count] of Object.entries(tele.bus_errors_by_motor || {})) {
+  for (const [m, count] of Object.entries(tele.bus_errors || {})) {
     const tr = el("tr"); tr.appendChild(el("td", {}, `bus errors ${m}`));
     tr.appendChild(el("td", {}, String(count))); tb.appendChild(tr);
   }

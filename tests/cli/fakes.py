@@ -15,6 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from openk import _core
 from openk.terminal import Key
 
 STATE = ["shoulder_pan.pos", "grip.pos"]
@@ -100,8 +101,8 @@ class ScriptedSession:
             [pa.array(times, pa.int64()), _vec(values), _vec(values)], schema=self.schema
         )
 
-    def telemetry(self) -> Mapping[str, Any]:
-        return {"achieved_hz": 500.0, "lateness_p99_ns": 20_000, "bus_errors": 0}
+    def telemetry(self) -> _core.LoopTelemetry:
+        return _core.LoopTelemetry(achieved_hz=500.0, lateness_p99_ns=20_000)
 
     def close(self) -> None:
         self.closed = True

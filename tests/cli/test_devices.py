@@ -4,6 +4,7 @@ session agree on type names, accepted keys, the simulator-port rule and default 
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,7 @@ def test_radian_joints_are_the_damiao_joints() -> None:
         radians = {j.name for j in info.joints if j.bus == "damiao"}
         assert devices.radian_joints(info.type_name, info.kind) == radians  # type: ignore[arg-type]
         assert all(j.raw_unit == ("rad" if j.radians else "step") for j in info.joints)
+        assert all(j.raw_per_turn == (math.tau if j.radians else 4096) for j in info.joints)
         # DAMIAO joints are the ones with a velocity feature.
         features = _core.device_features(info.type_name, info.kind)["observation.state"]
         names = features["names"]

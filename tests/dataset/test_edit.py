@@ -383,3 +383,41 @@ def test_in_place_through_a_symlink_edits_the_target(synth: Path, tmp_path: Path
     assert link.is_symlink()
     assert open_dataset(synth).total_episodes == 3
     check_exact(synth)
+
+
+def test_rolled_files_and_chunks(tmp_path: Path) -> None:
+    cams = {"front": (48, 64)}
+    root = tmp_path / "rolled"
+    writer = DatasetWriter.create(
+        "openk/test",
+        FPS,
+        features(cams),
+        root=root,
+        data_files_size_in_mb=0.001,
+        video_files_size_in_mb=0.001,
+        chunks_size=2,
+    )
+    with writer:
+        for n in (10, 9, 8, 7):
+            record_episode(writer, n, FPS, cams, task="pick")
+            writer.save_episode()
+    master = tmp_path / "master"
+    shutil.copytree(root, master)
+    ops.apply_in_place(ops.plan_delete(ops.Source(root), [1]), root)
+    check_exact(root)
+    src = ops.Source(root)
+    assert [(e["data/chunk_index"], e["data/file_index"]) for e in src.episodes] == [
+        (0, 0),
+        (0, 1),
+        (1, 0),
+    ]
+    key = "observation.images.front"
+    assert [
+        (e[f"videos/{key}/chunk_index"], e[f"videos/{key}/file_index"]) for e in src.episodes
+    ] == [
+        (0, 0),
+        (0, 1),
+        (1, 0),
+    ]
+    for new, old in ((0, 0), (1, 2), (2, 3)):
+        assert packets(root, new, key) == packets(master, old, key)

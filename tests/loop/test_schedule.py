@@ -48,7 +48,7 @@ def test_a_sequence_plays_on_the_loop_clock_and_wait_idle_waits_for_its_end(
     assert sent[-1] == pytest.approx([20.0] * N_ACTIONS, abs=20.0 / 24 + 1e-3)
     # The goal rose through the rows in order (the even steps are proven in loop_goals.rs).
     assert np.all(np.diff(sent[:, 0]) >= -1e-3)
-    assert report["late_actions"] == 0
+    assert report.late_actions == 0
 
 
 def test_a_nan_action_holds_the_goal_and_names_the_joint(
@@ -67,6 +67,14 @@ def test_a_nan_action_holds_the_goal_and_names_the_joint(
         e["motor"] == "elbow_flex.pos" and "not a finite number" in str(e["reason"]) for e in events
     ), events
     assert s.is_running
+    # Far outside a joint's calibrated range (wrong units, a policy gone wrong): refused too.
+    far = [5.0] * N_ACTIONS
+    far[6] = 1e4
+    s.send_action(far)
+    assert s.wait_idle(5.0)
+    assert any(
+        e["motor"] == "grip.pos" and "outside its range" in str(e["reason"]) for e in s.events()
+    ), s.events()
     # Three in a row stop the loop with a failure naming the actions.
     s.send_actions([bad, bad, bad])
     wait_until(lambda: not s.is_running, "three invalid actions stopped the loop")

@@ -151,22 +151,22 @@ def test_teleop_rows_carry_the_schema_and_clock(make_session: Callable[..., Any]
     assert table.schema.field("capture_time_ns").type == pa.int64()
 
     # Every row the loop counted reached Python.
-    assert telemetry["rows"] == table.num_rows
+    assert telemetry.rows == table.num_rows
     assert table.num_rows >= 5, table.num_rows
     t = table.column("capture_time_ns").to_pylist()
     # Rows a late tick crossed repeat its state (same capture time) and are counted as such.
     assert all(b >= a for a, b in itertools.pairwise(t))
-    assert telemetry["rows_repeated"] == sum(b == a for a, b in itertools.pairwise(t))
+    assert telemetry.rows_repeated == sum(b == a for a, b in itertools.pairwise(t))
     # Same clock as Python's time.monotonic_ns().
     assert before <= t[0] and t[-1] <= after
     # Rows follow the dataset clock (50 fps), whatever the tick rate: row i is captured at or
     # after t0 + i / 50 s, one per 20 ms of the episode.
     assert all(ti >= t[0] + i * 20_000_000 for i, ti in enumerate(t))
-    expected = int(telemetry["duration_s"] * 50) + 1
-    assert abs(table.num_rows - expected) <= 1, (table.num_rows, telemetry["duration_s"])
+    expected = telemetry.duration_ns * 50 // 1_000_000_000 + 1
+    assert abs(table.num_rows - expected) <= 1, (table.num_rows, telemetry.duration_ns)
     ticks = table.column("tick_index").to_pylist()
     assert all(b >= a for a, b in itertools.pairwise(ticks))
-    assert telemetry["target_hz"] == pytest.approx(200.0)
+    assert telemetry.target_hz == pytest.approx(200.0)
 
 
 def test_follower_tracks_the_moving_leader(make_session: Callable[..., Any]) -> None:
@@ -248,7 +248,7 @@ def test_unplugged_leader_stops_safely_and_keeps_rows(make_session: Callable[...
     s = make_session(teleop=dict(STS_LEADER), control_hz=200.0, record_fps=50.0)
     s.start()
     s.start_episode()
-    wait_until(lambda: s.telemetry()["rows"] >= 1, "the episode has a row")
+    wait_until(lambda: s.telemetry().rows >= 1, "the episode has a row")
     s.simulate_unplug("teleop", "sts")
     rows = 0
     deadline = time.monotonic() + 10
@@ -311,7 +311,7 @@ def test_realtime_mode_is_reported(make_session: Callable[..., Any]) -> None:
     auto = make_session(teleop=dict(STS_LEADER), realtime="auto")
     auto.start()
     assert auto.realtime.startswith(("SCHED_FIFO", "SCHED_OTHER"))
-    assert auto.telemetry()["realtime"] == auto.realtime
+    assert auto.telemetry().realtime == auto.realtime
 
 
 def test_context_manager_stops_the_loop(make_session: Callable[..., Any]) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from openk import _core
 from openk.config import RecordConfig, RolloutConfig, parse_config
 from openk.errors import ConfigError
 from openk.policy import PolicyError, PolicyMismatchError
@@ -216,6 +217,17 @@ def test_record_policy_rules(args: list[str], expected: str) -> None:
             "missing --task",
         ),
         (["--policy.path=c", "--duration=-1"], "--duration is -1.0; it must be ≥ 0"),
+        (["--policy.path=c", "--vcodec=h264"], "--vcodec is for recording"),
+        (["--policy.path=c", "--resume=true"], "--resume is for recording"),
+        (
+            [
+                "--policy.path=c",
+                "--strategy.type=episodic",
+                "--dataset.repo_id=me/rollout_x",
+                "--duration=5",
+            ],
+            "--duration is for --strategy.type=base",
+        ),
     ],
 )
 def test_rollout_rules(args: list[str], expected: str) -> None:
@@ -349,8 +361,8 @@ class FakeSession:
         time.sleep(min(timeout_s, 0.01))
         return None
 
-    def telemetry(self) -> dict[str, Any]:
-        return {"achieved_hz": 200.0}
+    def telemetry(self) -> Any:
+        return _core.LoopTelemetry(achieved_hz=200.0)
 
     def send_action(self, values: Sequence[float]) -> None:
         pass
@@ -374,7 +386,8 @@ def test_a_crashing_policy_surfaces_as_a_policy_error_from_the_pump() -> None:
     with pytest.raises(PolicyError, match="the policy failed: RuntimeError: CUDA out of memory"):
         while time.monotonic() < deadline:
             session.read_batch(0.01)
-    assert "policy_late_actions" in session.telemetry()
+    assert "policy_late_actions" in session.policy_stats()
+    assert session.telemetry().achieved_hz == 200.0
     session.close()
     assert inner.closed
 

@@ -48,7 +48,7 @@ def master(tmp_path_factory: pytest.TempPathFactory) -> Path:
                         "achieved_hz": 150.0 if i == 1 else 199.9,
                         "ticks": 1000,
                         "overruns": 0,
-                        "lateness_p99_us": 80.0,
+                        "lateness_p99_ns": 80_000,
                     }
                 }
             )

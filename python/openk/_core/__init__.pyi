@@ -13,10 +13,12 @@ from . import feetech as feetech
 # pyo3 lists every export in the module's __all__; stubtest checks this copy against it.
 __all__ = [
     "SIM_PORT",
+    "BusRoundStats",
     "Calibrator",
     "DeviceInfo",
     "FrameBatch",
     "JointInfo",
+    "LoopTelemetry",
     "SimRig",
     "TeleopSession",
     "__version__",
@@ -55,6 +57,103 @@ class FrameBatch:
     def __arrow_c_stream__(self, requested_schema: object | None = None) -> object: ...
 
 @final
+class BusRoundStats:
+    """Round-trip times of one bus, ns."""
+
+    def __new__(
+        cls, *, p50_ns: int = 0, p99_ns: int = 0, p999_ns: int = 0, max_ns: int = 0
+    ) -> BusRoundStats: ...
+    @property
+    def p50_ns(self) -> int: ...
+    @property
+    def p99_ns(self) -> int: ...
+    @property
+    def p999_ns(self) -> int: ...
+    @property
+    def max_ns(self) -> int: ...
+    def to_dict(self) -> dict[str, int]: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __ne__(self, value: object, /) -> bool: ...
+
+@final
+class LoopTelemetry:
+    """The control loop's report of a run or an episode. One unit per quantity: durations in
+    nanoseconds (`_ns`, ints), rates in Hz, counts as ints; `bus_errors` / `bus_retries` by
+    "<part>.<motor>" (only motors with any), `bus_round` by bus part. `late_actions`: dataset
+    row periods without a fresh scheduled action, plus actions that arrived after their time.
+    `to_dict()` is the form written into episode metadata (same names and units)."""
+
+    def __new__(
+        cls,
+        *,
+        ticks: int = 0,
+        overruns: int = 0,
+        rows: int = 0,
+        rows_dropped: int = 0,
+        rows_repeated: int = 0,
+        late_actions: int = 0,
+        target_hz: float = 0.0,
+        achieved_hz: float = 0.0,
+        duration_ns: int = 0,
+        lateness_p50_ns: int = 0,
+        lateness_p99_ns: int = 0,
+        lateness_p999_ns: int = 0,
+        lateness_max_ns: int = 0,
+        busy_p50_ns: int = 0,
+        busy_p99_ns: int = 0,
+        busy_max_ns: int = 0,
+        bus_round: dict[str, BusRoundStats] | None = None,
+        bus_errors: dict[str, int] | None = None,
+        bus_retries: dict[str, int] | None = None,
+        realtime: str = "",
+    ) -> LoopTelemetry: ...
+    @property
+    def ticks(self) -> int: ...
+    @property
+    def overruns(self) -> int: ...
+    @property
+    def rows(self) -> int: ...
+    @property
+    def rows_dropped(self) -> int: ...
+    @property
+    def rows_repeated(self) -> int: ...
+    @property
+    def late_actions(self) -> int: ...
+    @property
+    def target_hz(self) -> float: ...
+    @property
+    def achieved_hz(self) -> float: ...
+    @property
+    def duration_ns(self) -> int: ...
+    @property
+    def lateness_p50_ns(self) -> int: ...
+    @property
+    def lateness_p99_ns(self) -> int: ...
+    @property
+    def lateness_p999_ns(self) -> int: ...
+    @property
+    def lateness_max_ns(self) -> int: ...
+    @property
+    def busy_p50_ns(self) -> int: ...
+    @property
+    def busy_p99_ns(self) -> int: ...
+    @property
+    def busy_max_ns(self) -> int: ...
+    @property
+    def bus_round(self) -> dict[str, BusRoundStats]: ...
+    @property
+    def bus_errors(self) -> dict[str, int]: ...
+    @property
+    def bus_retries(self) -> dict[str, int]: ...
+    @property
+    def bus_errors_total(self) -> int: ...
+    @property
+    def realtime(self) -> str: ...
+    def to_dict(self) -> dict[str, object]: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __ne__(self, value: object, /) -> bool: ...
+
+@final
 class TeleopSession:
     """Leader -> follower teleoperation, or, without a teleop, replay and policy rollout, on a
     dedicated Rust thread ticking at `control_hz`.
@@ -68,7 +167,8 @@ class TeleopSession:
     `send_actions`): the loop interpolates between them at `control_hz` and never waits for
     the producer; when the schedule runs out it holds the last goal and counts every dataset
     row period without a fresh action in the telemetry's `late_actions`. A NaN or infinite
-    action is refused: the goal holds, a safety event names the joint, and
+    action, or one more than half its range beyond a joint's calibrated range (wrong units, a
+    policy gone wrong), is refused: the goal holds, a safety event names the joint, and
     `max_invalid_actions` of them in a row stop the loop (failure device "actions").
 
     Motion safety (all 0 = off, the defaults here; the CLI passes its config's values):
@@ -116,18 +216,13 @@ class TeleopSession:
     @property
     def action_names(self) -> list[str]: ...
     def start_episode(self, timeout: float = 5.0) -> int: ...
-    def end_episode(self, timeout: float = 10.0) -> dict[str, object]: ...
+    def end_episode(self, timeout: float = 10.0) -> LoopTelemetry: ...
     def next_batch(self, timeout: float = 0.1) -> FrameBatch | None: ...
-    def telemetry(self) -> dict[str, object]:
+    def telemetry(self) -> LoopTelemetry:
         """The whole run's loop report (published by the loop every 20 ms, exact at episode
-        ends and at stop): `ticks`, `overruns`, `rows`, `rows_dropped`, `rows_repeated`,
-        `late_actions` (row periods without a fresh scheduled action, plus actions that arrived
-        after their time), `target_hz`, `achieved_hz`, `duration_s`,
-        `lateness_{p50,p99,p999,max}_us`,
-        `busy_{p50,p99,max}_us`, `bus_round_us` ({part: {p50_us, p99_us, p999_us, max_us}}),
-        `bus_errors` / `bus_retries` ({"<part>.<motor>": count}), `realtime`."""
+        ends and at stop)."""
 
-    def episode_telemetry(self) -> dict[str, object]:
+    def episode_telemetry(self) -> LoopTelemetry:
         """The same report for the current (or last) episode."""
 
     def send_action(self, action: dict[str, float] | Sequence[float]) -> None:
@@ -215,6 +310,10 @@ class JointInfo:
     @property
     def raw_unit(self) -> str:
         """ "rad" (DAMIAO) or "step" (STS, 4096 per turn)."""
+
+    @property
+    def raw_per_turn(self) -> float:
+        """Raw units in one turn: 2π (radians) or 4096 (STS steps)."""
 
     @property
     def radians(self) -> bool: ...

@@ -6,13 +6,12 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
 
 from openk.config import CalibrateConfig, DeviceConfig, to_dict
-from openk.devices import Role, is_sim_port, load_core, radian_joints
+from openk.devices import Role, is_sim_port, load_core, radian_joints, raw_per_turn
 from openk.errors import BusTimeoutError, CalibrationError
 from openk.log import setup_logging
 from openk.session import check_ports
@@ -24,12 +23,10 @@ log = logging.getLogger(__name__)
 # A joint counts as swept once it moved this far. Encoders flicker by a step or two on an arm
 # nobody touches, which the native check (max > min) would take for a range.
 MIN_SWEEP_DEG = 10.0
-STS_STEPS_PER_TURN = 4096
 
 
 def _min_sweep(radians: bool) -> float:
-    turn = 2 * math.pi if radians else STS_STEPS_PER_TURN
-    return turn * MIN_SWEEP_DEG / 360.0
+    return raw_per_turn(radians) * MIN_SWEEP_DEG / 360.0
 
 
 def unswept_joints(rows: Sequence[tuple[str, float, float, float]], radians: set[str]) -> list[str]:

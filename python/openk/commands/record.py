@@ -30,6 +30,7 @@ from openk.session import (
     check_ports,
     connect_session,
     end_quietly,
+    loop_metadata,
     make_camera,
     shielded,
     sigterm_as_interrupt,
@@ -153,12 +154,12 @@ class _Recorder:
             num_episodes=self.cfg.dataset.num_episodes,
             elapsed_s=elapsed,
             duration_s=duration,
-            control_hz=float(tele.get("achieved_hz", 0.0)),
-            lateness_p99_us=float(tele.get("lateness_p99_ns", 0)) / 1000,
+            control_hz=tele.achieved_hz,
+            lateness_p99_ns=tele.lateness_p99_ns,
             rows=rows,
             camera_repeats=repeats,
             encoder_backlog=backlog,
-            bus_errors=int(tele.get("bus_errors", 0)),
+            bus_errors=tele.bus_errors_total,
             phase=phase,
         ).render(bar_width=20 if self.ui.tty else 0)
 
@@ -413,7 +414,7 @@ def _episodes(
             recorder.run_phase(episode, ds.episode_time_s, recording=True)
             session.end_episode()
             recorder.drain(recording=True)
-            tele = dict(session.telemetry())
+            tele = loop_metadata(session)
             log.info("episode %d loop telemetry: %s", episode, tele)
             ui.finish(
                 recorder._status(
@@ -474,7 +475,7 @@ def _episodes(
 
 def _episode_metadata(session: Session) -> dict[str, Any]:
     with contextlib.suppress(Exception):
-        return {"openk_loop": dict(session.telemetry())}
+        return {"openk_loop": loop_metadata(session)}
     return {}
 
 

@@ -146,12 +146,13 @@ def _base(cfg: RolloutConfig, *, debug: bool, ui: StatusLine, events: Any) -> Ro
                         raise OpenKError(f"camera {name!r} stopped: {cam.error}")
                 if time.monotonic() - last >= STATUS_PERIOD_S:
                     last = time.monotonic()
-                    tele = session.telemetry()
+                    hz = session.telemetry().achieved_hz
+                    stats = session.policy_stats()
                     line = (
-                        f"rollout {elapsed:6.1f}s | {float(tele.get('achieved_hz', 0)):6.1f} Hz | "
-                        f"actions {tele.get('policy_actions', 0)}, late "
-                        f"{tele.get('policy_late_actions', 0)} | inference p99 "
-                        f"{float(tele.get('policy_inference_p99_ms', 0)):.1f} ms"
+                        f"rollout {elapsed:6.1f}s | {hz:6.1f} Hz | "
+                        f"actions {stats.get('policy_actions', 0)}, late "
+                        f"{stats.get('policy_late_actions', 0)} | inference p99 "
+                        f"{float(stats.get('policy_inference_p99_ms', 0)):.1f} ms"
                     )
                     ui.update(line)
         if line:

@@ -63,9 +63,9 @@ def teleoperate(
                     last = time.monotonic()
                     tele = session.telemetry()
                     line = (
-                        f"teleop {elapsed:6.1f}s | {float(tele.get('achieved_hz', 0)):6.1f} Hz, "
-                        f"late p99 {float(tele.get('lateness_p99_ns', 0)) / 1e6:.2f} ms | "
-                        f"bus errors {int(tele.get('bus_errors', 0))}"
+                        f"teleop {elapsed:6.1f}s | {tele.achieved_hz:6.1f} Hz, "
+                        f"late p99 {tele.lateness_p99_ns / 1e6:.2f} ms | "
+                        f"bus errors {tele.bus_errors_total}"
                     )
                     if latest is not None:
                         line += " | " + _action_text(latest)

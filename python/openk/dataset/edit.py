@@ -34,7 +34,6 @@ from openk.dataset.remux import RemuxReport, Segment, keyframes, plan_segment, w
 from openk.errors import DatasetError
 
 _MB = 1024 * 1024
-_ROW_COLUMNS = ("index", "episode_index", "frame_index", "timestamp", "task_index")
 
 # What `build` writes itself; anything else at the dataset's top level is copied along.
 _LAYOUT_ENTRIES = {"meta", "data", "videos", "images", layout.OPENK_DIR}
@@ -76,6 +75,7 @@ class Source:
         self.tasks: list[str] = (
             meta.task_texts(self.root) if meta.tasks_path(self.root).exists() else []
         )
+        self._video_frames: dict[str, dict[Path, int]] = {}
         self.extras: dict[int, dict[str, Any]] = {}
         extras_path = meta.extras_path(self.root)
         if extras_path.exists():
@@ -107,6 +107,11 @@ class Source:
             ep[f"videos/{key}/chunk_index"],
             ep[f"videos/{key}/file_index"],
         )
+
+    def frames_in_video_file(self, key: str, path: Path) -> int:
+        """Frames of camera `key` that the episodes keep in the video file `path`."""
+        frames = sum(int(ep["length"]) for ep in self.episodes if self.video_path(key, ep) == path)
+        return max(frames, 1)
 
     def video_first_frame(self, key: str, ep: dict[str, Any]) -> int:
         return round(float(ep[f"videos/{key}/from_timestamp"]) * self.fps)
@@ -496,8 +501,8 @@ def build(plan: Plan, out: Path) -> BuildReport:
         for e, p in enumerate(picks):
             ep = p.source.episodes[p.index]
             path = p.source.video_path(key, ep)
-            src_frames = max(int(p.source.info.get("total_frames") or 1), 1)
-            estimate = path.stat().st_size * p.length / src_frames if path.exists() else 0.0
+            in_file = p.source.frames_in_video_file(key, path)
+            estimate = path.stat().st_size * p.length / in_file if path.exists() else 0.0
             if groups[-1] and size + estimate > video_limit * _MB:
                 groups.append([])
                 size = 0.0
@@ -752,7 +757,3 @@ def check_output_not_source(out: Path, sources: Sequence[Source]) -> None:
             raise DatasetError(
                 f"--output {out} is the source dataset; leave --output out to edit in place"
             )
-
-
-# Columns the data files carry for lerobot (kept consistent by `build`).
-ROW_COLUMNS = _ROW_COLUMNS

@@ -371,10 +371,14 @@ class PolicySession:
             self.tap.on_batch(batch)
         return batch
 
-    def telemetry(self) -> Mapping[str, Any]:
-        tele = dict(self.inner.telemetry())
-        tele.update(self.runner.stats())
-        return tele
+    def telemetry(self) -> Any:
+        """The loop's report (`openk._core.LoopTelemetry`)."""
+        return self.inner.telemetry()
+
+    def policy_stats(self) -> dict[str, Any]:
+        """The policy's counters (actions, late actions, inference time), stored beside the
+        loop's report in the episode metadata."""
+        return dict(self.runner.stats())
 
     def send_action(self, values: Sequence[float]) -> None:
         self.inner.send_action(values)

@@ -21,6 +21,8 @@ pub struct JointInfo {
     motor_id: u8,
     /// Unit of the raw position: "rad" (DAMIAO) or "step" (STS, 4096 per turn).
     raw_unit: String,
+    /// Raw units in one turn (2π for radians, 4096 STS steps).
+    raw_per_turn: f64,
 }
 
 impl JointInfo {
@@ -31,6 +33,7 @@ impl JointInfo {
             bus: j.model.bus().name().to_owned(),
             motor_id: j.id,
             raw_unit: j.model.raw_unit().name().to_owned(),
+            raw_per_turn: j.model.raw_unit().per_turn(),
         }
     }
 }

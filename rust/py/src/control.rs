@@ -19,6 +19,7 @@ use openk_core::record::stream::to_ffi_stream;
 use openk_core::record::BuilderConfig;
 
 use crate::errors::{to_py, ConfigError, OpenKError};
+use crate::telemetry::LoopTelemetry;
 
 fn kind_of(kind: &str) -> PyResult<DeviceKind> {
     match kind {
@@ -48,8 +49,8 @@ fn device_config(
     DeviceConfig::from_json_text(&to_json(py, obj)?, kind).map_err(to_py)
 }
 
-fn report_dict<'py>(py: Python<'py>, r: &TelemetryReport) -> PyResult<Bound<'py, PyAny>> {
-    py.import("json")?.call_method1("loads", (r.to_json(),))
+fn report(r: &TelemetryReport) -> LoopTelemetry {
+    LoopTelemetry::from(r)
 }
 
 fn event_dict<'py>(py: Python<'py>, e: &SafetyEvent) -> PyResult<Bound<'py, PyDict>> {
@@ -257,7 +258,15 @@ impl TeleopSession {
             };
             (opened, st.spec.clone())
         };
-        let OpenedArms { arms, sims } = opened;
+        let OpenedArms {
+            arms,
+            sims,
+            action_limits,
+        } = opened;
+        let spec = LoopSpec {
+            action_limits,
+            ..spec
+        };
         let lp = py.detach(|| TeleopLoop::start(arms, spec)).map_err(to_py)?;
         let mut st = self.lock();
         st.running = Some(Arc::new(lp));
@@ -297,10 +306,10 @@ impl TeleopSession {
     /// Stops recording. When it returns, every row of the episode can be read with
     /// next_batch(); returns the episode's loop telemetry.
     #[pyo3(signature = (timeout=10.0))]
-    fn end_episode<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Bound<'py, PyAny>> {
+    fn end_episode(&self, py: Python<'_>, timeout: f64) -> PyResult<LoopTelemetry> {
         let lp = self.running()?;
-        let report = py.detach(|| lp.end_episode(secs(timeout))).map_err(to_py)?;
-        report_dict(py, &report)
+        let r = py.detach(|| lp.end_episode(secs(timeout))).map_err(to_py)?;
+        Ok(report(&r))
     }
 
     /// The next batch of rows, or None if none arrived within `timeout` seconds. Raises the
@@ -317,15 +326,15 @@ impl TeleopSession {
     }
 
     /// Loop telemetry of the whole run.
-    fn telemetry<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    fn telemetry(&self) -> PyResult<LoopTelemetry> {
         let lp = self.running()?;
-        report_dict(py, &lp.telemetry())
+        Ok(report(&lp.telemetry()))
     }
 
     /// Loop telemetry of the current or last episode.
-    fn episode_telemetry<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    fn episode_telemetry(&self) -> PyResult<LoopTelemetry> {
         let lp = self.running()?;
-        report_dict(py, &lp.episode_telemetry())
+        Ok(report(&lp.episode_telemetry()))
     }
 
     /// One action: the goal reaches it one dataset row period (1/record_fps) after the loop

@@ -16,7 +16,7 @@ use crate::convert::seconds;
 use crate::errors::{to_py, ConfigError, OpenKError, PortError};
 
 // ---------------------------------------------------------------------------------------------
-// Error mapping
+// Error details (the class comes from crate::errors::to_py)
 
 fn failure_kind(kind: FailureKind) -> (&'static str, Vec<&'static str>) {
     match kind {
@@ -29,7 +29,7 @@ fn failure_kind(kind: FailureKind) -> (&'static str, Vec<&'static str>) {
 /// A bus error as the exception of its fault kind, with `failures` (list of dicts: motor, id,
 /// kind, flags) and, for a single motor, `motor` and `flags` attached, so callers can react
 /// without parsing the message.
-fn bus_err(py: Python<'_>, e: BusError) -> PyErr {
+fn to_py_with_failures(py: Python<'_>, e: BusError) -> PyErr {
     let err = to_py(&e);
     let failures = e.failures();
     let value = err.value(py);
@@ -363,7 +363,7 @@ impl PyFeetechBus {
             .collect();
         let bus = py
             .detach(|| FeetechBus::open(&port, baudrate, motors, config))
-            .map_err(|e| bus_err(py, e))?;
+            .map_err(|e| to_py_with_failures(py, e))?;
         Ok(PyFeetechBus {
             bus: Some(bus),
             names,
@@ -384,10 +384,10 @@ impl PyFeetechBus {
     /// PING a motor (name or id); returns its status error byte (0 = fine).
     fn ping(&mut self, py: Python<'_>, motor: MotorRef) -> PyResult<u8> {
         let bus = self.bus()?;
-        let id = resolve(bus, &motor).map_err(|e| bus_err(py, e))?;
+        let id = resolve(bus, &motor).map_err(|e| to_py_with_failures(py, e))?;
         py.detach(|| bus.ping(id))
             .map(|f| f.0)
-            .map_err(|e| bus_err(py, e))
+            .map_err(|e| to_py_with_failures(py, e))
     }
 
     /// Broadcast PING; the ids that answered within `window_s`, sorted.
@@ -398,26 +398,26 @@ impl PyFeetechBus {
         // u16, not u8: pyo3 turns a Vec<u8> into bytes, and callers want a list of ids.
         py.detach(|| bus.scan(window))
             .map(|ids| ids.into_iter().map(u16::from).collect())
-            .map_err(|e| bus_err(py, e))
+            .map_err(|e| to_py_with_failures(py, e))
     }
 
     /// Reads a register (by name) of one motor: the signed value (sign-magnitude decoded).
     fn read(&mut self, py: Python<'_>, register: &str, motor: MotorRef) -> PyResult<i64> {
         let reg = ft::register(register).map_err(to_py)?;
         let bus = self.bus()?;
-        let id = resolve(bus, &motor).map_err(|e| bus_err(py, e))?;
+        let id = resolve(bus, &motor).map_err(|e| to_py_with_failures(py, e))?;
         py.detach(|| bus.read_id(reg, id))
-            .map_err(|e| bus_err(py, e))
+            .map_err(|e| to_py_with_failures(py, e))
     }
 
     /// Reads a register in its physical unit (V, degC, %, ...).
     fn read_unit(&mut self, py: Python<'_>, register: &str, motor: MotorRef) -> PyResult<f64> {
         let reg = ft::register(register).map_err(to_py)?;
         let bus = self.bus()?;
-        let id = resolve(bus, &motor).map_err(|e| bus_err(py, e))?;
+        let id = resolve(bus, &motor).map_err(|e| to_py_with_failures(py, e))?;
         py.detach(|| bus.read_id(reg, id))
             .map(|v| v as f64 * reg.scale)
-            .map_err(|e| bus_err(py, e))
+            .map_err(|e| to_py_with_failures(py, e))
     }
 
     /// Writes a register (by name) of one motor; id 254 writes every motor (no reply).
@@ -430,9 +430,9 @@ impl PyFeetechBus {
     ) -> PyResult<()> {
         let reg = ft::register(register).map_err(to_py)?;
         let bus = self.bus()?;
-        let id = resolve(bus, &motor).map_err(|e| bus_err(py, e))?;
+        let id = resolve(bus, &motor).map_err(|e| to_py_with_failures(py, e))?;
         py.detach(|| bus.write_id(reg, id, value))
-            .map_err(|e| bus_err(py, e))
+            .map_err(|e| to_py_with_failures(py, e))
     }
 
     /// One SYNC_READ of `register` from `motors` (default: all); {name: value}.
@@ -450,10 +450,10 @@ impl PyFeetechBus {
             .iter()
             .map(|n| bus.id_of(n))
             .collect::<Result<Vec<u8>, _>>()
-            .map_err(|e| bus_err(py, e))?;
+            .map_err(|e| to_py_with_failures(py, e))?;
         let mut values = vec![0i64; ids.len()];
         py.detach(|| bus.sync_read_ids(reg, &ids, &mut values))
-            .map_err(|e| bus_err(py, e))?;
+            .map_err(|e| to_py_with_failures(py, e))?;
         let out = PyDict::new(py);
         for (n, v) in names.iter().zip(values) {
             out.set_item(n, v)?;
@@ -474,17 +474,17 @@ impl PyFeetechBus {
         let mut ids = Vec::with_capacity(values.len());
         let mut vals = Vec::with_capacity(values.len());
         for (name, v) in &values {
-            ids.push(bus.id_of(name).map_err(|e| bus_err(py, e))?);
+            ids.push(bus.id_of(name).map_err(|e| to_py_with_failures(py, e))?);
             vals.push(*v);
         }
         py.detach(|| bus.sync_write_ids(reg, &ids, &vals))
-            .map_err(|e| bus_err(py, e))
+            .map_err(|e| to_py_with_failures(py, e))
     }
 
     /// Error flags (names) of the last status packet from a motor.
     fn last_status(&mut self, py: Python<'_>, motor: MotorRef) -> PyResult<Vec<&'static str>> {
         let bus = self.bus()?;
-        let id = resolve(bus, &motor).map_err(|e| bus_err(py, e))?;
+        let id = resolve(bus, &motor).map_err(|e| to_py_with_failures(py, e))?;
         Ok(bus.last_status(id).names().collect())
     }
 

@@ -11,6 +11,7 @@ mod convert;
 mod damiao;
 mod errors;
 mod feetech;
+mod telemetry;
 
 /// Nanoseconds on CLOCK_MONOTONIC: the one clock shared by the loop and Python's
 /// `time.monotonic_ns()` camera stamps.
@@ -57,5 +58,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     control::register(m)?;
     catalog::register(m)?;
+    telemetry::register(m)?;
     Ok(())
 }

@@ -270,6 +270,16 @@ impl JointNorm {
         v as f32
     }
 
+    /// The normalised values the calibrated range spans, (low, high).
+    pub fn normalized_range(&self) -> (f32, f32) {
+        let (a, b) = (self.normalize(self.min), self.normalize(self.max));
+        if a <= b {
+            (a, b)
+        } else {
+            (b, a)
+        }
+    }
+
     /// Normalised → raw goal, clamped to the calibrated range.
     pub fn unnormalize(&self, value: f32) -> f64 {
         let (min, max) = (self.min, self.max);

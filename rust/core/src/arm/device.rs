@@ -504,6 +504,45 @@ fn open_device(cfg: &DeviceConfig, sims: &mut SimSet) -> Result<Vec<Box<dyn Part
 pub struct OpenedArms {
     pub arms: TeleopArms,
     pub sims: SimSet,
+    /// Valid values of each follower action (action order; see [`action_limits`]), for
+    /// refusing scheduled actions far outside the joint's range (`LoopSpec::action_limits`).
+    pub action_limits: Vec<Option<(f32, f32)>>,
+}
+
+/// How far beyond its calibrated (normalised) range a scheduled action may go before the loop
+/// refuses it, as a fraction of the range. Goals are clamped to the range anyway; this only
+/// catches actions in the wrong units or a policy gone wrong, not one overshooting an end stop
+/// or a replayed leader value from a leader calibrated wider than the follower.
+pub const ACTION_RANGE_SLACK: f32 = 0.5;
+
+/// The normalised range of every joint of `robot` (from its calibration, or the simulator's
+/// built-in one), widened by [`ACTION_RANGE_SLACK`], by action (`<joint>.pos`).
+pub fn action_limits(robot: &DeviceConfig) -> Result<Vec<Option<(f32, f32)>>, ArmError> {
+    let simulated = is_sim_port(&robot.port) && robot.sts_port.as_deref().is_none_or(is_sim_port);
+    let (cal, _) = load_calibration(robot, simulated)?;
+    let ranges: Vec<(String, (f32, f32))> = robot
+        .spec
+        .damiao
+        .iter()
+        .map(|j| (j.name, damiao_norm(robot, &cal, j).normalized_range()))
+        .chain(
+            robot
+                .spec
+                .sts
+                .iter()
+                .map(|j| (j.name, sts_norm(robot, &cal, j).normalized_range())),
+        )
+        .map(|(name, (lo, hi))| {
+            let slack = (hi - lo) * ACTION_RANGE_SLACK;
+            (format!("{name}.pos"), (lo - slack, hi + slack))
+        })
+        .collect();
+    Ok(robot
+        .spec
+        .action_names()
+        .iter()
+        .map(|a| ranges.iter().find(|(n, _)| n == a).map(|(_, r)| *r))
+        .collect())
 }
 
 /// Opens a follower (and its leader, if any). Calibration problems surface before any port
@@ -520,6 +559,7 @@ pub fn open_arms(
             DeviceCalibration::load(cfg.spec, &cfg.id, &path)?;
         }
     }
+    let action_limits = action_limits(robot)?;
     let mut sims = SimSet::default();
     let follower = open_device(robot, &mut sims)?;
     let leader = match teleop {
@@ -559,6 +599,7 @@ pub fn open_arms(
             max_relative_target,
         },
         sims,
+        action_limits,
     })
 }
 

@@ -107,6 +107,14 @@ impl RawUnit {
             RawUnit::Steps => "step",
         }
     }
+
+    /// Raw units in one turn of the joint.
+    pub fn per_turn(self) -> f64 {
+        match self {
+            RawUnit::Radians => std::f64::consts::TAU,
+            RawUnit::Steps => 4096.0,
+        }
+    }
 }
 
 /// DAMIAO control mode.

@@ -165,15 +165,16 @@ impl Telemetry {
         &self.lateness_ns
     }
 
-    /// A plain summary (allocates; call off the hot path).
+    /// A plain summary (allocates; call off the hot path). Durations stay in nanoseconds.
     pub fn report(&self, period_ns: u64, realtime: &str) -> TelemetryReport {
-        let us = |h: &Histogram<u64>, q: f64| {
+        let at = |h: &Histogram<u64>, q: f64| {
             if h.is_empty() {
-                0.0
+                0
             } else {
-                h.value_at_quantile(q) as f64 / 1000.0
+                h.value_at_quantile(q)
             }
         };
+        let max = |h: &Histogram<u64>| if h.is_empty() { 0 } else { h.max() };
         let span_ns = self.last_tick_ns.saturating_sub(self.first_tick_ns);
         let achieved_hz = if self.ticks > 1 && span_ns > 0 {
             (self.ticks - 1) as f64 * 1e9 / span_ns as f64
@@ -201,33 +202,25 @@ impl Telemetry {
                 0.0
             },
             achieved_hz,
-            duration_s: span_ns as f64 / 1e9,
-            lateness_p50_us: us(&self.lateness_ns, 0.50),
-            lateness_p99_us: us(&self.lateness_ns, 0.99),
-            lateness_p999_us: us(&self.lateness_ns, 0.999),
-            lateness_max_us: if self.lateness_ns.is_empty() {
-                0.0
-            } else {
-                self.lateness_ns.max() as f64 / 1000.0
-            },
-            busy_p50_us: us(&self.busy_ns, 0.50),
-            busy_p99_us: us(&self.busy_ns, 0.99),
-            busy_max_us: if self.busy_ns.is_empty() {
-                0.0
-            } else {
-                self.busy_ns.max() as f64 / 1000.0
-            },
-            bus_round_us: self
+            duration_ns: span_ns,
+            lateness_p50_ns: at(&self.lateness_ns, 0.50),
+            lateness_p99_ns: at(&self.lateness_ns, 0.99),
+            lateness_p999_ns: at(&self.lateness_ns, 0.999),
+            lateness_max_ns: max(&self.lateness_ns),
+            busy_p50_ns: at(&self.busy_ns, 0.50),
+            busy_p99_ns: at(&self.busy_ns, 0.99),
+            busy_max_ns: max(&self.busy_ns),
+            bus_round: self
                 .part_labels
                 .iter()
                 .zip(&self.round_ns)
                 .filter(|(_, h)| !h.is_empty())
                 .map(|(label, h)| {
                     let summary = RoundSummary {
-                        p50_us: us(h, 0.50),
-                        p99_us: us(h, 0.99),
-                        p999_us: us(h, 0.999),
-                        max_us: h.max() as f64 / 1000.0,
+                        p50_ns: at(h, 0.50),
+                        p99_ns: at(h, 0.99),
+                        p999_ns: at(h, 0.999),
+                        max_ns: max(h),
                     };
                     (label.clone(), summary)
                 })
@@ -239,7 +232,8 @@ impl Telemetry {
     }
 }
 
-/// Summary of a [`Telemetry`], as handed to Python and written into episode metadata.
+/// Summary of a [`Telemetry`], as handed to Python and written into episode metadata. One
+/// unit per quantity: durations in nanoseconds (`_ns`), rates in Hz, counts.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TelemetryReport {
     pub ticks: u64,
@@ -254,19 +248,21 @@ pub struct TelemetryReport {
     pub late_actions: u64,
     pub target_hz: f64,
     pub achieved_hz: f64,
-    pub duration_s: f64,
-    pub lateness_p50_us: f64,
-    pub lateness_p99_us: f64,
-    pub lateness_p999_us: f64,
-    pub lateness_max_us: f64,
+    /// From the first tick to the last.
+    pub duration_ns: u64,
+    /// How late each tick woke after its deadline.
+    pub lateness_p50_ns: u64,
+    pub lateness_p99_ns: u64,
+    pub lateness_p999_ns: u64,
+    pub lateness_max_ns: u64,
     /// Time from the tick's wake-up until its bus rounds were dispatched (with parts on
     /// worker threads: collecting the previous rounds plus the loop's own work).
-    pub busy_p50_us: f64,
-    pub busy_p99_us: f64,
-    pub busy_max_us: f64,
+    pub busy_p50_ns: u64,
+    pub busy_p99_ns: u64,
+    pub busy_max_ns: u64,
     /// Round-trip time of each part's bus, by part label (what bounds the sustainable rate:
     /// a round longer than the period makes the next tick wait).
-    pub bus_round_us: BTreeMap<String, RoundSummary>,
+    pub bus_round: BTreeMap<String, RoundSummary>,
     /// Bus errors by `<device>.<motor>` (only motors with errors).
     pub bus_errors: BTreeMap<String, u64>,
     pub bus_retries: BTreeMap<String, u64>,
@@ -274,19 +270,19 @@ pub struct TelemetryReport {
     pub realtime: String,
 }
 
-/// Distribution of one part's bus round times, µs.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// Distribution of one part's bus round times, ns.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub struct RoundSummary {
-    pub p50_us: f64,
-    pub p99_us: f64,
-    pub p999_us: f64,
-    pub max_us: f64,
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+    pub p999_ns: u64,
+    pub max_ns: u64,
 }
 
 impl TelemetryReport {
-    /// The report as a JSON object (for bindings and episode metadata).
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+    /// Bus errors of every motor together.
+    pub fn total_bus_errors(&self) -> u64 {
+        self.bus_errors.values().sum()
     }
 }
 
@@ -316,9 +312,14 @@ mod tests {
         assert_eq!(r.bus_errors.get("follower.b"), Some(&2));
         assert_eq!(r.bus_retries.get("follower.a"), Some(&3));
         assert!(!r.bus_errors.contains_key("follower.a"));
-        assert!(r.lateness_p50_us > 0.9 && r.lateness_max_us < 1.2);
-        let round = &r.bus_round_us["follower"];
-        assert!((round.max_us - 1500.0).abs() < 20.0, "{round:?}");
+        assert!(
+            r.lateness_p50_ns >= 1_000 && r.lateness_max_ns <= 1_120,
+            "{r:?}"
+        );
+        let round = &r.bus_round["follower"];
+        assert!(round.max_ns.abs_diff(1_500_000) < 20_000, "{round:?}");
+        assert_eq!(r.duration_ns, 200_000_000);
+        assert_eq!(r.total_bus_errors(), 2);
         let mut total = Telemetry::new(
             vec!["follower.a".into(), "follower.b".into()],
             vec!["follower".into()],
