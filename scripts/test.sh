@@ -77,8 +77,8 @@ stage "rustfmt, clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 stage "ruff"
-.venv/bin/ruff check python tests benches
-.venv/bin/ruff format --check python tests benches
+.venv/bin/ruff check python tests benches plugins
+.venv/bin/ruff format --check python tests benches plugins
 stage "stubtest"
 # The stub must match what the native module really exports.
 .venv/bin/python -m mypy.stubtest openk._core

@@ -329,10 +329,20 @@ def test_scripted_calibration_writes_a_lerobot_file(calib_dir: Path) -> None:
     cal = _core.Calibrator(config, "teleop")
     try:
         cal.set_homing()
+        misses = 0
+        rows: list[Any] = []
         for _ in range(40):
-            rows = cal.sample()
+            try:
+                rows = cal.sample()
+                misses = 0
+            except BusTimeoutError:
+                # As in `openk calibrate`: one late answer (a busy machine delays the
+                # simulator) does not spoil the sweep, a motor that stays silent does.
+                misses += 1
+                if misses >= 5:
+                    raise
             time.sleep(0.03)
-        assert rows[0][0] == "motor1"
+        assert rows and rows[0][0] == "motor1"
         path = cal.save()
     finally:
         cal.close()

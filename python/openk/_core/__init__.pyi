@@ -18,6 +18,7 @@ __all__ = [
     "DeviceInfo",
     "FrameBatch",
     "JointInfo",
+    "LeaderReader",
     "LoopTelemetry",
     "SimRig",
     "TeleopSession",
@@ -286,6 +287,22 @@ class Calibrator:
     @property
     def path(self) -> str: ...
     def close(self) -> None: ...
+
+@final
+class LeaderReader:
+    """A leader read on its own (no follower, no loop), for teleoperator APIs polled by their
+    caller (lerobot's `get_action`). `config` is a teleop dict as for `TeleopSession`."""
+
+    def __new__(cls, config: dict[str, object]) -> LeaderReader: ...
+    @property
+    def names(self) -> list[str]:
+        """The names `read` returns values for, in order (e.g. `shoulder_pan.pos`)."""
+
+    def read(self) -> list[float]:
+        """The leader's present calibrated values, in `names` order."""
+
+    def close(self) -> None:
+        """Closes the ports (and simulators)."""
 
 @final
 class SimRig:

@@ -160,8 +160,18 @@ fn scripted_calibration_then_rezero_detection() {
     let mut cal = Calibrator::connect(cfg(config.clone(), DeviceKind::Teleoperator)).unwrap();
     cal.set_homing(false).unwrap();
     let t0 = Instant::now();
+    let mut misses = 0;
     while t0.elapsed() < Duration::from_millis(1500) {
-        cal.sample().unwrap();
+        match cal.sample() {
+            Ok(_) => misses = 0,
+            // As in `openk calibrate`: one late answer (a busy machine delays the simulator)
+            // does not spoil the sweep, a motor that stays silent does.
+            Err(ArmError::Bus {
+                kind: FaultKind::Timeout,
+                ..
+            }) if misses < 4 => misses += 1,
+            Err(e) => panic!("{e}"),
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     let path = cal.save().unwrap();

@@ -10,7 +10,9 @@ use pyo3::types::{PyCapsule, PyDict, PyList};
 
 use openk_core::arm::calibration::calibration_path as core_calibration_path;
 use openk_core::arm::config::DeviceConfig;
-use openk_core::arm::device::{self, Calibrator as CoreCalibrator, OpenedArms};
+use openk_core::arm::device::{
+    self, Calibrator as CoreCalibrator, LeaderReader as CoreLeaderReader, OpenedArms,
+};
 use openk_core::arm::spec::{lookup, valid_types, DeviceKind};
 use openk_core::arm::ArmError;
 use openk_core::control::loop_spec::{self, LoopNames};
@@ -699,6 +701,51 @@ impl Calibrator {
     }
 }
 
+/// A leader read on its own (no follower, no loop), for teleoperator APIs polled by their
+/// caller (lerobot's `get_action`): calibrated feature values by name.
+#[pyclass(module = "openk._core", frozen)]
+pub struct LeaderReader {
+    inner: Mutex<Option<CoreLeaderReader>>,
+    names: Vec<String>,
+}
+
+#[pymethods]
+impl LeaderReader {
+    #[new]
+    fn new(py: Python<'_>, config: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let cfg = device_config(py, config, DeviceKind::Teleoperator)?;
+        let reader = py.detach(|| CoreLeaderReader::open(&cfg)).map_err(to_py)?;
+        let names = reader.names().to_vec();
+        Ok(Self {
+            inner: Mutex::new(Some(reader)),
+            names,
+        })
+    }
+
+    /// The names `read` returns values for, in order (e.g. `shoulder_pan.pos`).
+    #[getter]
+    fn names(&self) -> Vec<String> {
+        self.names.clone()
+    }
+
+    /// The leader's present values, in `names` order (GIL released while the bus answers).
+    fn read(&self, py: Python<'_>) -> PyResult<Vec<f32>> {
+        py.detach(|| {
+            let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let reader = guard
+                .as_mut()
+                .ok_or_else(|| OpenKError::new_err("the leader reader is closed"))?;
+            reader.read().map_err(to_py)
+        })
+    }
+
+    /// Closes the ports (and simulators).
+    fn close(&self, py: Python<'_>) {
+        let reader = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
+        py.detach(|| drop(reader));
+    }
+}
+
 /// Simulators of a robot type (and teleop type) for peers and benchmarks: `ports` names the
 /// pty of each bus ("robot.port", "robot.sts_port", "teleop.port").
 #[pyclass(module = "openk._core", frozen)]
@@ -739,6 +786,7 @@ impl SimRig {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<TeleopSession>()?;
     m.add_class::<SimRig>()?;
+    m.add_class::<LeaderReader>()?;
     m.add_class::<FrameBatch>()?;
     m.add_class::<Calibrator>()?;
     m.add_function(wrap_pyfunction!(device_features, m)?)?;

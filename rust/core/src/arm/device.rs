@@ -21,7 +21,7 @@ use super::calibration::{
 };
 use super::config::{is_sim_port, DeviceConfig, DEFAULT_KD, DEFAULT_KP, DEFAULT_VELOCITY_LIMIT};
 use super::damiao_part::{control_mode, part_error, DamiaoDrive, DamiaoPart};
-use super::part::{Part, PartError};
+use super::part::{Part, PartError, StopAction};
 use super::spec::{names_of, ControlType, DeviceKind, JointSpec, MotorModel, StsLink};
 use super::sts_can_part::StsCanPart;
 use super::sts_part;
@@ -853,6 +853,69 @@ impl Calibrator {
                 RegisterValue::U32(v) => f64::from(v),
             },
         )
+    }
+}
+
+/// A leader read on its own, without a follower or a loop: what a teleoperator API that is
+/// polled by its caller (lerobot's `Teleoperator.get_action`) needs. Values are the leader's
+/// calibrated feature values, the same the loop hands the follower.
+pub struct LeaderReader {
+    parts: Vec<Box<dyn Part>>,
+    names: Vec<String>,
+    state: Vec<Vec<f32>>,
+    _sims: SimSet,
+}
+
+impl LeaderReader {
+    /// Opens the leader's buses (starting simulators for `sim` ports); calibration problems
+    /// surface first, as in [`open_arms`].
+    pub fn open(cfg: &DeviceConfig) -> Result<Self, ArmError> {
+        let path = calibration_path(cfg.spec, &cfg.id, cfg.calibration_dir.as_deref());
+        if !is_sim_port(&cfg.port) || path.exists() {
+            DeviceCalibration::load(cfg.spec, &cfg.id, &path)?;
+        }
+        let mut sims = SimSet::default();
+        let parts = open_device(cfg, &mut sims)?;
+        let names = parts
+            .iter()
+            .flat_map(|p| p.state_names().iter().cloned())
+            .collect();
+        let state = parts
+            .iter()
+            .map(|p| vec![0.0; p.state_names().len()])
+            .collect();
+        Ok(Self {
+            parts,
+            names,
+            state,
+            _sims: sims,
+        })
+    }
+
+    /// What [`read`](Self::read) returns, in order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The present state of every joint, in [`names`](Self::names) order.
+    pub fn read(&mut self) -> Result<Vec<f32>, ArmError> {
+        let mut out = Vec::with_capacity(self.names.len());
+        for (part, state) in self.parts.iter_mut().zip(self.state.iter_mut()) {
+            part.read_state(state)
+                .map_err(|e| part_arm_err(part.label(), part.motor_names(), e))?;
+            out.extend_from_slice(state);
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for LeaderReader {
+    fn drop(&mut self) {
+        for part in &mut self.parts {
+            // A leader commands nothing; stopping only releases the bus. Errors on the way
+            // out have nobody left to tell.
+            let _ = part.stop(StopAction::Limp);
+        }
     }
 }
 
