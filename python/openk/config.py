@@ -188,7 +188,7 @@ class RecordConfig:
     end_home_settle_s: float = _ramp_field("end_home_settle_s")
 
 
-ROLLOUT_STRATEGIES: tuple[str, ...] = ("base", "episodic")
+ROLLOUT_STRATEGIES: tuple[str, ...] = ("base", "episodic", "dagger")
 
 
 @dataclass
@@ -734,19 +734,27 @@ def _validate_rollout(cfg: RolloutConfig, raw: dict[str, Any], ctx: _Context) ->
     _check_device(cfg.robot, "robot", ctx, raw.get("robot"))
     _check_policy(cfg.policy)
     kind = cfg.strategy.type
-    if kind in ("sentry", "highlight", "dagger"):
+    if kind in ("sentry", "highlight"):
         raise ConfigError(
             f"--strategy.type={kind} is not supported by openk yet; use "
-            f"--strategy.type=base (no recording) or episodic (records episodes)"
+            f"--strategy.type=base (no recording), episodic (records episodes) or dagger"
         )
     if kind not in ROLLOUT_STRATEGIES:
         raise ConfigError(
             f"--strategy.type={kind!r} is unknown; valid types: {', '.join(ROLLOUT_STRATEGIES)}"
         )
-    if cfg.teleop is not None:
+    if kind == "dagger":
+        if cfg.teleop is None:
+            raise ConfigError(
+                "--strategy.type=dagger hands the arm from the policy to a leader arm; add "
+                "--teleop.type=... --teleop.port=... --teleop.id=..."
+            )
+        _check_device(cfg.teleop, "teleop", ctx, raw.get("teleop"))
+    elif cfg.teleop is not None:
         raise ConfigError(
-            "--teleop.* in openk rollout: handing control to a leader arm (dagger) is not "
-            "supported yet; remove the --teleop.* options"
+            f"--teleop.* in openk rollout is for --strategy.type=dagger (a leader takes over "
+            f"from the policy); --strategy.type={kind} does not use it: remove the --teleop.* "
+            "options"
         )
     _check_loop(cfg.control_hz, cfg.fps, "fps", ctx)
     _check_positive(cfg.duration, "duration", ctx, allow_zero=True)

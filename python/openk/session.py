@@ -115,8 +115,12 @@ class Events:
     exit_early: threading.Event = field(default_factory=threading.Event)
     rerecord: threading.Event = field(default_factory=threading.Event)
     stop: threading.Event = field(default_factory=threading.Event)
+    # SPACE (lerobot's DAgger pause key): hands the arm between the policy and the leader.
+    on_space: Callable[[], None] | None = None
 
     def on_key(self, key: Key) -> None:
+        if key is Key.SPACE and self.on_space is not None:
+            self.on_space()
         if key is Key.RIGHT:
             self.exit_early.set()
         elif key is Key.LEFT:
@@ -230,7 +234,7 @@ def _vector_field(name: str, names: Sequence[str]) -> Any:
 class NativeSession:
     """`openk._core.TeleopSession` seen through the `Session` protocol."""
 
-    def __init__(self, core_session: Any) -> None:
+    def __init__(self, core_session: Any, switchable: bool = False) -> None:
         import pyarrow as pa
 
         self.core = core_session
@@ -244,6 +248,9 @@ class NativeSession:
                 _vector_field("action", core_session.action_names),
             ]
         )
+        if switchable:
+            # The leader and the policy take turns: rows say which one drove (lerobot DAgger).
+            self._schema = self._schema.append(pa.field("intervention", pa.bool_(), False))
 
     @property
     def schema(self) -> Any:

@@ -28,6 +28,7 @@ class Key(enum.Enum):
     RIGHT = "right"
     LEFT = "left"
     ESC = "esc"
+    SPACE = "space"
 
 
 _SEQUENCES: dict[bytes, Key] = {
@@ -53,6 +54,8 @@ class KeyParser:
         while i < len(buf):
             byte = buf[i : i + 1]
             if byte != b"\x1b":
+                if byte == b" ":
+                    keys.append(Key.SPACE)
                 i += 1
                 continue
             rest = buf[i:]

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .conftest import ROBOT, TASK, RunIn, offline_env, run_cmd, sim_record_flags
 
 EVAL_REPO = "tester/eval_policy"
@@ -214,3 +216,63 @@ def test_rollout_episodic_records_a_rollout_dataset(
     assert actions >= 5, proc.stdout
     info = json.loads((root / "meta" / "info.json").read_text())
     assert info["total_frames"] >= 50 and "observation.images.front" in info["features"]
+
+
+DAGGER_CHECK = r"""
+import json, os
+import numpy as np
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+ds = LeRobotDataset(os.environ["REPO"], root=os.environ["DS"])
+frames = [ds[i] for i in range(len(ds))]  # lerobot loads and iterates every row
+hf = ds.hf_dataset.with_format(None)
+print(json.dumps({
+    "feature": ds.meta.features["intervention"],
+    "intervention": [bool(np.asarray(v).reshape(-1)[0]) for v in hf["intervention"]],
+    "action": np.asarray(hf["action"], dtype=np.float32).tolist(),
+}))
+"""
+
+
+def test_rollout_dagger_tags_the_leaders_rows_as_interventions(
+    trained_policy: Path, run_openk_oracle: RunIn, oracle_python: str, tmp_path: Path
+) -> None:
+    root = tmp_path / "rollout_dagger"
+    calib = tmp_path / "calibration"
+    flags = [f for f in sim_record_flags(root, calib) if "single_task" not in f]
+    proc = run_openk_oracle(
+        "rollout",
+        *flags,
+        "--strategy.type=dagger",
+        "--teleop.type=openk-1-sts_leader",
+        "--teleop.port=sim",
+        "--teleop.id=leader",
+        f"--teleop.calibration_dir={calib}",
+        f"--policy.path={trained_policy}",
+        "--dataset.repo_id=tester/rollout_dagger",
+        f"--task={TASK}",
+        "--dataset.num_episodes=1",
+        "--dataset.episode_time_s=4",
+        "--start_ramp_time_s=0.2",
+        # The scripted intervention: the leader drives from 1.5 s to 3 s after the loop starts.
+        OPENK_TEST_HANDOVER_AT="1.5,3.0",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SPACE hands the arm" in proc.stdout
+    check = run_cmd(
+        [oracle_python, "-c", DAGGER_CHECK],
+        tmp_path,
+        offline_env(tmp_path, DS=str(root), REPO="tester/rollout_dagger"),
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    out = json.loads(check.stdout.strip().splitlines()[-1])
+    assert out["feature"] == {"dtype": "bool", "shape": [1], "names": None}
+    tagged = np.asarray(out["intervention"])
+    span = np.flatnonzero(tagged)
+    # One contiguous span of about 1.5 s (30 fps) with policy rows on both sides.
+    assert 30 <= len(span) <= 60 and np.all(np.diff(span) == 1), tagged
+    assert span[0] > 0 and span[-1] + 1 < len(tagged)
+    # No jump at the handovers: no row-to-row action step near the largest distance travelled.
+    action = np.asarray(out["action"])
+    steps = np.abs(np.diff(action, axis=0)).max()
+    assert steps < 0.5 * np.ptp(action, axis=0).max() + 1e-3

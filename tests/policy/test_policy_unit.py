@@ -204,7 +204,12 @@ def test_record_policy_rules(args: list[str], expected: str) -> None:
     ("args", "expected"),
     [
         ([], "missing --policy.path"),
-        (["--policy.path=c", "--strategy.type=dagger"], "--strategy.type=dagger is not supported"),
+        (["--policy.path=c", "--strategy.type=dagger"], "dagger hands the arm from the policy"),
+        (["--policy.path=c", "--strategy.type=sentry"], "--strategy.type=sentry is not supported"),
+        (
+            ["--policy.path=c", "--teleop.type=openk-1-sts_leader", "--teleop.port=sim"],
+            "--teleop.* in openk rollout is for --strategy.type=dagger",
+        ),
         (
             ["--policy.path=c", "--strategy.type=episodic", "--dataset.repo_id=me/ds", "--task=t"],
             "dataset names for rollout must start with 'rollout_'. Use --dataset.repo_id=<user>/"

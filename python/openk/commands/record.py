@@ -209,8 +209,14 @@ def _dataset_features(cfg: RecordConfig, schema: Any) -> dict[str, Any]:
     from openk.dataset.features import features_from_arrow_schema
 
     cams = {name: (cam.height, cam.width) for name, cam in cfg.robot.cameras.items()}
+    # A policy with a leader (rollout's dagger): rows say whether the leader drove them.
+    extra = ("capture_time_ns", "intervention") if "intervention" in schema.names else None
     return features_from_arrow_schema(
-        schema, cameras=cams, use_videos=cfg.dataset.video, rename_map=cfg.dataset.rename_map
+        schema,
+        cameras=cams,
+        use_videos=cfg.dataset.video,
+        rename_map=cfg.dataset.rename_map,
+        **({"extra_columns": extra} if extra else {}),
     )
 
 

@@ -39,7 +39,7 @@ def rollout(
 
     ui = ui or StatusLine()
     events = events or Events()
-    if cfg.strategy.type == "episodic":
+    if cfg.strategy.type in ("episodic", "dagger"):
         return _episodic(cfg, debug=debug, ui=ui, events=events)
     return _base(cfg, debug=debug, ui=ui, events=events)
 
@@ -52,7 +52,7 @@ def _episodic(cfg: RolloutConfig, *, debug: bool, ui: StatusLine, events: Any) -
     rec = RecordConfig(
         robot=cfg.robot,
         dataset=cfg.dataset,
-        teleop=None,
+        teleop=cfg.teleop if cfg.strategy.type == "dagger" else None,
         policy=cfg.policy,
         display_data=cfg.display_data,
         always_calibrate=cfg.always_calibrate,
@@ -72,13 +72,15 @@ def _episodic(cfg: RolloutConfig, *, debug: bool, ui: StatusLine, events: Any) -
     # --rename_map renames for the policy only; the dataset keeps the robot's names.
     renames = {**cfg.dataset.rename_map, **cfg.rename_map}
     setup, sessions, cameras = policy_factories(rec, ui, None, rename_map=renames)
+    if rec.teleop is not None:
+        ui.message("keys: SPACE hands the arm from the policy to the leader arm and back")
     result = record(
         rec, debug=debug, session_factory=sessions, camera_factory=cameras, ui=ui, events=events
     )
     stats = setup.stats()
     log.info("policy: %s", stats)
     ui.message(stats_line(stats))
-    return RolloutResult(strategy="episodic", stats=stats, record=result)
+    return RolloutResult(strategy=cfg.strategy.type, stats=stats, record=result)
 
 
 def _base(cfg: RolloutConfig, *, debug: bool, ui: StatusLine, events: Any) -> RolloutResult:

@@ -118,8 +118,11 @@ def policy_session_factory(
     control_hz: float | None,
     realtime: str,
     always_calibrate: bool = False,
+    handover_time_s: float = 0.5,
 ) -> Callable[[Any], Any]:
-    """A recorder session factory: the follower alone, its goals from the policy runner."""
+    """A recorder session factory: the follower, its goals from the policy runner. With a
+    teleop (`cfg.teleop`, DAgger) the policy drives first and `PolicySession.toggle` hands the
+    goals to the leader and back, blending over `handover_time_s`."""
 
     def make(cfg: Any) -> Any:
         from openk.policy.runner import PolicyRunner, PolicySession, PolicyTrace
@@ -139,7 +142,14 @@ def policy_session_factory(
         }
         if control_hz is not None:
             kwargs["control_hz"] = float(control_hz)
-        core_session = _core().TeleopSession(robot.to_core(), None, **kwargs)
+        teleop: DeviceConfig | None = getattr(cfg, "teleop", None)
+        if teleop is not None:
+            maybe_calibrate(teleop, "teleop", always_calibrate, StatusLine())
+            log_calibration(teleop, "teleop")
+            kwargs.update(goal_source="schedule", handover_time_s=handover_time_s)
+        core_session = _core().TeleopSession(
+            robot.to_core(), teleop.to_core() if teleop is not None else None, **kwargs
+        )
         try:
             core_session.start()
         except BaseException:
@@ -147,7 +157,7 @@ def policy_session_factory(
                 core_session.stop()
             raise
         log.info("loop started: %s", getattr(core_session, "realtime", "?"))
-        native = NativeSession(core_session)
+        native = NativeSession(core_session, switchable=teleop is not None)
         action = list(core_session.action_names)
         trace_path = os.environ.get("OPENK_POLICY_TRACE")
         trace = PolicyTrace(trace_path, setup.tap) if trace_path else None
@@ -161,9 +171,34 @@ def policy_session_factory(
             trace=trace,
         )
         setup.runner = runner
-        return PolicySession(native, runner, setup.tap, trace)
+        session = PolicySession(native, runner, setup.tap, trace)
+        if teleop is not None:
+            session.toggle = _source_toggle(core_session)
+        return session
 
     return make
+
+
+def _source_toggle(core_session: Any) -> Callable[[], None]:
+    """Flips the goals between the policy and the leader. `OPENK_TEST_HANDOVER_AT` (test hook:
+    comma-separated seconds after the loop started) flips them at those times."""
+    import threading
+
+    lock = threading.Lock()
+    state = {"leader": False}
+
+    def toggle() -> None:
+        with lock:
+            state["leader"] = not state["leader"]
+            source = "leader" if state["leader"] else "schedule"
+            core_session.set_goal_source(source)
+        log.info("goals now follow the %s", "leader" if state["leader"] else "policy")
+
+    for t in filter(None, os.environ.get("OPENK_TEST_HANDOVER_AT", "").split(",")):
+        timer = threading.Timer(float(t), toggle)
+        timer.daemon = True
+        timer.start()
+    return toggle
 
 
 def policy_camera_factory(

@@ -323,11 +323,16 @@ class PolicySession:
         self.trace = trace
         self.events: Any = None
         self._stopping = False
+        # DAgger: hands the arm between the policy and the leader (None: no leader).
+        self.toggle: Any = None
 
     def bind_events(self, events: Any) -> None:
         """A policy failure then ends the episode as Esc does (its rows are kept) instead of
-        raising from `read_batch`; the command raises `policy_error` once all is saved."""
+        raising from `read_batch`; the command raises `policy_error` once all is saved. With a
+        leader, SPACE hands the arm to it and back."""
         self.events = events
+        if self.toggle is not None and hasattr(events, "on_space"):
+            events.on_space = self.toggle
 
     @property
     def policy_error(self) -> PolicyError | None:
