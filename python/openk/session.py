@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -472,3 +473,45 @@ def make_camera(name: str, cam: CameraConfig) -> Camera:
         f"camera {name!r}: type {cam.type!r} is not supported by openk (pyrealsense2 is not "
         "used); use type: opencv (a RealSense colour stream is a V4L2 device) or synthetic"
     )
+
+
+# --- the rerun display (record and teleoperate) ----------------------------------------------
+
+
+class Display:
+    """`--display_data=true`: state/action scalars to rerun, when rerun-sdk is installed."""
+
+    def __init__(self, enabled: bool, session_name: str, ui: StatusLine) -> None:
+        self.rr: Any = None
+        if not enabled:
+            return
+        try:
+            import rerun as rr
+        except ImportError:
+            ui.message(
+                "note: --display_data=true needs rerun-sdk (pip install 'openk[rerun]'); "
+                "continuing without the display"
+            )
+            return
+        rr.init(session_name, spawn=True)
+        self.rr = rr
+        self._last = 0.0
+
+    def log_batch(self, batch: Any) -> None:
+        if self.rr is None or batch.num_rows == 0:
+            return
+        now = time.monotonic()
+        if now - self._last < 0.05:  # ~20 Hz is plenty for a human
+            return
+        self._last = now
+        schema = batch.schema
+        for column in ("observation.state", "action"):
+            idx = schema.get_field_index(column)
+            if idx < 0:
+                continue
+            values = batch.column(idx)[batch.num_rows - 1].as_py() or []
+            names = vector_names(schema.field(idx)) or [str(i) for i in range(len(values))]
+            # rerun ≥ 0.23 names the archetype Scalars; older releases Scalar.
+            scalar = getattr(self.rr, "Scalars", None) or self.rr.Scalar
+            for name, value in zip(names, values, strict=False):
+                self.rr.log(f"{column}/{name}", scalar(value))

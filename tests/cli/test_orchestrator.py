@@ -212,3 +212,36 @@ def test_a_camera_that_cannot_start_leaves_no_dataset_behind(tmp_path: Path) -> 
             ui=StatusLine(io.StringIO(), tty=False),
         )
     assert not (tmp_path / "ds").exists()
+
+
+def test_teleoperate_display_data_streams_rows_to_rerun(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--display_data=true` acts in teleoperate too: state and action scalars reach rerun."""
+    import types
+
+    from openk.commands.teleoperate import teleoperate
+    from openk.config import TeleoperateConfig
+
+    logged: list[str] = []
+    fake = types.ModuleType("rerun")
+    fake.init = lambda *a, **k: None  # type: ignore[attr-defined]
+    fake.Scalars = lambda value: value  # type: ignore[attr-defined]
+    fake.log = lambda path, value: logged.append(path)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "rerun", fake)
+    cfg = parse_config(
+        TeleoperateConfig,
+        [
+            "--robot.type=one-motor-test_follower",
+            "--robot.port=sim",
+            "--teleop.type=one-motor-test_leader",
+            "--teleop.port=sim",
+            "--display_data=true",
+            "--teleop_time_s=0.5",
+            f"--log_file={tmp_path / 'teleop.log'}",
+        ],
+    )
+    session = ScriptedSession()
+    teleoperate(cfg, session_factory=lambda c: session, ui=StatusLine(io.StringIO(), tty=False))
+    assert "observation.state/shoulder_pan.pos" in logged
+    assert "action/grip.pos" in logged

@@ -24,6 +24,7 @@ from openk.session import (
     STATUS_PERIOD_S,
     Camera,
     CameraFactory,
+    Display,
     Events,
     Session,
     SessionFactory,
@@ -34,7 +35,6 @@ from openk.session import (
     make_camera,
     shielded,
     sigterm_as_interrupt,
-    vector_names,
 )
 from openk.terminal import EpisodeStatus, KeyReader, StatusLine
 
@@ -52,48 +52,6 @@ def resolve_root(root: Path | None, resume: bool, started: float) -> Path | None
         )
     stamp = time.strftime("%Y%m%d_%H%M%S", time.localtime(started))
     return Path(str(root).replace("{now}", stamp))
-
-
-# --- the rerun display ------------------------------------------------------------------------
-
-
-class _Display:
-    """`--display_data=true`: state/action scalars to rerun, when rerun-sdk is installed."""
-
-    def __init__(self, enabled: bool, session_name: str, ui: StatusLine) -> None:
-        self.rr: Any = None
-        if not enabled:
-            return
-        try:
-            import rerun as rr
-        except ImportError:
-            ui.message(
-                "note: --display_data=true needs rerun-sdk (pip install 'openk[rerun]'); "
-                "recording without the display"
-            )
-            return
-        rr.init(session_name, spawn=True)
-        self.rr = rr
-        self._last = 0.0
-
-    def log_batch(self, batch: Any) -> None:
-        if self.rr is None or batch.num_rows == 0:
-            return
-        now = time.monotonic()
-        if now - self._last < 0.05:  # ~20 Hz is plenty for a human
-            return
-        self._last = now
-        schema = batch.schema
-        for column in ("observation.state", "action"):
-            idx = schema.get_field_index(column)
-            if idx < 0:
-                continue
-            values = batch.column(idx)[batch.num_rows - 1].as_py() or []
-            names = vector_names(schema.field(idx)) or [str(i) for i in range(len(values))]
-            # rerun ≥ 0.23 names the archetype Scalars; older releases Scalar.
-            scalar = getattr(self.rr, "Scalars", None) or self.rr.Scalar
-            for name, value in zip(names, values, strict=False):
-                self.rr.log(f"{column}/{name}", scalar(value))
 
 
 # --- recording --------------------------------------------------------------------------------
@@ -125,7 +83,7 @@ class _Recorder:
         self.cameras = cameras
         self.ui = ui
         self.events = events
-        self.display = _Display(cfg.display_data, "openk_record", ui)
+        self.display = Display(cfg.display_data, "openk_record", ui)
         self.camera_errors: list[str] = []
         # Rows handed to the writer in this episode (kept here so Ctrl-C mid-phase sees them).
         self.rows = 0

@@ -11,6 +11,7 @@ from openk.log import setup_logging
 from openk.session import (
     BATCH_WAIT_S,
     STATUS_PERIOD_S,
+    Display,
     Events,
     SessionFactory,
     check_ports,
@@ -48,7 +49,9 @@ def teleoperate(
         last = 0.0
         latest: Any = None
         last_line = ""
-        if cfg.display_cli:
+        display = Display(cfg.display_data, "openk_teleoperate", ui)
+        shows_rows = cfg.display_cli or display.rr is not None
+        if shows_rows:
             # Rows are only produced inside an episode; they are shown, never stored.
             session.start_episode()
         with sigterm_as_interrupt():
@@ -59,6 +62,7 @@ def teleoperate(
                 batch = session.read_batch(BATCH_WAIT_S)
                 if batch is not None and batch.num_rows:
                     latest = batch
+                    display.log_batch(batch)
                 if time.monotonic() - last >= STATUS_PERIOD_S:
                     last = time.monotonic()
                     tele = session.telemetry()
@@ -71,7 +75,7 @@ def teleoperate(
                         line += " | " + _action_text(latest)
                     ui.update(line)
                     last_line = line
-        if cfg.display_cli:
+        if shows_rows:
             end_quietly(session)
         if last_line:
             ui.finish(last_line)
