@@ -148,6 +148,10 @@ def telemetry_dict(t: Any) -> dict[str, Any]:
     }
 
 
+def pct(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 2) if values else None
+
+
 def ratio(a: float, b: float) -> float | None:
     return round(a / b, 2) if b else None
 
@@ -218,6 +222,22 @@ def main() -> int:
             without = session.end_episode()
 
             latencies: list[float] = []
+            # Where the latency goes: the newest row's age when the policy takes it (the rows'
+            # 30 Hz clock and the policy's are not aligned) and each row's delivery to Python.
+            row_age: list[float] = []
+            delivery: list[float] = []
+
+            def observe() -> Any:
+                obs = tap.observe()
+                if obs is not None:
+                    row_age.append((time.monotonic_ns() - tap.observed_t_ns) / 1e6)
+                return obs
+
+            def on_batch(table: Any) -> None:
+                tap.on_batch(table)
+                t_ns = table.column("capture_time_ns")[table.num_rows - 1].as_py()
+                delivery.append((time.monotonic_ns() - t_ns) / 1e6)
+
             actions: list[np.ndarray] = []
 
             def trace(_obs: Any, action: np.ndarray) -> None:
@@ -225,12 +245,12 @@ def main() -> int:
                 actions.append(np.asarray(action, dtype=np.float64))
 
             runner = PolicyRunner(
-                loaded.predict, loaded.reset, tap.observe, session.send_action,
+                loaded.predict, loaded.reset, observe, session.send_action,
                 fps=FPS, action_names=names, trace=trace,
             )  # fmt: skip
             session.start_episode()
             runner.start_episode()
-            pump(session, time.monotonic() + args.seconds, tap.on_batch)
+            pump(session, time.monotonic() + args.seconds, on_batch)
             runner.pause()
             with_inf = session.end_episode()
             stats = runner.stats(whole_run=True)
@@ -302,6 +322,10 @@ def main() -> int:
             "p50": round(float(np.percentile(latencies, 50)), 2) if latencies else None,
             "p99": round(float(np.percentile(latencies, 99)), 2) if latencies else None,
             "n": len(latencies),
+            "row_age_at_observe_p50": pct(row_age, 50),
+            "row_age_at_observe_p99": pct(row_age, 99),
+            "row_delivery_p50": pct(delivery, 50),
+            "row_delivery_p99": pct(delivery, 99),
         },
         "goal_step_per_tick": {
             "interpolated": interp,
