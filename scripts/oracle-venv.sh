@@ -10,10 +10,11 @@ venv="${OPENK_ORACLE_VENV:-$HOME/.cache/openk/oracle/lerobot-${LEROBOT_VERSION}-
 marker="$venv/.openk-oracle-ready"
 # deepdiff: lerobot's motor bus imports it but lerobot[dataset] does not install it.
 # training: `lerobot-train` (accelerate, wandb), which the policy tests use to train a tiny ACT.
+# async: grpcio for lerobot's policy_server / robot_client, which the plugin tests run.
 # openk itself is not installed here: the tests run it from the checkout with
 # PYTHONPATH=<checkout>/python (the abi3 native module that scripts/bootstrap.sh built works
 # on 3.12 too), so the venv never holds a stale copy and one venv serves every checkout.
-want="lerobot[dataset,training]==${LEROBOT_VERSION} feetech-servo-sdk pydamiao pyserial deepdiff"
+want="lerobot[dataset,training,async]==${LEROBOT_VERSION} feetech-servo-sdk pydamiao pyserial deepdiff"
 
 # `pip install 'openk[policy]'` must resolve beside lerobot (e.g. one huggingface_hub both
 # accept): pip resolves this checkout's extra in the venv without installing or compiling

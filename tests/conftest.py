@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from .tiny_act import train_tiny_act
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_DATA = Path(__file__).resolve().parent / "data"
 
@@ -74,6 +76,13 @@ def run_oracle(oracle_python: str) -> Callable[..., Any]:
         return json.loads(lines[-1])
 
     return run
+
+
+@pytest.fixture(scope="session")
+def trained_policy(tmp_path_factory: pytest.TempPathFactory, oracle_python: str) -> Path:
+    """A tiny ACT trained once per session (tests/tiny_act.py); its pretrained_model folder.
+    The policy tests run it with openk, the plugin tests with lerobot's async inference."""
+    return train_tiny_act(tmp_path_factory.mktemp("policy_train"), oracle_python)
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .conftest import ROBOT, TASK, RunIn, offline_env, run_cmd, sim_record_flags
+from ..tiny_act import ROBOT, TASK, RunIn, offline_env, run_cmd, sim_record_flags
 
 EVAL_REPO = "tester/eval_policy"
 
