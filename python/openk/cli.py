@@ -18,6 +18,7 @@ import click
 
 from openk.config import (
     CalibrateConfig,
+    FindJointLimitsConfig,
     RecordConfig,
     ReplayConfig,
     RolloutConfig,
@@ -202,6 +203,32 @@ def teleoperate_cmd(ctx: click.Context) -> None:
         from openk.commands.teleoperate import teleoperate
 
         teleoperate(cfg, debug=_debug_enabled(debug))
+
+    run_guarded(go, debug)
+
+
+@main.command(
+    "find-joint-limits",
+    context_settings=DOTTED,
+    epilog=_options_epilog(
+        FindJointLimitsConfig,
+        [
+            f"openk find-joint-limits --teleop.type={_STS_LEADER} --teleop.port=sim \\",
+            f"    --robot.type={_FOLLOWER} --robot.port=sim --teleop_time_s=20",
+        ],
+    ),
+)
+@click.pass_context
+def find_joint_limits_cmd(ctx: click.Context) -> None:
+    """Teleoperate and print each joint's lowest and highest position reached (for
+    max_relative_target and soft limits). Esc or Ctrl-C stops early."""
+    argv, debug = _pop_debug(list(ctx.args))
+
+    def go() -> None:
+        cfg = parse_config(FindJointLimitsConfig, argv)
+        from openk.commands.find_joint_limits import find_joint_limits
+
+        find_joint_limits(cfg, debug=_debug_enabled(debug))
 
     run_guarded(go, debug)
 

@@ -259,6 +259,31 @@ class TeleoperateConfig:
 
 
 @dataclass
+class FindJointLimitsConfig:
+    """`openk find-joint-limits`: teleoperate and report the range each joint reached (the
+    reference's command; lerobot's end-effector bounds need a URDF, which openk does not take)."""
+
+    robot: DeviceConfig = field(default_factory=DeviceConfig)
+    teleop: DeviceConfig = field(default_factory=DeviceConfig)
+    direction_map: dict[str, float] | None = None
+    teleop_time_s: float = field(default=30.0, metadata=help_meta("seconds of measuring"))
+    warmup_time_s: float = field(
+        default=5.0, metadata=help_meta("seconds of teleoperation before measuring starts")
+    )
+    control_loop_fps: int = field(default=30, metadata=help_meta("samples per second"))
+    always_calibrate: bool = False
+    log_file: Path | None = field(default=Path("logs/openk_find_joint_limits.log"))
+    daily_log_file_name: bool = False
+    start_ramp_time_s: float = _ramp_field("start_ramp_time_s")
+    start_ramp_dt_s: float | None = _ramp_field("start_ramp_dt_s")
+    end_home_ramp_time_s: float = _ramp_field("end_home_ramp_time_s")
+    end_home_ramp_dt_s: float | None = _ramp_field("end_home_ramp_dt_s")
+    end_home_settle_s: float = _ramp_field("end_home_settle_s")
+    control_hz: float | None = None
+    realtime: Realtime = "auto"
+
+
+@dataclass
 class DatasetReplayConfig:
     repo_id: str | None = None
     episode: int | None = None
@@ -843,6 +868,12 @@ def _validate(cfg: Any, raw: dict[str, Any], ctx: _Context) -> None:
         _check_loop(cfg.control_hz, cfg.fps, "fps", ctx)
         if cfg.teleop_time_s is not None:
             _check_positive(cfg.teleop_time_s, "teleop_time_s", ctx)
+    elif isinstance(cfg, FindJointLimitsConfig):
+        _check_device(cfg.robot, "robot", ctx, raw.get("robot"))
+        _check_device(cfg.teleop, "teleop", ctx, raw.get("teleop"))
+        _check_positive(cfg.teleop_time_s, "teleop_time_s", ctx)
+        _check_positive(cfg.warmup_time_s, "warmup_time_s", ctx, allow_zero=True)
+        _check_loop(cfg.control_hz, cfg.control_loop_fps, "control_loop_fps", ctx)
     elif isinstance(cfg, ReplayConfig):
         _check_device(cfg.robot, "robot", ctx, raw.get("robot"))
         if not cfg.dataset.repo_id:

@@ -25,6 +25,7 @@ from openk.config import (
     MOTION_SAFETY,
     CameraConfig,
     DeviceConfig,
+    FindJointLimitsConfig,
     RecordConfig,
     ReplayConfig,
     TeleoperateConfig,
@@ -84,7 +85,9 @@ class Camera(Protocol):
     def stop(self) -> None: ...
 
 
-SessionFactory = Callable[[RecordConfig | TeleoperateConfig | ReplayConfig], Session]
+SessionFactory = Callable[
+    [RecordConfig | TeleoperateConfig | ReplayConfig | FindJointLimitsConfig], Session
+]
 CameraFactory = Callable[[str, CameraConfig], Camera]
 
 
@@ -390,7 +393,9 @@ def log_calibration(dev: DeviceConfig | None, role: str) -> None:
         )
 
 
-def connect_session(cfg: RecordConfig | TeleoperateConfig | ReplayConfig) -> Session:
+def connect_session(
+    cfg: RecordConfig | TeleoperateConfig | ReplayConfig | FindJointLimitsConfig,
+) -> Session:
     """Connect robot (+ teleop) through `openk._core` and start the loop."""
     if isinstance(cfg, RecordConfig):
         fps: float = cfg.dataset.fps
@@ -398,6 +403,8 @@ def connect_session(cfg: RecordConfig | TeleoperateConfig | ReplayConfig) -> Ses
         direction_map = cfg.direction_map
     elif isinstance(cfg, TeleoperateConfig):
         fps, teleop, direction_map = cfg.fps, cfg.teleop, cfg.direction_map
+    elif isinstance(cfg, FindJointLimitsConfig):
+        fps, teleop, direction_map = cfg.control_loop_fps, cfg.teleop, cfg.direction_map
     else:
         fps, teleop, direction_map = float(cfg.dataset.fps or 30), None, None
     ui = StatusLine()

@@ -440,7 +440,8 @@ fn replay_is_paced_by_the_loop_and_waits_until_the_last_action() {
     assert_eq!(goals.last().unwrap(), &vec![59.0, -59.0]);
     // Every row value was passed through in order: goals rise monotonically to 59.
     assert!(goals.windows(2).all(|w| w[1][0] >= w[0][0]));
-    assert_eq!(lp.telemetry().late_actions, 0);
+    // No count of late actions is asserted: on a loaded machine the caller's refills of the
+    // 16-row schedule can arrive after their rows are due, which the loop rightly counts.
 }
 
 #[test]
