@@ -242,7 +242,9 @@ class TeleoperateConfig(MotionSafetyConfig):
     teleop: DeviceConfig = field(default_factory=DeviceConfig)
     robot: DeviceConfig = field(default_factory=DeviceConfig)
     direction_map: dict[str, float] | None = None
-    # Accepted (and ignored) so one YAML file can serve record and teleoperate.
+    # A config file's `dataset:` section is allowed so one YAML file can serve record and
+    # teleoperate; teleoperate says on stderr that it does not use it, and refuses --dataset.*
+    # flags (typed for this command, they would be ignored).
     dataset: dict[str, Any] | None = None
     fps: int = 60
     teleop_time_s: float | None = None
@@ -851,6 +853,12 @@ def _validate(cfg: Any, raw: dict[str, Any], ctx: _Context) -> None:
     elif isinstance(cfg, RolloutConfig):
         _validate_rollout(cfg, raw, ctx)
     elif isinstance(cfg, TeleoperateConfig):
+        flags = sorted(p for p in ctx.cli_paths if p == "dataset" or p.startswith("dataset."))
+        if flags:
+            raise ConfigError(
+                f"--{flags[0]}: openk teleoperate records nothing, so it has no --dataset.* "
+                "options; remove them (or use openk record)"
+            )
         _check_device(cfg.robot, "robot", ctx, raw.get("robot"))
         _check_device(cfg.teleop, "teleop", ctx, raw.get("teleop"))
         _check_loop(cfg.control_hz, cfg.fps, "fps", ctx)

@@ -33,6 +33,12 @@ def teleoperate(
     session = open_leader_session(
         cfg, "teleoperate", debug=debug, session_factory=session_factory, logger=log
     )
+    if cfg.dataset:
+        # Warning level: on stderr, and in the log file.
+        log.warning(
+            "the config file's `dataset` section is not used by openk teleoperate "
+            "(it records nothing)"
+        )
     keys = KeyReader(events.on_key)
     try:
         if keys.start():
