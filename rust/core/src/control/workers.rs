@@ -174,7 +174,7 @@ impl Worker {
             &mut self.shared,
             Arc::new(Shared {
                 phase: AtomicU32::new(EXIT),
-                slot: Mutex::new(PartSlot::new(Box::new(Dead))),
+                slot: Mutex::new(PartSlot::new(Box::new(Vacant("released part")))),
                 controller: std::thread::current(),
             }),
         ))
@@ -193,12 +193,13 @@ impl Drop for Worker {
     }
 }
 
-/// Placeholder left behind when a worker hands its part back.
-struct Dead;
+/// A part with no motors that does nothing: what stands in a part's slot while the part is
+/// elsewhere (moving onto its worker thread, or handed back by it). `label` says which.
+pub(crate) struct Vacant(pub(crate) &'static str);
 
-impl Part for Dead {
+impl Part for Vacant {
     fn label(&self) -> &str {
-        "released part"
+        self.0
     }
     fn motor_names(&self) -> &[String] {
         &[]
