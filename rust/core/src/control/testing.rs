@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::arm::part::{FaultKind, Part, PartError, StopAction};
+use crate::control::{LoopSpec, RealtimeMode, TeleopArms};
 
 /// How long a test waits for something that normally takes milliseconds: long enough for a
 /// machine busy with other work, short enough that a dead loop fails the test instead of
@@ -26,6 +27,76 @@ pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> 
             "gave up after {timeout:?} waiting until {what}"
         );
         std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A loop spec at `control_hz` recording at `record_fps`, without realtime scheduling (tests
+/// must not need privileges), everything else default.
+pub fn fake_spec(control_hz: f64, record_fps: f64) -> LoopSpec {
+    LoopSpec {
+        control_hz,
+        record_fps,
+        realtime: RealtimeMode::Off,
+        ..LoopSpec::default()
+    }
+}
+
+/// The joints of [`two_joint_arms`].
+pub const TWO_JOINTS: [&str; 2] = ["a", "b"];
+
+/// A two-joint arm (joints [`TWO_JOINTS`]): `follower` one part, observations `a.pos b.pos
+/// a.vel b.vel`, actions `a.pos b.pos`, no direction flip, no clamp.
+pub fn two_joint_arms(leader: Vec<Box<dyn Part>>, follower: FakeFollower) -> TeleopArms {
+    TeleopArms {
+        leader,
+        follower: vec![Box::new(follower)],
+        observation_names: vec![
+            "a.pos".into(),
+            "b.pos".into(),
+            "a.vel".into(),
+            "b.vel".into(),
+        ],
+        action_names: vec!["a.pos".into(), "b.pos".into()],
+        direction: vec![1.0, 1.0],
+        max_relative_target: vec![None, None],
+    }
+}
+
+/// The real arm's seven joints as in-memory parts: five on a DAMIAO-like follower part, two
+/// on an STS-like one, and a leader over all seven following `leader` (None: no leader, goals
+/// come from the schedule). Observations `<j>.pos` of the seven then `<j>.vel` of the five;
+/// every joint's direction is `direction` and its max_relative_target 5. `keep_goals`: the
+/// DAMIAO-like part logs every goal (which allocates).
+pub fn seven_joint_arms(
+    leader: Option<fn(u64, usize) -> f32>,
+    direction: f32,
+    keep_goals: bool,
+) -> TeleopArms {
+    let joints = [
+        "shoulder_pan",
+        "shoulder_lift",
+        "shoulder_roll",
+        "elbow_flex",
+        "wrist_roll",
+    ];
+    let sts = ["wrist_flex", "grip"];
+    let all: Vec<&str> = joints.iter().chain(&sts).copied().collect();
+    let (dm, _) = FakeFollower::new("follower dm", &joints, &[0.0; 5], keep_goals);
+    let (st, _) = FakeFollower::new("follower sts", &sts, &[0.0; 2], false);
+    let mut observation_names: Vec<String> = all.iter().map(|j| format!("{j}.pos")).collect();
+    observation_names.extend(joints.iter().map(|j| format!("{j}.vel")));
+    let action_names: Vec<String> = all.iter().map(|j| format!("{j}.pos")).collect();
+    let n = action_names.len();
+    TeleopArms {
+        leader: leader
+            .map(|position| Box::new(FakeLeader::new(&all, position)) as Box<dyn Part>)
+            .into_iter()
+            .collect(),
+        follower: vec![Box::new(dm), Box::new(st)],
+        observation_names,
+        action_names,
+        direction: vec![direction; n],
+        max_relative_target: vec![Some(5.0); n],
     }
 }
 
