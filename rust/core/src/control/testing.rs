@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::arm::part::{FaultKind, Part, PartError, StopAction};
+use crate::arm::part::{part_names, FaultKind, Part, PartError, StopAction};
 use crate::control::{LoopSpec, RealtimeMode, TeleopArms};
 
 /// How long a test waits for something that normally takes milliseconds: long enough for a
@@ -214,18 +214,7 @@ impl FakeFollower {
 }
 
 impl Part for FakeFollower {
-    fn label(&self) -> &str {
-        &self.label
-    }
-    fn motor_names(&self) -> &[String] {
-        &self.motors
-    }
-    fn goal_names(&self) -> &[String] {
-        &self.goal_names
-    }
-    fn state_names(&self) -> &[String] {
-        &self.state_names
-    }
+    part_names!(label, motors, goal_names, state_names);
     fn exchange(
         &mut self,
         goal: &[f32],
