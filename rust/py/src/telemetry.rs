@@ -64,7 +64,7 @@ impl BusRoundStats {
 /// once: the struct, the conversion from the core's report, the constructor's keyword
 /// arguments and `to_dict` all follow the list. The per-part maps and `realtime` come last.
 macro_rules! loop_telemetry {
-    ($($field:ident: $ty:ty = $default:literal),* $(,)?) => {
+    ($($field:ident: $ty:ty = $default:tt),* $(,)?) => {
         /// The control loop's report of a run or an episode.
         #[pyclass(module = "openk._core", frozen, eq, get_all, skip_from_py_object)]
         #[derive(Clone, PartialEq)]
