@@ -244,12 +244,13 @@ def read_until_stopped(
     events: Events,
     ui: StatusLine,
     *,
-    on_batch: Callable[[Any], None],
     status: Callable[[float], str],
     until: Callable[[float], bool],
+    on_batch: Callable[[Any], None] | None = None,
 ) -> str:
-    """Read the loop's rows until `until(elapsed_s)` holds, Esc sets `events.stop`, or Ctrl-C /
-    `kill` (raised as KeyboardInterrupt). Each non-empty batch goes to `on_batch`; every
+    """Read the loop's rows until `until(elapsed_s)` holds (checked before every read; it may
+    also raise), Esc sets `events.stop`, or Ctrl-C / `kill` (raised as KeyboardInterrupt).
+    Each non-empty batch goes to `on_batch`, if given; every
     STATUS_PERIOD_S the line `status(elapsed_s)` is drawn. Returns the last line drawn ("" if
     none)."""
     start = time.monotonic()
@@ -261,7 +262,7 @@ def read_until_stopped(
             if until(elapsed):
                 break
             batch = session.read_batch(BATCH_WAIT_S)
-            if batch is not None and batch.num_rows:
+            if on_batch is not None and batch is not None and batch.num_rows:
                 on_batch(batch)
             if time.monotonic() - last >= STATUS_PERIOD_S:
                 last = time.monotonic()
