@@ -12,7 +12,7 @@ use openk_core::control::{ControlError, TeleopLoop};
 
 mod common;
 
-use common::{rows_then_failure, wait_until, PATIENCE};
+use common::{column, rows_then_failure, wait_until, PATIENCE};
 
 fn constant_leader(_: u64, j: usize) -> f32 {
     [10.0, -20.0][j]
@@ -93,24 +93,9 @@ fn rows_are_ordered_timed_and_carry_the_schema() {
     let mut ticks = vec![];
     let mut times = vec![];
     for b in &batches {
-        let t = b
-            .column_by_name("tick_index")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap();
-        let c = b
-            .column_by_name("capture_time_ns")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap();
-        let action = b
-            .column_by_name("action")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<FixedSizeListArray>()
-            .unwrap();
+        let t = column::<Int64Array>(b, "tick_index");
+        let c = column::<Int64Array>(b, "capture_time_ns");
+        let action = column::<FixedSizeListArray>(b, "action");
         assert_eq!(action.value_length(), 2);
         let values = action
             .values()
@@ -285,12 +270,7 @@ fn a_slow_bus_still_gives_fps_rows_per_second() {
     lp.stop();
     let mut times = vec![];
     for b in rows_of(&lp) {
-        let c = b
-            .column_by_name("capture_time_ns")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap();
+        let c = column::<Int64Array>(&b, "capture_time_ns");
         times.extend(c.values().iter().copied());
     }
     assert_eq!(times.len() as u64, report.rows);
