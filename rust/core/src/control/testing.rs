@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::arm::part::{part_names, FaultKind, Part, PartError, StopAction};
+use crate::bus::feetech::{BusConfig, FeetechBus, Motor};
 use crate::control::{LoopSpec, RealtimeMode, TeleopArms};
+use crate::sim::feetech::{FeetechSim, FeetechSimConfig};
 
 /// How long a test waits for something that normally takes milliseconds: long enough for a
 /// machine busy with other work, short enough that a dead loop fails the test instead of
@@ -28,6 +30,26 @@ pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> 
         );
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// Motors named `m<id>` for `ids`.
+pub fn numbered_motors(ids: &[u8]) -> Vec<Motor> {
+    ids.iter()
+        .map(|id| Motor {
+            name: format!("m{id}"),
+            id: *id,
+        })
+        .collect()
+}
+
+/// A simulator with one STS servo per motor (at the motor's id) and a Feetech bus open on it
+/// at 1 Mbaud with `config`.
+pub fn feetech_sim_bus(motors: Vec<Motor>, config: BusConfig) -> (FeetechSim, FeetechBus) {
+    let ids: Vec<u8> = motors.iter().map(|m| m.id).collect();
+    let sim = FeetechSim::start(FeetechSimConfig::new(&ids)).expect("the STS simulator starts");
+    let bus = FeetechBus::open(sim.port(), 1_000_000, motors, config)
+        .expect("the bus opens on the simulator");
+    (sim, bus)
 }
 
 /// A loop spec at `control_hz` recording at `record_fps`, without realtime scheduling (tests
