@@ -4,9 +4,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use arrow_array::{Array, FixedSizeListArray, Float32Array, Int64Array};
-use openk_core::arm::part::{Part, StopAction};
+use openk_core::arm::part::StopAction;
 use openk_core::control::testing::{
-    fake_spec, two_joint_arms, FakeFollower, FakeLeader, TWO_JOINTS,
+    fake_spec, two_joint_arms, FakeFollower, FakeLeader, HookedPart, TWO_JOINTS,
 };
 use openk_core::control::{ControlError, TeleopLoop};
 
@@ -254,7 +254,6 @@ fn rows_follow_the_dataset_clock_whatever_the_tick_rate() {
 
 #[test]
 fn a_slow_bus_still_gives_fps_rows_per_second() {
-    use openk_core::control::testing::SlowPart;
     // The follower's bus takes 45 ms per exchange: the 500 Hz loop really ticks at ~22 Hz,
     // slower than the 30 fps dataset, so some rows must repeat the previous state.
     let (follower, _log) = FakeFollower::new("follower fake", &TWO_JOINTS, &[1.0, 2.0], false);
@@ -262,7 +261,7 @@ fn a_slow_bus_still_gives_fps_rows_per_second() {
     let mut a = two_joint_arms(vec![Box::new(leader)], follower);
     let inner = a.follower.pop().unwrap();
     a.follower
-        .push(Box::new(SlowPart::new(inner, Duration::from_millis(45))));
+        .push(Box::new(HookedPart::slow(inner, Duration::from_millis(45))));
     let lp = TeleopLoop::start(a, fake_spec(500.0, 30.0)).unwrap();
     lp.start_episode(Duration::from_secs(5)).unwrap();
     std::thread::sleep(Duration::from_millis(1500));
@@ -326,12 +325,11 @@ fn bus_errors_are_counted_against_the_motor_that_failed() {
 #[test]
 fn a_tick_collects_the_previous_round_and_never_waits_for_its_own() {
     use openk_core::clock::now_ns;
-    use openk_core::control::testing::SlowPart;
     use openk_core::control::{LoopCore, TickOutcome};
     use openk_core::record::builder::row_ring;
 
     let (follower, log) = FakeFollower::new("follower fake", &TWO_JOINTS, &[3.0, 4.0], true);
-    let (gated, open) = SlowPart::gated(Box::new(follower));
+    let (gated, open) = HookedPart::gated(Box::new(follower));
     let leader = FakeLeader::new(&TWO_JOINTS, |t, j| (t * 10 + j as u64) as f32);
     let mut a = two_joint_arms(
         vec![Box::new(leader)],
@@ -376,56 +374,22 @@ fn a_tick_collects_the_previous_round_and_never_waits_for_its_own() {
     );
 }
 
-/// A follower whose own code panics once the test says so (a bug in a part, not a bus fault).
-struct PanicsOnce {
-    inner: Box<dyn Part>,
-    panic_now: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Part for PanicsOnce {
-    fn label(&self) -> &str {
-        self.inner.label()
-    }
-    fn motor_names(&self) -> &[String] {
-        self.inner.motor_names()
-    }
-    fn goal_names(&self) -> &[String] {
-        self.inner.goal_names()
-    }
-    fn state_names(&self) -> &[String] {
-        self.inner.state_names()
-    }
-    fn exchange(
-        &mut self,
-        goal: &[f32],
-        state: &mut [f32],
-        retries: &mut [u32],
-    ) -> Result<(), openk_core::arm::part::PartError> {
-        assert!(
-            !self.panic_now.load(Ordering::Relaxed),
-            "index out of range in a part"
-        );
-        self.inner.exchange(goal, state, retries)
-    }
-    fn read_state(&mut self, state: &mut [f32]) -> Result<(), openk_core::arm::part::PartError> {
-        self.inner.read_state(state)
-    }
-    fn stop(&mut self, action: StopAction) -> Result<(), openk_core::arm::part::PartError> {
-        self.inner.stop(action)
-    }
-}
-
 #[test]
 fn a_panicking_part_stops_the_loop_safely_and_keeps_rows() {
     let (inner, log) = FakeFollower::new("follower fake", &TWO_JOINTS, &[0.0, 0.0], false);
     let leader = FakeLeader::new(&TWO_JOINTS, constant_leader);
     let mut a = two_joint_arms(vec![Box::new(leader)], inner);
     let inner = a.follower.pop().unwrap();
+    // A follower whose own code panics once the test says so (a bug in a part, not a bus
+    // fault).
     let panic_now = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    a.follower = vec![Box::new(PanicsOnce {
-        inner,
-        panic_now: panic_now.clone(),
-    })];
+    let flag = panic_now.clone();
+    a.follower = vec![Box::new(HookedPart::new(inner, move || {
+        assert!(
+            !flag.load(Ordering::Relaxed),
+            "index out of range in a part"
+        );
+    }))];
     let lp = TeleopLoop::start(a, fake_spec(500.0, 500.0)).unwrap();
     lp.start_episode(Duration::from_secs(5)).unwrap();
     wait_until("the episode has rows", PATIENCE, || {

@@ -273,38 +273,40 @@ impl Part for FakeFollower {
     }
 }
 
-/// Wraps a part so every exchange takes at least `delay` (a bus slower than the loop's rate,
-/// for proving the loop keeps dataset time when it falls behind), or, when gated, so every
-/// exchange waits for the test to let it through (for proving what a tick waits for).
-pub struct SlowPart {
+/// Wraps a part so `hook` runs before each of its exchanges: a bus slower than the loop's
+/// rate ([`HookedPart::slow`]), an exchange that waits for the test ([`HookedPart::gated`]),
+/// or any other misbehaviour a test injects ([`HookedPart::new`]).
+pub struct HookedPart {
     inner: Box<dyn Part>,
-    delay: Duration,
-    gate: Option<std::sync::mpsc::Receiver<()>>,
+    hook: Box<dyn FnMut() + Send>,
 }
 
-impl SlowPart {
-    pub fn new(inner: Box<dyn Part>, delay: Duration) -> Self {
+impl HookedPart {
+    pub fn new(inner: Box<dyn Part>, hook: impl FnMut() + Send + 'static) -> Self {
         Self {
             inner,
-            delay,
-            gate: None,
+            hook: Box::new(hook),
         }
     }
 
+    /// Every exchange takes at least `delay` (for proving the loop keeps dataset time when it
+    /// falls behind).
+    pub fn slow(inner: Box<dyn Part>, delay: Duration) -> Self {
+        Self::new(inner, move || std::thread::sleep(delay))
+    }
+
     /// Each exchange starts only after one `send(())` on the returned sender (or once the
-    /// sender is dropped).
+    /// sender is dropped): for proving what a tick waits for.
     pub fn gated(inner: Box<dyn Part>) -> (Self, std::sync::mpsc::Sender<()>) {
-        let (open, gate) = std::sync::mpsc::channel();
-        let part = Self {
-            inner,
-            delay: Duration::ZERO,
-            gate: Some(gate),
-        };
+        let (open, gate) = std::sync::mpsc::channel::<()>();
+        let part = Self::new(inner, move || {
+            let _ = gate.recv();
+        });
         (part, open)
     }
 }
 
-impl Part for SlowPart {
+impl Part for HookedPart {
     fn label(&self) -> &str {
         self.inner.label()
     }
@@ -323,10 +325,7 @@ impl Part for SlowPart {
         state: &mut [f32],
         retries: &mut [u32],
     ) -> Result<(), PartError> {
-        if let Some(gate) = &self.gate {
-            let _ = gate.recv();
-        }
-        std::thread::sleep(self.delay);
+        (self.hook)();
         self.inner.exchange(goal, state, retries)
     }
     fn read_state(&mut self, state: &mut [f32]) -> Result<(), PartError> {

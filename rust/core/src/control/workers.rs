@@ -227,34 +227,14 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::arm::part::StopAction;
+    use crate::control::testing::HookedPart;
 
     /// A part whose exchange takes a while, so a stop lands while a round is in flight.
-    struct Slow;
-
-    impl Part for Slow {
-        fn label(&self) -> &str {
-            "slow part"
-        }
-        fn motor_names(&self) -> &[String] {
-            &[]
-        }
-        fn goal_names(&self) -> &[String] {
-            &[]
-        }
-        fn state_names(&self) -> &[String] {
-            &[]
-        }
-        fn exchange(&mut self, _: &[f32], _: &mut [f32], _: &mut [u32]) -> Result<(), PartError> {
-            std::thread::sleep(Duration::from_millis(50));
-            Ok(())
-        }
-        fn read_state(&mut self, _: &mut [f32]) -> Result<(), PartError> {
-            Ok(())
-        }
-        fn stop(&mut self, _: StopAction) -> Result<(), PartError> {
-            Ok(())
-        }
+    fn slow() -> Box<dyn Part> {
+        Box::new(HookedPart::slow(
+            Box::new(Vacant("slow part")),
+            Duration::from_millis(50),
+        ))
     }
 
     #[test]
@@ -263,8 +243,7 @@ mod tests {
         std::thread::spawn(move || {
             for _ in 0..5 {
                 let worker =
-                    Worker::spawn(PartSlot::new(Box::new(Slow)), std::thread::current(), || {})
-                        .unwrap();
+                    Worker::spawn(PartSlot::new(slow()), std::thread::current(), || {}).unwrap();
                 worker.dispatch();
                 // Let the worker pick the round up, then stop while it runs.
                 std::thread::sleep(Duration::from_millis(10));
