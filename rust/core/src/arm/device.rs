@@ -710,7 +710,7 @@ impl Calibrator {
                 };
                 n
             ];
-            let mut fb = vec![super::damiao_part::empty_feedback(); n];
+            let mut fb = vec![crate::protocol::damiao::Feedback::default(); n];
             bus.mit_all(&cmds, &mut fb)
                 .map_err(|e| bus_err(label, &names, &e))?;
             for (j, f) in self.cfg.spec.damiao.iter().zip(&fb) {
