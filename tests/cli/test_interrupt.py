@@ -188,3 +188,58 @@ def test_kill_9_during_commit_keeps_what_it_announces(tmp_path: Path, point: str
     lengths = [e["length"] for e in open_dataset(root).list_episodes()]
     if committed:
         assert lengths[0] == 15, lengths
+
+
+def test_port_lost_mid_episode_says_so_and_keeps_finished_episodes(tmp_path: Path) -> None:
+    # The real native session on the simulated arm; the follower's port disappears (the sim
+    # pty closes) once episode 2 has 20 rows.
+    root = tmp_path / "ds"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(HERE / "unplug_record.py"),
+            f"--config_path={REPO_ROOT / 'config' / 'record_sim.yaml'}",
+            f"--dataset.root={root}",
+            "--dataset.num_episodes=3",
+            "--dataset.episode_time_s=2",
+            "--dataset.reset_time_s=0.2",
+            "--robot.cameras={front: {type: synthetic, width: 160, height: 120}}",
+            "--vcodec=h264",
+            f"--robot.calibration_dir={tmp_path / 'calibration'}",
+            f"--teleop.calibration_dir={tmp_path / 'calibration'}",
+            f"--log_file={tmp_path / 'rec.log'}",
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=_env({"OPENK_TEST_UNPLUG_AFTER_ROWS": "20"}),
+        cwd=tmp_path,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (error,) = [line for line in proc.stderr.splitlines() if line.startswith("openk: error:")]
+    assert "disconnected" in error and "/dev/pts/" in error, proc.stderr
+    assert f"the 1 finished episode(s) are kept in {root}" in error, error
+    assert f"`openk recover {root}` offers it back" in error, error
+    assert "Traceback" not in proc.stderr
+    assert next(e["length"] for e in open_dataset(root).list_episodes()) > 0
+    assert json.loads((root / "meta" / "info.json").read_text())["total_episodes"] == 1
+
+    # the episode set aside comes back with exactly the rows announced
+    recovered = subprocess.run(
+        [sys.executable, "-m", "openk.cli", "recover", str(root)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+        timeout=300,
+        check=False,
+    )
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    keeping = _KEEPING.search(recovered.stdout)
+    assert keeping is not None, recovered.stdout
+    lengths = [e["length"] for e in open_dataset(root).list_episodes()]
+    assert lengths[1:] == [int(n) for n in _KEPT.findall(keeping.group(1))], recovered.stdout
+    assert lengths[1] >= 20, lengths  # closing the writer gave every row its camera frame
+    _check_verify(root)
