@@ -55,15 +55,27 @@ def test_signal_mid_episode_keeps_finished_episodes(tmp_path: Path, sig: signal.
     _check_verify(tmp_path / "ds")
 
 
-def _check_verify(root: Path) -> None:
-    verified = subprocess.run(
-        [sys.executable, "-m", "openk.cli", "verify", str(root)],
+def _run(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args,
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
-        env=_env(),
-        cwd=root.parent,
+        env=_env(env),
+        cwd=cwd,
+        timeout=300,
         check=False,
     )
+
+
+def _openk(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return _run([sys.executable, "-m", "openk.cli", *args], cwd)
+
+
+def _check_verify(root: Path) -> None:
+    verified = _openk("verify", str(root), cwd=root.parent)
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
@@ -102,16 +114,7 @@ def _journal_video(root: Path) -> Path:
 
 
 def _resume_and_check(tmp_path: Path, kept_before: int) -> subprocess.CompletedProcess[str]:
-    resumed = subprocess.run(
-        _scripted(tmp_path, "--dataset.num_episodes=1", "--resume=true"),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        env=_env(),
-        cwd=tmp_path,
-        timeout=300,
-        check=False,
-    )
+    resumed = _run(_scripted(tmp_path, "--dataset.num_episodes=1", "--resume=true"), tmp_path)
     assert resumed.returncode == 0, resumed.stderr + resumed.stdout
     root = tmp_path / "ds"
     lengths = [e["length"] for e in open_dataset(root).list_episodes()]
@@ -171,15 +174,10 @@ def test_kill_9_resume_keeps_what_it_announces(tmp_path: Path, video: str) -> No
 @pytest.mark.parametrize("point", WRITER_CRASH_POINTS)
 def test_kill_9_during_commit_keeps_what_it_announces(tmp_path: Path, point: str) -> None:
     # Episode 1 ends after 15 rows; its commit kills the process at `point`.
-    proc = subprocess.run(
+    proc = _run(
         _scripted(tmp_path, "--dataset.num_episodes=2"),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        env=_env({FIRST_EPISODE_ROWS: "15", "OPENK_WRITER_CRASH_AT": point}),
-        cwd=tmp_path,
-        timeout=300,
-        check=False,
+        tmp_path,
+        {FIRST_EPISODE_ROWS: "15", "OPENK_WRITER_CRASH_AT": point},
     )
     assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
     root = tmp_path / "ds"
@@ -194,7 +192,7 @@ def test_port_lost_mid_episode_says_so_and_keeps_finished_episodes(tmp_path: Pat
     # The real native session on the simulated arm; the follower's port disappears (the sim
     # pty closes) once episode 2 has 20 rows.
     root = tmp_path / "ds"
-    proc = subprocess.run(
+    proc = _run(
         [
             sys.executable,
             str(HERE / "unplug_record.py"),
@@ -209,13 +207,8 @@ def test_port_lost_mid_episode_says_so_and_keeps_finished_episodes(tmp_path: Pat
             f"--teleop.calibration_dir={tmp_path / 'calibration'}",
             f"--log_file={tmp_path / 'rec.log'}",
         ],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        env=_env({"OPENK_TEST_UNPLUG_AFTER_ROWS": "20"}),
-        cwd=tmp_path,
-        timeout=300,
-        check=False,
+        tmp_path,
+        {"OPENK_TEST_UNPLUG_AFTER_ROWS": "20"},
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     (error,) = [line for line in proc.stderr.splitlines() if line.startswith("openk: error:")]
@@ -227,15 +220,7 @@ def test_port_lost_mid_episode_says_so_and_keeps_finished_episodes(tmp_path: Pat
     assert json.loads((root / "meta" / "info.json").read_text())["total_episodes"] == 1
 
     # the episode set aside comes back with exactly the rows announced
-    recovered = subprocess.run(
-        [sys.executable, "-m", "openk.cli", "recover", str(root)],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        cwd=tmp_path,
-        timeout=300,
-        check=False,
-    )
+    recovered = _openk("recover", str(root), cwd=tmp_path)
     assert recovered.returncode == 0, recovered.stdout + recovered.stderr
     keeping = _KEEPING.search(recovered.stdout)
     assert keeping is not None, recovered.stdout
