@@ -18,7 +18,12 @@ from lerobot.cameras.utils import make_cameras_from_configs
 from lerobot.robots.robot import Robot
 from lerobot.teleoperators.teleoperator import Teleoperator
 
-from lerobot_robot_openk.config_openk import class_stem, core_dict, is_simulated
+from lerobot_robot_openk.config_openk import (
+    class_stem,
+    core_dict,
+    is_simulated,
+    observation_names,
+)
 from openk.config import MOTION_SAFETY
 from openk.devices import Role, load_core
 from openk.errors import BusTimeoutError, ConfigError, OpenKError
@@ -61,7 +66,7 @@ class OpenKRobot(Robot):
         self.config = config
         self.session: Any = None
         self.cameras = make_cameras_from_configs(config.cameras)
-        self._state_names = list(config.openk_info.observation_names)
+        self._state_names = observation_names(config)
         self._action_names = list(config.openk_info.action_names)
         self._last_state: list[float] | None = None
         self._goal_range: dict[str, tuple[float, float]] = {}
