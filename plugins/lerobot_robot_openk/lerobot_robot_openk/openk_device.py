@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import time
 from functools import cached_property
 from typing import Any
@@ -29,6 +30,15 @@ from openk.devices import Role, load_core
 from openk.errors import BusTimeoutError, ConfigError, OpenKError
 
 log = logging.getLogger(__name__)
+
+# lerobot-rollout (0.6.x) feeds a policy the robot's `.pos` / `.vel` state only: a policy
+# trained on a state with `.tor` fails there with a tensor size error; say why beforehand.
+ROLLOUT_TORQUE_HINT = (
+    "%s observes torque (.tor), which lerobot-rollout does not give the policy: a policy "
+    "trained on this state fails there with a tensor size mismatch. Record the training data "
+    "with --robot.state_channels='[pos,vel]' (openk record and lerobot-record alike) and run "
+    "lerobot-rollout with the same flag."
+)
 
 # How long get_observation waits for the loop's first row after connect.
 FIRST_ROW_TIMEOUT_S = 2.0
@@ -69,6 +79,7 @@ class OpenKRobot(Robot):
         self._state_names = observation_names(config)
         self._action_names = list(config.openk_info.action_names)
         self._last_state: list[float] | None = None
+        self._first_state: list[float] | None = None
         self._goal_range: dict[str, tuple[float, float]] = {}
         self._last_goal: dict[str, float] = {}
 
@@ -137,6 +148,10 @@ class OpenKRobot(Robot):
             raise
         self.session = session
         log.info("%s connected (loop %s)", self, session.realtime)
+        if "lerobot.scripts.lerobot_rollout" in sys.modules and any(
+            name.endswith(".tor") for name in self._state_names
+        ):
+            log.warning(ROLLOUT_TORQUE_HINT, self)
 
     def _newest_state(self) -> list[float]:
         import pyarrow as pa
@@ -149,6 +164,8 @@ class OpenKRobot(Robot):
             table = pa.table(batch)
             if table.num_rows:
                 self._last_state = table.column("observation.state")[-1].as_py()
+                if self._first_state is None:
+                    self._first_state = table.column("observation.state")[0].as_py()
             timeout = 0.0
         failure = self.session.failure()
         if failure is not None:
@@ -181,7 +198,8 @@ class OpenKRobot(Robot):
 
     def _log_summary(self) -> None:
         """One `openk summary: {json}` line: the loop's telemetry, how far each sent goal
-        ranged, the last goal and the follower's state then (how well it tracks)."""
+        ranged, the last goal, the follower's positions first seen after connecting and then
+        (how far it moved, how well it tracks)."""
         import json
 
         try:
@@ -194,6 +212,11 @@ class OpenKRobot(Robot):
                 "late_actions": tele.get("late_actions"),
                 "goal_range": self._goal_range,
                 "last_goal": self._last_goal,
+                "first_state": {
+                    name: value
+                    for name, value in zip(self._state_names, self._first_state or [], strict=False)
+                    if name in self._action_names
+                },
                 "last_state": {name: state[name] for name in self._action_names},
             }
         except Exception as err:  # a failing loop is reported by stop(), right after
