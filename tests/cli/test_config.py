@@ -208,12 +208,26 @@ def test_shipped_teleop_configs_parse(name: str) -> None:
 
 
 def test_record_yaml_is_reusable_for_teleoperate() -> None:
-    # The reference accepts a record file's `dataset:` section in teleoperate and ignores it.
+    # The reference accepts a record file's `dataset:` section in teleoperate (teleoperate says
+    # on stderr that it does not use it: tests/cli/test_orchestrator.py).
     cfg = parse_config(
         TeleoperateConfig,
         [f"--config_path={CONFIG_DIR / 'record_example_sim.yaml'}", "--teleop_time_s=1"],
     )
     assert cfg.teleop_time_s == 1.0
+    assert cfg.dataset
+
+
+def test_teleoperate_refuses_dataset_flags() -> None:
+    """`--dataset.*` typed for teleoperate would be ignored: refused, naming the flag."""
+    with pytest.raises(ConfigError, match=r"--dataset\.repo_id: openk teleoperate records"):
+        parse_config(
+            TeleoperateConfig,
+            [
+                f"--config_path={CONFIG_DIR / 'teleop_example_sim.yaml'}",
+                "--dataset.repo_id=me/ds",
+            ],
+        )
 
 
 def test_replay_and_calibrate_configs() -> None:

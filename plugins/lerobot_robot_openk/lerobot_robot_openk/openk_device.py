@@ -63,28 +63,65 @@ def _calibrate(config: Any, role: Role, calibration_path: Any) -> str:
     return run_calibration(dev, role, scripted=sim, ui=StatusLine())
 
 
-class OpenKRobot(Robot):
-    """An openk follower run by openk's loop; see the module doc."""
+class _OpenKDevice:
+    """What the robot and the teleoperator share: the default id, openk's calibration file
+    and dialog, and the checks before connecting and using the device. Each subclass has its
+    own `is_connected`, `connect` and `disconnect` (lerobot's abstract methods)."""
 
-    config_class: type
-    name: str
+    _role: Role
+    config: Any
+    calibration_fpath: Any
 
     def __init__(self, config: Any) -> None:
         if config.id is None:
             config.id = config.openk_info.default_id
-        super().__init__(config)
+        super().__init__(config)  # lerobot's Robot / Teleoperator
         self.config = config
+        self._action_names = list(config.openk_info.action_names)
+
+    def _load_calibration(self, fpath: Any = None) -> None:
+        """openk's core reads the calibration file (openk's JSON), not lerobot's loader."""
+
+    @property
+    def is_calibrated(self) -> bool:
+        return is_simulated(self.config) or self.calibration_fpath.is_file()
+
+    def calibrate(self) -> None:
+        # The dialog opens the ports itself: a connected device lets go of them meanwhile.
+        reconnect = self.is_connected
+        if reconnect:
+            self.disconnect()
+        _calibrate(self.config, self._role, self.calibration_fpath)
+        if reconnect:
+            self.connect(calibrate=False)
+
+    def _before_connect(self, calibrate: bool) -> None:
+        if self.is_connected:
+            raise OpenKError(f"{self} is already connected")
+        if calibrate and not self.is_calibrated:
+            self.calibrate()
+
+    def _require_connected(self) -> None:
+        if not self.is_connected:
+            raise OpenKError(f"{self} is not connected")
+
+
+class OpenKRobot(_OpenKDevice, Robot):
+    """An openk follower run by openk's loop; see the module doc."""
+
+    config_class: type
+    name: str
+    _role: Role = "robot"
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
         self.session: Any = None
         self.cameras = make_cameras_from_configs(config.cameras)
         self._state_names = observation_names(config)
-        self._action_names = list(config.openk_info.action_names)
         self._last_state: list[float] | None = None
         self._first_state: list[float] | None = None
         self._goal_range: dict[str, tuple[float, float]] = {}
         self._last_goal: dict[str, float] = {}
-
-    def _load_calibration(self, fpath: Any = None) -> None:
-        """openk's core reads the calibration file (openk's JSON), not lerobot's loader."""
 
     # --- features: exactly what `openk record` records ----------------------------------------
 
@@ -103,27 +140,11 @@ class OpenKRobot(Robot):
     def is_connected(self) -> bool:
         return self.session is not None
 
-    @property
-    def is_calibrated(self) -> bool:
-        return is_simulated(self.config) or self.calibration_fpath.is_file()
-
-    def calibrate(self) -> None:
-        # The dialog opens the ports itself: a connected device lets go of them meanwhile.
-        reconnect = self.is_connected
-        if reconnect:
-            self.disconnect()
-        _calibrate(self.config, "robot", self.calibration_fpath)
-        if reconnect:
-            self.connect(calibrate=False)
-
     def configure(self) -> None:
         """The core configures the motors (control type, gains, limits) when it connects."""
 
     def connect(self, calibrate: bool = True) -> None:
-        if self.is_connected:
-            raise OpenKError(f"{self} is already connected")
-        if calibrate and not self.is_calibrated:
-            self.calibrate()
+        self._before_connect(calibrate)
         cfg = self.config
         kwargs: dict[str, Any] = {
             "record_fps": float(cfg.fps),
@@ -175,16 +196,14 @@ class OpenKRobot(Robot):
         return self._last_state
 
     def get_observation(self) -> dict[str, Any]:
-        if not self.is_connected:
-            raise OpenKError(f"{self} is not connected")
+        self._require_connected()
         obs: dict[str, Any] = dict(zip(self._state_names, self._newest_state(), strict=True))
         for name, cam in self.cameras.items():
             obs[name] = cam.read_latest()
         return obs
 
     def send_action(self, action: dict[str, Any]) -> dict[str, Any]:
-        if not self.is_connected:
-            raise OpenKError(f"{self} is not connected")
+        self._require_connected()
         missing = [name for name in self._action_names if name not in action]
         if missing:
             raise ConfigError(f"{self}: the action lacks {', '.join(missing)}")
@@ -238,22 +257,16 @@ class OpenKRobot(Robot):
                     cam.disconnect()
 
 
-class OpenKTeleoperator(Teleoperator):
+class OpenKTeleoperator(_OpenKDevice, Teleoperator):
     """An openk leader read through openk's core; see the module doc."""
 
     config_class: type
     name: str
+    _role: Role = "teleop"
 
     def __init__(self, config: Any) -> None:
-        if config.id is None:
-            config.id = config.openk_info.default_id
         super().__init__(config)
-        self.config = config
         self.reader: Any = None
-        self._action_names = list(config.openk_info.action_names)
-
-    def _load_calibration(self, fpath: Any = None) -> None:
-        """openk's core reads the calibration file (openk's JSON), not lerobot's loader."""
 
     @cached_property
     def action_features(self) -> dict[str, Any]:
@@ -267,34 +280,17 @@ class OpenKTeleoperator(Teleoperator):
     def is_connected(self) -> bool:
         return self.reader is not None
 
-    @property
-    def is_calibrated(self) -> bool:
-        return is_simulated(self.config) or self.calibration_fpath.is_file()
-
-    def calibrate(self) -> None:
-        # The dialog opens the ports itself: a connected device lets go of them meanwhile.
-        reconnect = self.is_connected
-        if reconnect:
-            self.disconnect()
-        _calibrate(self.config, "teleop", self.calibration_fpath)
-        if reconnect:
-            self.connect(calibrate=False)
-
     def configure(self) -> None:
         """The core configures the leader's motors when it connects."""
 
     def connect(self, calibrate: bool = True) -> None:
-        if self.is_connected:
-            raise OpenKError(f"{self} is already connected")
-        if calibrate and not self.is_calibrated:
-            self.calibrate()
+        self._before_connect(calibrate)
         reader = load_core().LeaderReader(core_dict(self.config, "teleop"))
         self._index = [reader.names.index(name) for name in self._action_names]
         self.reader = reader
 
     def get_action(self) -> dict[str, Any]:
-        if not self.is_connected:
-            raise OpenKError(f"{self} is not connected")
+        self._require_connected()
         deadline = time.monotonic() + MISSED_READS_S
         attempt = 0
         while True:

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use openk_core::bus::feetech::{BusConfig, BusError, FailureKind, FeetechBus, Motor};
+use openk_core::control::testing::feetech_sim_bus;
 use openk_core::error::{Classified, FaultKind};
 use openk_core::protocol::feetech::{self as ft, StatusFlags};
 use openk_core::sim::feetech::{FeetechSim, FeetechSimConfig, HandScript, SimMode};
@@ -41,10 +42,7 @@ fn config() -> BusConfig {
 }
 
 fn setup(n: u8) -> (FeetechSim, FeetechBus) {
-    let ids: Vec<u8> = (1..=n).collect();
-    let sim = FeetechSim::start(FeetechSimConfig::new(&ids)).unwrap();
-    let bus = FeetechBus::open(sim.port(), 1_000_000, motors(n), config()).unwrap();
-    (sim, bus)
+    feetech_sim_bus(motors(n), config())
 }
 
 #[test]

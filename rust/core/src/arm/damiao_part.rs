@@ -5,7 +5,7 @@ use crate::bus::damiao::{DamiaoBus, DamiaoBusError, MAX_MOTORS};
 use crate::protocol::damiao::{ControlMode, Feedback, MitCommand, MotorState};
 
 use super::calibration::JointNorm;
-use super::part::{Part, PartError, StopAction};
+use super::part::{part_names, Part, PartError, StopAction};
 use crate::error::Classified;
 
 /// Gains of OpenK's "compliant read" command: a hand moves the motor, which still reports.
@@ -111,18 +111,7 @@ impl DamiaoPart {
 }
 
 impl Part for DamiaoPart {
-    fn label(&self) -> &str {
-        &self.label
-    }
-    fn motor_names(&self) -> &[String] {
-        &self.motor_names
-    }
-    fn goal_names(&self) -> &[String] {
-        &self.goal_names
-    }
-    fn state_names(&self) -> &[String] {
-        &self.state_names
-    }
+    part_names!(label, motor_names, goal_names, state_names);
 
     /// Pipelined: the replies to the previous tick's commands are collected first (they
     /// crossed the CAN bus while the loop slept), then this tick's commands are sent without
