@@ -2,7 +2,7 @@
 //! [`Part`]. Goals and state are normalised with the device's calibration.
 
 use crate::bus::damiao::{DamiaoBus, DamiaoBusError, MAX_MOTORS};
-use crate::protocol::damiao::{ControlMode, Feedback, MitCommand, MotorState};
+use crate::protocol::damiao::{ControlMode, Feedback, MitCommand};
 
 use super::calibration::JointNorm;
 use super::part::{part_names, Part, PartError, StopAction};
@@ -81,7 +81,7 @@ impl DamiaoPart {
                 n
             ],
             pos_vel: vec![(0.0, 0.0); n],
-            feedback: vec![empty_feedback(); n],
+            feedback: vec![Feedback::default(); n],
             retries_seen,
         }
     }
@@ -206,18 +206,5 @@ pub fn control_mode(drive: &DamiaoDrive) -> ControlMode {
     match drive {
         DamiaoDrive::PosVel { .. } => ControlMode::PosVel,
         _ => ControlMode::Mit,
-    }
-}
-
-/// Feedback before the first reply.
-pub fn empty_feedback() -> Feedback {
-    Feedback {
-        id_nibble: 0,
-        state: MotorState::Disabled,
-        q: 0.0,
-        dq: 0.0,
-        tau: 0.0,
-        t_mos: 0,
-        t_rotor: 0,
     }
 }

@@ -349,6 +349,18 @@ pub(crate) fn sts_norm(
     }
 }
 
+/// Opens the STS-over-CAN bus of a device (its STS joints behind the CAN adapter on `port`).
+fn open_sts_can_bus(cfg: &DeviceConfig, port: &str, label: &str) -> Result<StsCanBus, ArmError> {
+    StsCanBus::open(
+        port,
+        crate::bus::damiao::DEFAULT_BAUD,
+        DEFAULT_CONTROLLER_ID,
+        Duration::from_millis(20),
+        2,
+    )
+    .map_err(|e| bus_err(label, &names_of(cfg.spec.sts), &e))
+}
+
 /// Opens the DAMIAO bus of a device: connect, control mode, enable.
 fn open_damiao_bus(cfg: &DeviceConfig, port: &str, label: &str) -> Result<DamiaoBus, ArmError> {
     let names: Vec<String> = names_of(cfg.spec.damiao);
@@ -461,14 +473,7 @@ fn open_device(cfg: &DeviceConfig, sims: &mut SimSet) -> Result<Vec<Box<dyn Part
             StsLink::OverCan => {
                 let label = label(cfg, "STS-over-CAN", port);
                 let names: Vec<String> = names_of(cfg.spec.sts);
-                let bus = StsCanBus::open(
-                    port,
-                    crate::bus::damiao::DEFAULT_BAUD,
-                    DEFAULT_CONTROLLER_ID,
-                    Duration::from_millis(20),
-                    2,
-                )
-                .map_err(|e| bus_err(&label, &names, &e))?;
+                let bus = open_sts_can_bus(cfg, port, &label)?;
                 let joints = cfg
                     .spec
                     .sts
@@ -667,15 +672,7 @@ impl Calibrator {
                 }
                 StsLink::OverCan => {
                     let label = label(&cfg, "STS-over-CAN", port);
-                    let names: Vec<String> = names_of(cfg.spec.sts);
-                    let bus = StsCanBus::open(
-                        port,
-                        crate::bus::damiao::DEFAULT_BAUD,
-                        DEFAULT_CONTROLLER_ID,
-                        Duration::from_millis(20),
-                        2,
-                    )
-                    .map_err(|e| bus_err(&label, &names, &e))?;
+                    let bus = open_sts_can_bus(&cfg, port, &label)?;
                     sts_can = Some((bus, label));
                 }
             }
@@ -713,7 +710,7 @@ impl Calibrator {
                 };
                 n
             ];
-            let mut fb = vec![super::damiao_part::empty_feedback(); n];
+            let mut fb = vec![crate::protocol::damiao::Feedback::default(); n];
             bus.mit_all(&cmds, &mut fb)
                 .map_err(|e| bus_err(label, &names, &e))?;
             for (j, f) in self.cfg.spec.damiao.iter().zip(&fb) {
