@@ -350,7 +350,11 @@ def recover(
         return
     # The repo id only labels the writer here; the folder is given.
     label = repo_id or "local/" + (re.sub(r"[^A-Za-z0-9._-]", "_", root.resolve().name) or "ds")
-    summaries = ds.recover(label, root, keep=not discard)
+    if not discard:
+        for entry in pending:
+            verb = "keeping" if entry.length > 0 else "dropping"
+            echo(f"{root}: {verb} the interrupted episode: {entry.describe()}")
+    summaries = ds.recover(label, root, keep=not discard, announced=pending)
     if discard:
         echo(f"{root}: discarded {len(pending)} interrupted episode(s)")
     else:

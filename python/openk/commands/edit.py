@@ -111,9 +111,8 @@ def split(
     if dry_run:
         echo("dry run: nothing was written")
         return None
-    # the new dataset first: the source loses its episodes only once they are safe elsewhere
-    out_report = ops.write_new(moved, output)
-    in_report = ops.apply_in_place(stay, root)
+    # both datasets are built and verified, then both moves happen under one marker
+    out_report, in_report = ops.apply_split(stay, moved, root, output)
     for line in out_report.lines() + in_report.lines():
         echo(line)
     return out_report, in_report
