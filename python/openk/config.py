@@ -79,6 +79,13 @@ class DeviceConfig:
     damiao_kp: float | dict[str, float] | None = None
     damiao_kd: float | dict[str, float] | None = None
     damiao_velocity_limit: float | dict[str, float] | None = None
+    state_channels: list[str] | None = field(
+        default=None,
+        metadata=help_meta(
+            "state channels the follower observes and records, e.g. '[pos,vel]' (pos is "
+            "required; default: every channel the type has)"
+        ),
+    )
     cameras: dict[str, CameraConfig] = field(
         default_factory=dict, metadata=help_meta("cameras as YAML/JSON {name: {type, ...}}")
     )
@@ -669,6 +676,9 @@ def _check_device(dev: DeviceConfig | None, role: devices.Role, ctx: _Context, r
                 f"missing --{role}.sts_port; {dev.type} needs the STS servo port too "
                 f"(see `openk find-port`), e.g. --{role}.sts_port=/dev/ttyUSB0"
             )
+    if dev.state_channels is not None:
+        # The core checks the channels (one rule for every tool), before anything connects.
+        devices.load_core().device_features(dev.type, role, state_channels=dev.state_channels)
     for name, cam in dev.cameras.items():
         if cam.type not in CAMERA_TYPES:
             raise ConfigError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import time
 from functools import cached_property
 from typing import Any
@@ -18,12 +19,26 @@ from lerobot.cameras.utils import make_cameras_from_configs
 from lerobot.robots.robot import Robot
 from lerobot.teleoperators.teleoperator import Teleoperator
 
-from lerobot_robot_openk.config_openk import class_stem, core_dict, is_simulated
+from lerobot_robot_openk.config_openk import (
+    class_stem,
+    core_dict,
+    is_simulated,
+    observation_names,
+)
 from openk.config import MOTION_SAFETY
 from openk.devices import Role, load_core
 from openk.errors import BusTimeoutError, ConfigError, OpenKError
 
 log = logging.getLogger(__name__)
+
+# lerobot-rollout (0.6.x) feeds a policy the robot's `.pos` / `.vel` state only: a policy
+# trained on a state with `.tor` fails there with a tensor size error; say why beforehand.
+ROLLOUT_TORQUE_HINT = (
+    "%s observes torque (.tor), which lerobot-rollout does not give the policy: a policy "
+    "trained on this state fails there with a tensor size mismatch. Record the training data "
+    "with --robot.state_channels='[pos,vel]' (openk record and lerobot-record alike) and run "
+    "lerobot-rollout with the same flag."
+)
 
 # How long get_observation waits for the loop's first row after connect.
 FIRST_ROW_TIMEOUT_S = 2.0
@@ -102,8 +117,9 @@ class OpenKRobot(_OpenKDevice, Robot):
         super().__init__(config)
         self.session: Any = None
         self.cameras = make_cameras_from_configs(config.cameras)
-        self._state_names = list(config.openk_info.observation_names)
+        self._state_names = observation_names(config)
         self._last_state: list[float] | None = None
+        self._first_state: list[float] | None = None
         self._goal_range: dict[str, tuple[float, float]] = {}
         self._last_goal: dict[str, float] = {}
 
@@ -153,6 +169,10 @@ class OpenKRobot(_OpenKDevice, Robot):
             raise
         self.session = session
         log.info("%s connected (loop %s)", self, session.realtime)
+        if "lerobot.scripts.lerobot_rollout" in sys.modules and any(
+            name.endswith(".tor") for name in self._state_names
+        ):
+            log.warning(ROLLOUT_TORQUE_HINT, self)
 
     def _newest_state(self) -> list[float]:
         import pyarrow as pa
@@ -165,6 +185,8 @@ class OpenKRobot(_OpenKDevice, Robot):
             table = pa.table(batch)
             if table.num_rows:
                 self._last_state = table.column("observation.state")[-1].as_py()
+                if self._first_state is None:
+                    self._first_state = table.column("observation.state")[0].as_py()
             timeout = 0.0
         failure = self.session.failure()
         if failure is not None:
@@ -195,7 +217,8 @@ class OpenKRobot(_OpenKDevice, Robot):
 
     def _log_summary(self) -> None:
         """One `openk summary: {json}` line: the loop's telemetry, how far each sent goal
-        ranged, the last goal and the follower's state then (how well it tracks)."""
+        ranged, the last goal, the follower's positions first seen after connecting and then
+        (how far it moved, how well it tracks)."""
         import json
 
         try:
@@ -208,6 +231,11 @@ class OpenKRobot(_OpenKDevice, Robot):
                 "late_actions": tele.get("late_actions"),
                 "goal_range": self._goal_range,
                 "last_goal": self._last_goal,
+                "first_state": {
+                    name: value
+                    for name, value in zip(self._state_names, self._first_state or [], strict=False)
+                    if name in self._action_names
+                },
                 "last_state": {name: state[name] for name in self._action_names},
             }
         except Exception as err:  # a failing loop is reported by stop(), right after

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use openk_core::arm::spec::{lookup, DeviceKind};
 use openk_core::bus::feetech::{BusConfig, BusError, FailureKind, FeetechBus, Motor};
 use openk_core::control::testing::feetech_sim_bus;
 use openk_core::error::{Classified, FaultKind};
@@ -13,21 +14,16 @@ mod common;
 
 use common::{wait_until, PATIENCE};
 
-const LEADER: [&str; 7] = [
-    "shoulder_pan",
-    "shoulder_lift",
-    "shoulder_roll",
-    "elbow_flex",
-    "wrist_roll",
-    "wrist_flex",
-    "grip",
-];
-
+/// The first `n` servos of the STS leader (ids 1.., named as the device catalogue names them).
 fn motors(n: u8) -> Vec<Motor> {
-    (1..=n)
-        .map(|id| Motor {
-            name: LEADER[usize::from(id - 1)].to_owned(),
-            id,
+    let leader = lookup("openk-1-sts_leader", DeviceKind::Teleoperator).unwrap();
+    leader
+        .sts
+        .iter()
+        .take(usize::from(n))
+        .map(|j| Motor {
+            name: j.name.to_owned(),
+            id: j.id,
         })
         .collect()
 }

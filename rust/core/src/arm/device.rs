@@ -598,7 +598,7 @@ pub fn open_arms(
         arms: TeleopArms {
             leader,
             follower,
-            observation_names: robot.spec.observation_names(),
+            observation_names: robot.observation_names(),
             action_names,
             direction,
             max_relative_target,
