@@ -8,25 +8,17 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use openk_core::bus::feetech::{BusConfig, FeetechBus, Motor};
+use openk_core::bus::feetech::BusConfig;
+use openk_core::control::testing::{feetech_sim_bus, numbered_motors};
 use openk_core::protocol::feetech as ft;
-use openk_core::sim::feetech::{FeetechSim, FeetechSimConfig};
 
 fn bus_round_trip(c: &mut Criterion) {
     let ids: Vec<u8> = (1..=7).collect();
-    let sim = FeetechSim::start(FeetechSimConfig::new(&ids)).unwrap();
-    let motors = ids
-        .iter()
-        .map(|id| Motor {
-            name: format!("m{id}"),
-            id: *id,
-        })
-        .collect();
     let config = BusConfig {
         timeout: Duration::from_millis(20),
         ..BusConfig::default()
     };
-    let mut bus = FeetechBus::open(sim.port(), 1_000_000, motors, config).unwrap();
+    let (sim, mut bus) = feetech_sim_bus(numbered_motors(&ids), config);
     let present = ft::register("Present_Position").unwrap();
     let goal = ft::register("Goal_Position").unwrap();
     let mut pos = [0i64; 7];

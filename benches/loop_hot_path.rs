@@ -7,10 +7,9 @@
 //! Run: `cargo bench -p openk-core --bench loop_hot_path`
 
 use hdrhistogram::Histogram;
-use openk_core::arm::part::Part;
 use openk_core::clock::now_ns;
-use openk_core::control::testing::{FakeFollower, FakeLeader};
-use openk_core::control::{LoopCore, LoopSpec, RealtimeMode, TeleopArms};
+use openk_core::control::testing::seven_joint_arms;
+use openk_core::control::{LoopCore, LoopSpec, RealtimeMode};
 use openk_core::record::builder::row_ring;
 use openk_core::record::{BatchBuilder, BuilderConfig, FrameLayout};
 
@@ -19,31 +18,13 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
-    let joints = [
-        "shoulder_pan",
-        "shoulder_lift",
-        "shoulder_roll",
-        "elbow_flex",
-        "wrist_roll",
-    ];
-    let sts = ["wrist_flex", "grip"];
-    let all: Vec<&str> = joints.iter().chain(&sts).copied().collect();
-    let leader = FakeLeader::new(&all, |t, j| ((t as f32) * 0.001 + j as f32).sin() * 80.0);
-    let (dm, _) = FakeFollower::new("follower dm", &joints, &[0.0; 5], false);
-    let (st, _) = FakeFollower::new("follower sts", &sts, &[0.0; 2], false);
-    let mut observation_names: Vec<String> = all.iter().map(|j| format!("{j}.pos")).collect();
-    observation_names.extend(joints.iter().map(|j| format!("{j}.vel")));
-    let action_names: Vec<String> = all.iter().map(|j| format!("{j}.pos")).collect();
-    let n = action_names.len();
-    let layout = FrameLayout::new(observation_names.clone(), action_names.clone()).unwrap();
-    let arms = TeleopArms {
-        leader: vec![Box::new(leader) as Box<dyn Part>],
-        follower: vec![Box::new(dm), Box::new(st)],
-        observation_names,
-        action_names,
-        direction: vec![-1.0; n],
-        max_relative_target: vec![Some(5.0); n],
-    };
+    let arms = seven_joint_arms(
+        Some(|t, j| ((t as f32) * 0.001 + j as f32).sin() * 80.0),
+        -1.0,
+        false,
+    );
+    let layout =
+        FrameLayout::new(arms.observation_names.clone(), arms.action_names.clone()).unwrap();
     // A row every tick: the worst case for the ring.
     let spec = LoopSpec {
         control_hz: 1000.0,
@@ -87,29 +68,8 @@ fn main() {
 /// Per-tick cost of a loop without a leader whose goals come from the schedule: interpolating
 /// between 30 fps actions at 500 Hz, then holding the last one once the schedule is spent.
 fn scheduled_goals(ticks: u64) {
-    let joints = [
-        "shoulder_pan",
-        "shoulder_lift",
-        "shoulder_roll",
-        "elbow_flex",
-        "wrist_roll",
-    ];
-    let sts = ["wrist_flex", "grip"];
-    let (dm, _) = FakeFollower::new("follower dm", &joints, &[0.0; 5], false);
-    let (st, _) = FakeFollower::new("follower sts", &sts, &[0.0; 2], false);
-    let all: Vec<&str> = joints.iter().chain(&sts).copied().collect();
-    let mut observation_names: Vec<String> = all.iter().map(|j| format!("{j}.pos")).collect();
-    observation_names.extend(joints.iter().map(|j| format!("{j}.vel")));
-    let action_names: Vec<String> = all.iter().map(|j| format!("{j}.pos")).collect();
-    let n = action_names.len();
-    let arms = TeleopArms {
-        leader: vec![],
-        follower: vec![Box::new(dm), Box::new(st)],
-        observation_names,
-        action_names,
-        direction: vec![1.0; n],
-        max_relative_target: vec![Some(5.0); n],
-    };
+    let arms = seven_joint_arms(None, 1.0, false);
+    let n = arms.action_names.len();
     let spec = LoopSpec {
         control_hz: 500.0,
         record_fps: 30.0,

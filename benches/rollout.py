@@ -23,7 +23,6 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,93 +32,11 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-ROBOT = "openk-1-alpha_follower"
+# The tiny ACT and its training run are the tests' (tests/tiny_act.py): one recipe.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from tiny_act import ROBOT, offline_env, train_tiny_act
+
 FPS = 30.0
-ACT_FLAGS = [
-    "--policy.type=act",
-    "--policy.pretrained_backbone_weights=null",
-    "--policy.dim_model=64",
-    "--policy.dim_feedforward=128",
-    "--policy.n_heads=2",
-    "--policy.n_encoder_layers=1",
-    "--policy.n_decoder_layers=1",
-    "--policy.latent_dim=8",
-    "--policy.chunk_size=10",
-    "--policy.n_action_steps=10",
-    "--policy.device=cpu",
-    "--policy.push_to_hub=false",
-]
-
-
-def env_for(work: Path, with_openk: bool) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        HF_HUB_OFFLINE="1",
-        HF_LEROBOT_HOME=str(work / "lerobot_home"),
-        WANDB_MODE="disabled",
-        NO_COLOR="1",
-    )
-    if with_openk:
-        env["PYTHONPATH"] = str(ROOT / "python")
-    else:
-        env.pop("PYTHONPATH", None)
-    return env
-
-
-def train_tiny_act(work: Path) -> Path:
-    calib = work / "calibration"
-    dataset = work / "train_ds"
-    common = [f"--robot.calibration_dir={calib}", f"--teleop.calibration_dir={calib}"]
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "openk.cli",
-            "record",
-            f"--robot.type={ROBOT}",
-            "--robot.port=sim",
-            "--robot.id=follower",
-            "--robot.cameras={front: {type: synthetic, width: 64, height: 48}}",
-            "--teleop.type=openk-1-sts_leader",
-            "--teleop.port=sim",
-            "--teleop.id=leader",
-            *common,
-            f"--dataset.root={dataset}",
-            "--dataset.repo_id=bench/rollout_train",
-            "--dataset.single_task=follow",
-            "--dataset.push_to_hub=false",
-            "--dataset.num_episodes=2",
-            "--dataset.episode_time_s=3",
-            "--dataset.reset_time_s=0",
-            "--vcodec=h264",
-            "--realtime=off",
-        ],
-        cwd=work,
-        env=env_for(work, True),
-        check=True,
-        capture_output=True,
-    )
-    out = work / "train"
-    subprocess.run(
-        [
-            str(Path(sys.executable).parent / "lerobot-train"),
-            "--dataset.repo_id=bench/rollout_train",
-            f"--dataset.root={dataset}",
-            *ACT_FLAGS,
-            "--steps=10",
-            "--batch_size=4",
-            "--num_workers=0",
-            "--save_freq=10",
-            "--wandb.enable=false",
-            f"--output_dir={out}",
-        ],
-        cwd=work,
-        env=env_for(work, False),
-        check=True,
-        capture_output=True,
-    )
-    return out / "checkpoints" / "last" / "pretrained_model"
 
 
 def pump(session: Any, until: float, on_batch: Any = None, wait_s: float = 0.05) -> list[Any]:
@@ -169,9 +86,9 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="openk-bench-rollout-") as tmp:
         work = Path(tmp)
-        os.environ.update(env_for(work, True))
+        os.environ.update(offline_env(work))
         started = time.monotonic()
-        path = Path(args.policy_path) if args.policy_path else train_tiny_act(work)
+        path = Path(args.policy_path) if args.policy_path else train_tiny_act(work, sys.executable)
         train_s = time.monotonic() - started
         loaded = LoadedPolicy(str(path), device="cpu", task="follow", robot_type=ROBOT)
         cam_keys = [k for k in loaded.config.input_features if k.startswith("observation.images")]

@@ -85,5 +85,16 @@ def trained_policy(tmp_path_factory: pytest.TempPathFactory, oracle_python: str)
     return train_tiny_act(tmp_path_factory.mktemp("policy_train"), oracle_python)
 
 
+@pytest.fixture(scope="session")
+def trained_policy_pos_vel(tmp_path_factory: pytest.TempPathFactory, oracle_python: str) -> Path:
+    """The tiny ACT trained on openk-1-alpha_follower2 observing no torque
+    (`--robot.state_channels=[pos,vel]`): the state lerobot-rollout feeds a policy."""
+    return train_tiny_act(
+        tmp_path_factory.mktemp("policy_train_pos_vel"),
+        oracle_python,
+        ["--robot.type=openk-1-alpha_follower2", "--robot.state_channels=[pos,vel]"],
+    )
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     return f"openk tests; python {sys.version.split()[0]}"

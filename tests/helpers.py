@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -122,3 +123,19 @@ class GilProbe:
             not any(a <= start and b >= end for a, b in self._stalls)
             for start, end in self.stretches
         )
+
+
+def tear_last_media_box(video: Path) -> None:
+    """Cut an mp4 in the middle of its last media (`mdat`) box, as a process killed while
+    writing a fragmented mp4 leaves it."""
+    data = video.read_bytes()
+    offset, last = 0, None
+    while offset + 8 <= len(data):
+        size = int.from_bytes(data[offset : offset + 4], "big")
+        if data[offset + 4 : offset + 8] == b"mdat":
+            last = (offset, size)
+        if size < 8:
+            break
+        offset += size
+    assert last is not None, f"{video} holds no media box"
+    video.write_bytes(data[: last[0] + last[1] // 2])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -74,9 +74,10 @@ def run_cmd(
     )
 
 
-def train_tiny_act(work: Path, oracle_python: str) -> Path:
-    """Record 2 × 3 s of teleop on the sim arm with openk, train ACT on it for a few CPU steps
-    with lerobot-train; the checkpoint's pretrained_model folder."""
+def train_tiny_act(work: Path, oracle_python: str, robot_flags: Sequence[str] = ()) -> Path:
+    """Record 2 × 3 s of teleop on the sim arm with openk (`robot_flags` added after the
+    default robot's, e.g. another --robot.type or --robot.state_channels), train ACT on it for
+    a few CPU steps with lerobot-train; the checkpoint's pretrained_model folder."""
     calib = work / "calibration"
     dataset = work / "train_ds"
     env = offline_env(work)
@@ -87,6 +88,7 @@ def train_tiny_act(work: Path, oracle_python: str) -> Path:
             "openk.cli",
             "record",
             *sim_record_flags(dataset, calib),
+            *robot_flags,
             "--teleop.type=openk-1-sts_leader",
             "--teleop.port=sim",
             "--teleop.id=leader",

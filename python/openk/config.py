@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import os
 import re
 import types
@@ -78,6 +79,13 @@ class DeviceConfig:
     damiao_kp: float | dict[str, float] | None = None
     damiao_kd: float | dict[str, float] | None = None
     damiao_velocity_limit: float | dict[str, float] | None = None
+    state_channels: list[str] | None = field(
+        default=None,
+        metadata=help_meta(
+            "state channels the follower observes and records, e.g. '[pos,vel]' (pos is "
+            "required; default: every channel the type has)"
+        ),
+    )
     cameras: dict[str, CameraConfig] = field(
         default_factory=dict, metadata=help_meta("cameras as YAML/JSON {name: {type, ...}}")
     )
@@ -154,7 +162,19 @@ def _ramp_field(name: str) -> Any:
 
 
 @dataclass
-class RecordConfig:
+class MotionSafetyConfig:
+    """The MOTION_SAFETY options (top-level flags, e.g. `--start_ramp_time_s`) of every command
+    that moves the follower; `--help` lists them after the command's own options."""
+
+    start_ramp_time_s: float = _ramp_field("start_ramp_time_s")
+    start_ramp_dt_s: float | None = _ramp_field("start_ramp_dt_s")
+    end_home_ramp_time_s: float = _ramp_field("end_home_ramp_time_s")
+    end_home_ramp_dt_s: float | None = _ramp_field("end_home_ramp_dt_s")
+    end_home_settle_s: float = _ramp_field("end_home_settle_s")
+
+
+@dataclass
+class RecordConfig(MotionSafetyConfig):
     robot: DeviceConfig = field(default_factory=DeviceConfig)
     dataset: DatasetRecordConfig = field(default_factory=DatasetRecordConfig)
     # Optional with a policy (the policy drives the follower then).
@@ -181,11 +201,6 @@ class RecordConfig:
     vcodec: VideoCodec = field(
         default="libsvtav1", metadata=help_meta("video codec: libsvtav1 (lerobot's) or h264")
     )
-    start_ramp_time_s: float = _ramp_field("start_ramp_time_s")
-    start_ramp_dt_s: float | None = _ramp_field("start_ramp_dt_s")
-    end_home_ramp_time_s: float = _ramp_field("end_home_ramp_time_s")
-    end_home_ramp_dt_s: float | None = _ramp_field("end_home_ramp_dt_s")
-    end_home_settle_s: float = _ramp_field("end_home_settle_s")
 
 
 ROLLOUT_STRATEGIES: tuple[str, ...] = ("base", "episodic", "dagger")
@@ -200,7 +215,7 @@ class RolloutStrategyConfig:
 
 
 @dataclass
-class RolloutConfig:
+class RolloutConfig(MotionSafetyConfig):
     """`openk rollout`: lerobot-rollout's flags where they apply to an openk arm."""
 
     robot: DeviceConfig = field(default_factory=DeviceConfig)
@@ -227,19 +242,16 @@ class RolloutConfig:
     )
     realtime: Realtime = "auto"
     vcodec: VideoCodec = "libsvtav1"
-    start_ramp_time_s: float = _ramp_field("start_ramp_time_s")
-    start_ramp_dt_s: float | None = _ramp_field("start_ramp_dt_s")
-    end_home_ramp_time_s: float = _ramp_field("end_home_ramp_time_s")
-    end_home_ramp_dt_s: float | None = _ramp_field("end_home_ramp_dt_s")
-    end_home_settle_s: float = _ramp_field("end_home_settle_s")
 
 
 @dataclass
-class TeleoperateConfig:
+class TeleoperateConfig(MotionSafetyConfig):
     teleop: DeviceConfig = field(default_factory=DeviceConfig)
     robot: DeviceConfig = field(default_factory=DeviceConfig)
     direction_map: dict[str, float] | None = None
-    # Accepted (and ignored) so one YAML file can serve record and teleoperate.
+    # A config file's `dataset:` section is allowed so one YAML file can serve record and
+    # teleoperate; teleoperate says on stderr that it does not use it, and refuses --dataset.*
+    # flags (typed for this command, they would be ignored).
     dataset: dict[str, Any] | None = None
     fps: int = 60
     teleop_time_s: float | None = None
@@ -249,17 +261,12 @@ class TeleoperateConfig:
     play_sounds: bool = False
     log_file: Path | None = field(default=Path("logs/openk_teleoperate.log"))
     daily_log_file_name: bool = False
-    start_ramp_time_s: float = _ramp_field("start_ramp_time_s")
-    start_ramp_dt_s: float | None = _ramp_field("start_ramp_dt_s")
-    end_home_ramp_time_s: float = _ramp_field("end_home_ramp_time_s")
-    end_home_ramp_dt_s: float | None = _ramp_field("end_home_ramp_dt_s")
-    end_home_settle_s: float = _ramp_field("end_home_settle_s")
     control_hz: float | None = None
     realtime: Realtime = "auto"
 
 
 @dataclass
-class FindJointLimitsConfig:
+class FindJointLimitsConfig(MotionSafetyConfig):
     """`openk find-joint-limits`: teleoperate and report the range each joint reached (the
     reference's command; lerobot's end-effector bounds need a URDF, which openk does not take)."""
 
@@ -274,11 +281,6 @@ class FindJointLimitsConfig:
     always_calibrate: bool = False
     log_file: Path | None = field(default=Path("logs/openk_find_joint_limits.log"))
     daily_log_file_name: bool = False
-    start_ramp_time_s: float = _ramp_field("start_ramp_time_s")
-    start_ramp_dt_s: float | None = _ramp_field("start_ramp_dt_s")
-    end_home_ramp_time_s: float = _ramp_field("end_home_ramp_time_s")
-    end_home_ramp_dt_s: float | None = _ramp_field("end_home_ramp_dt_s")
-    end_home_settle_s: float = _ramp_field("end_home_settle_s")
     control_hz: float | None = None
     realtime: Realtime = "auto"
 
@@ -292,7 +294,7 @@ class DatasetReplayConfig:
 
 
 @dataclass
-class ReplayConfig:
+class ReplayConfig(MotionSafetyConfig):
     robot: DeviceConfig = field(default_factory=DeviceConfig)
     dataset: DatasetReplayConfig = field(default_factory=DatasetReplayConfig)
     play_sounds: bool = False
@@ -301,11 +303,6 @@ class ReplayConfig:
     daily_log_file_name: bool = False
     control_hz: float | None = None
     realtime: Realtime = "auto"
-    start_ramp_time_s: float = _ramp_field("start_ramp_time_s")
-    start_ramp_dt_s: float | None = _ramp_field("start_ramp_dt_s")
-    end_home_ramp_time_s: float = _ramp_field("end_home_ramp_time_s")
-    end_home_ramp_dt_s: float | None = _ramp_field("end_home_ramp_dt_s")
-    end_home_settle_s: float = _ramp_field("end_home_settle_s")
 
 
 @dataclass
@@ -679,6 +676,9 @@ def _check_device(dev: DeviceConfig | None, role: devices.Role, ctx: _Context, r
                 f"missing --{role}.sts_port; {dev.type} needs the STS servo port too "
                 f"(see `openk find-port`), e.g. --{role}.sts_port=/dev/ttyUSB0"
             )
+    if dev.state_channels is not None:
+        # The core checks the channels (one rule for every tool), before anything connects.
+        devices.load_core().device_features(dev.type, role, state_channels=dev.state_channels)
     for name, cam in dev.cameras.items():
         if cam.type not in CAMERA_TYPES:
             raise ConfigError(
@@ -863,6 +863,12 @@ def _validate(cfg: Any, raw: dict[str, Any], ctx: _Context) -> None:
     elif isinstance(cfg, RolloutConfig):
         _validate_rollout(cfg, raw, ctx)
     elif isinstance(cfg, TeleoperateConfig):
+        flags = sorted(p for p in ctx.cli_paths if p == "dataset" or p.startswith("dataset."))
+        if flags:
+            raise ConfigError(
+                f"--{flags[0]}: openk teleoperate records nothing, so it has no --dataset.* "
+                "options; remove them (or use openk record)"
+            )
         _check_device(cfg.robot, "robot", ctx, raw.get("robot"))
         _check_device(cfg.teleop, "teleop", ctx, raw.get("teleop"))
         _check_loop(cfg.control_hz, cfg.fps, "fps", ctx)
@@ -929,7 +935,9 @@ def config_fields(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
     """(dotted flag, type, help) of every option, for `--help`."""
     out: list[tuple[str, str, str]] = []
     hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
+    own = inspect.get_annotations(cls)
+    # The command's own options first, then those shared through a base (MotionSafetyConfig).
+    for f in sorted(dataclasses.fields(cls), key=lambda f: f.name not in own):
         tp = hints[f.name]
         name = f"{prefix}{f.name}"
         inner = [a for a in _union_args(tp) if isinstance(a, type) and dataclasses.is_dataclass(a)]

@@ -29,9 +29,11 @@ from openk.config import (
     RecordConfig,
     ReplayConfig,
     TeleoperateConfig,
+    to_dict,
 )
 from openk.devices import Role, is_sim_port, load_core
 from openk.errors import ConfigError, PortError
+from openk.log import setup_logging
 from openk.terminal import Key, StatusLine
 
 if TYPE_CHECKING:
@@ -217,6 +219,56 @@ def end_quietly(session: Session) -> None:
     """End the episode in progress, if any, on the way out (errors ignored: already failing)."""
     with contextlib.suppress(Exception):
         session.end_episode()
+
+
+def open_leader_session(
+    cfg: TeleoperateConfig | FindJointLimitsConfig,
+    command: str,
+    *,
+    debug: bool,
+    session_factory: SessionFactory | None,
+    logger: logging.Logger,
+) -> Session:
+    """The start of a command that drives the follower from the leader without recording
+    (`teleoperate`, `find-joint-limits`): the log set up, the config logged (by the command's
+    `logger`), both devices' ports checked, the session connected."""
+    setup_logging(cfg.log_file, daily=cfg.daily_log_file_name, debug=debug)
+    logger.info("openk %s config: %s", command, to_dict(cfg))
+    check_ports(cfg.robot, "robot")
+    check_ports(cfg.teleop, "teleop")
+    return (session_factory or connect_session)(cfg)
+
+
+def read_until_stopped(
+    session: Session,
+    events: Events,
+    ui: StatusLine,
+    *,
+    status: Callable[[float], str],
+    until: Callable[[float], bool],
+    on_batch: Callable[[Any], None] | None = None,
+) -> str:
+    """Read the loop's rows until `until(elapsed_s)` holds (checked before every read; it may
+    also raise), Esc sets `events.stop`, or Ctrl-C / `kill` (raised as KeyboardInterrupt).
+    Each non-empty batch goes to `on_batch`, if given; every
+    STATUS_PERIOD_S the line `status(elapsed_s)` is drawn. Returns the last line drawn ("" if
+    none)."""
+    start = time.monotonic()
+    last = 0.0
+    last_line = ""
+    with sigterm_as_interrupt():
+        while not events.stop.is_set():
+            elapsed = time.monotonic() - start
+            if until(elapsed):
+                break
+            batch = session.read_batch(BATCH_WAIT_S)
+            if on_batch is not None and batch is not None and batch.num_rows:
+                on_batch(batch)
+            if time.monotonic() - last >= STATUS_PERIOD_S:
+                last = time.monotonic()
+                last_line = status(elapsed)
+                ui.update(last_line)
+    return last_line
 
 
 # --- the native session and cameras -----------------------------------------------------------

@@ -291,7 +291,9 @@ def _dataset_module() -> Any:
         ) from None
 
 
-def verify(root: Path, echo: Callable[[str], None] = click.echo) -> None:
+def _existing_dataset(root: Path, echo: Callable[[str], None]) -> Any:
+    """`openk.dataset`, once the dataset at `root` is known to exist (an edit a crash
+    interrupted is finished or undone first, and said)."""
     ds = _dataset_module()
     from openk.dataset.edit import finish_interrupted_edit
 
@@ -300,6 +302,11 @@ def verify(root: Path, echo: Callable[[str], None] = click.echo) -> None:
         echo(did)
     if not ds.meta.has_dataset(root):
         raise DatasetError(f"no dataset at {root} ({ds.meta.INFO_PATH} missing); check the path")
+    return ds
+
+
+def verify(root: Path, echo: Callable[[str], None] = click.echo) -> None:
+    ds = _existing_dataset(root, echo)
     report = ds.verify(root)
     if report.ok:
         echo(str(report))
@@ -336,21 +343,18 @@ def recover(
     discard: bool = False,
     echo: Callable[[str], None] = click.echo,
 ) -> None:
-    ds = _dataset_module()
-    from openk.dataset.edit import finish_interrupted_edit
-
-    did = finish_interrupted_edit(root)
-    if did:
-        echo(did)
-    if not ds.meta.has_dataset(root):
-        raise DatasetError(f"no dataset at {root} ({ds.meta.INFO_PATH} missing); check the path")
+    ds = _existing_dataset(root, echo)
     pending = ds.pending_journal(root)
     if not pending:
         echo(f"{root}: no interrupted episode to recover")
         return
     # The repo id only labels the writer here; the folder is given.
     label = repo_id or "local/" + (re.sub(r"[^A-Za-z0-9._-]", "_", root.resolve().name) or "ds")
-    summaries = ds.recover(label, root, keep=not discard)
+    if not discard:
+        for entry in pending:
+            verb = "keeping" if entry.length > 0 else "dropping"
+            echo(f"{root}: {verb} the interrupted episode: {entry.describe()}")
+    summaries = ds.recover(label, root, keep=not discard, announced=pending)
     if discard:
         echo(f"{root}: discarded {len(pending)} interrupted episode(s)")
     else:

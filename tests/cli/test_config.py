@@ -121,6 +121,27 @@ def test_bad_flags_name_the_key_and_the_fix(args: list[str], expected: str) -> N
     assert "\n" not in str(err.value)
 
 
+def test_state_channels_from_a_flag_or_a_file(tmp_path: Path) -> None:
+    base = [*SIM, "--dataset.repo_id=me/ds", "--dataset.single_task=t"]
+    cfg = parse_config(RecordConfig, [*base, "--robot.state_channels=[pos,vel]"])
+    assert cfg.robot.state_channels == ["pos", "vel"]
+    assert cfg.robot.to_core()["state_channels"] == ["pos", "vel"]
+    assert parse_config(RecordConfig, base).robot.state_channels is None  # every channel
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text(
+        "robot: {type: openk-1-alpha_follower2, port: sim, state_channels: [pos, vel]}\n"
+        "teleop: {type: openk-1-sts_leader, port: sim}\n"
+    )
+    cfg = parse_config(TeleoperateConfig, [f"--config_path={cfg_file}"])
+    assert cfg.robot.state_channels == ["pos", "vel"]
+    with pytest.raises(ConfigError, match='no state channel "effort"; allowed: pos, vel, tor'):
+        parse_config(RecordConfig, [*base, "--robot.state_channels=[pos,effort]"])
+    with pytest.raises(ConfigError, match="state_channels must include pos"):
+        parse_config(RecordConfig, [*base, "--robot.state_channels=[vel]"])
+    with pytest.raises(ConfigError, match=r"unknown flag --teleop\.state_channels"):
+        parse_config(RecordConfig, [*base, "--teleop.state_channels=[pos]"])
+
+
 def test_unknown_yaml_key_names_the_file_and_the_closest_key(tmp_path: Path) -> None:
     cfg_file = tmp_path / "typo.yaml"
     cfg_file.write_text("dataset:\n  repo_id: me/ds\n  singel_task: t\n")
@@ -187,12 +208,26 @@ def test_shipped_teleop_configs_parse(name: str) -> None:
 
 
 def test_record_yaml_is_reusable_for_teleoperate() -> None:
-    # The reference accepts a record file's `dataset:` section in teleoperate and ignores it.
+    # The reference accepts a record file's `dataset:` section in teleoperate (teleoperate says
+    # on stderr that it does not use it: tests/cli/test_orchestrator.py).
     cfg = parse_config(
         TeleoperateConfig,
         [f"--config_path={CONFIG_DIR / 'record_example_sim.yaml'}", "--teleop_time_s=1"],
     )
     assert cfg.teleop_time_s == 1.0
+    assert cfg.dataset
+
+
+def test_teleoperate_refuses_dataset_flags() -> None:
+    """`--dataset.*` typed for teleoperate would be ignored: refused, naming the flag."""
+    with pytest.raises(ConfigError, match=r"--dataset\.repo_id: openk teleoperate records"):
+        parse_config(
+            TeleoperateConfig,
+            [
+                f"--config_path={CONFIG_DIR / 'teleop_example_sim.yaml'}",
+                "--dataset.repo_id=me/ds",
+            ],
+        )
 
 
 def test_replay_and_calibrate_configs() -> None:

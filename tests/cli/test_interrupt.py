@@ -4,6 +4,7 @@ the rows of the one in progress; the dataset stays valid."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -11,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from openk.dataset import pending_journal
+from openk.dataset import open_dataset, pending_journal
+from openk.dataset.writer import WRITER_CRASH_POINTS
 
-from ..helpers import wait_until
+from ..helpers import tear_last_media_box, wait_until
 from .conftest import REPO_ROOT, _env
 from .scripted_record import FIRST_EPISODE_ROWS
 
@@ -50,12 +52,16 @@ def test_signal_mid_episode_keeps_finished_episodes(tmp_path: Path, sig: signal.
     assert "interrupted: kept episode 1" in out
     meta = json.loads((tmp_path / "ds" / "meta" / "info.json").read_text())
     assert meta["total_episodes"] == 2
+    _check_verify(tmp_path / "ds")
+
+
+def _check_verify(root: Path) -> None:
     verified = subprocess.run(
-        [sys.executable, "-m", "openk.cli", "verify", str(tmp_path / "ds")],
+        [sys.executable, "-m", "openk.cli", "verify", str(root)],
         capture_output=True,
         text=True,
         env=_env(),
-        cwd=tmp_path,
+        cwd=root.parent,
         check=False,
     )
     assert verified.returncode == 0, verified.stdout + verified.stderr
@@ -82,27 +88,20 @@ def _scripted(tmp_path: Path, *extra: str) -> list[str]:
     ]
 
 
-def test_kill_9_mid_episode_then_resume_offers_the_episode_back(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        _scripted(tmp_path, "--dataset.num_episodes=5", "--dataset.episode_time_s=30"),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=_env(),
-        cwd=tmp_path,
-    )
-    # Rows and camera frames of the episode in progress reached the journal (the camera's
-    # file appears some frames after the rows), then SIGKILL: no cleanup at all.
-    root = tmp_path / "ds"
-    wait_until(
-        lambda: any(
-            ep.saved is None and ep.frames and ep.length > 0 for ep in pending_journal(root)
-        ),
-        "the journal holds rows and camera frames of the episode",
-    )
-    proc.kill()
-    proc.wait(timeout=60)
+# What a recovery announces must be exactly what it keeps. The journal's camera video of an
+# episode cut by SIGKILL can be missing (killed before the encoder wrote a frame), torn in its
+# last fragment, or whole; the rows journal usually runs ahead of it.
+_KEEPING = re.compile(r"keeping the interrupted episode: (.*)")
+_KEPT = re.compile(r"task '[^']*', (\d+) (?:frames|of its \d+ rows)")
 
+
+def _journal_video(root: Path) -> Path:
+    (entry,) = pending_journal(root)  # waits until no encoder process writes the file any more
+    (video,) = entry.path.glob("*.mp4")
+    return video
+
+
+def _resume_and_check(tmp_path: Path, kept_before: int) -> subprocess.CompletedProcess[str]:
     resumed = subprocess.run(
         _scripted(tmp_path, "--dataset.num_episodes=1", "--resume=true"),
         stdin=subprocess.DEVNULL,
@@ -114,15 +113,78 @@ def test_kill_9_mid_episode_then_resume_offers_the_episode_back(tmp_path: Path) 
         check=False,
     )
     assert resumed.returncode == 0, resumed.stderr + resumed.stdout
-    assert "keeping the interrupted episode" in resumed.stdout
-    meta = json.loads((tmp_path / "ds" / "meta" / "info.json").read_text())
-    assert meta["total_episodes"] == 2, resumed.stdout  # the recovered one, then the new one
-    verified = subprocess.run(
-        [sys.executable, "-m", "openk.cli", "verify", str(tmp_path / "ds")],
+    root = tmp_path / "ds"
+    lengths = [e["length"] for e in open_dataset(root).list_episodes()]
+    keeping = _KEEPING.search(resumed.stdout)
+    announced = [int(n) for n in _KEPT.findall(keeping.group(1))] if keeping else []
+    # exactly the announced episodes, with the announced lengths, between the earlier ones
+    # and the new one
+    assert len(lengths) == kept_before + len(announced) + 1, (lengths, resumed.stdout)
+    assert lengths[kept_before:-1] == announced, (lengths, resumed.stdout)
+    if not announced:
+        assert "dropping the interrupted episode" in resumed.stdout, resumed.stdout
+    assert pending_journal(root) == []
+    _check_verify(root)
+    return resumed
+
+
+@pytest.mark.parametrize("video", ["missing", "torn", "as-left"])
+def test_kill_9_resume_keeps_what_it_announces(tmp_path: Path, video: str) -> None:
+    log = tmp_path / "rec.log"
+    proc = subprocess.Popen(
+        _scripted(tmp_path, "--dataset.num_episodes=5", "--dataset.episode_time_s=120"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=_env({FIRST_EPISODE_ROWS: "15"}),
+        cwd=tmp_path,
+    )
+    root = tmp_path / "ds"
+    try:
+        wait_until(
+            lambda: log.exists() and log.read_text().count("started (dataset episode") >= 2,
+            "episode 2 started",
+            details=lambda: log.read_text() if log.exists() else "(no log)",
+        )
+        wait_until(
+            lambda: any(ep.saved is None and ep.length > 10 for ep in pending_journal(root)),
+            "the journal holds rows and camera frames of episode 2",
+        )
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    assert json.loads((root / "meta" / "info.json").read_text())["total_episodes"] == 1
+    before = open_dataset(root).list_episodes()
+    video_file = _journal_video(root)
+    if video == "missing":  # killed before the encoder wrote its first fragment
+        video_file.unlink()
+    elif video == "torn":
+        tear_last_media_box(video_file)
+    resumed = _resume_and_check(tmp_path, kept_before=1)
+    if video == "missing":
+        assert "nothing can be kept" in resumed.stdout, resumed.stdout
+        assert "keeping" not in resumed.stdout, resumed.stdout
+    # the finished episode is untouched
+    assert open_dataset(root).list_episodes()[0] == before[0]
+
+
+@pytest.mark.parametrize("point", WRITER_CRASH_POINTS)
+def test_kill_9_during_commit_keeps_what_it_announces(tmp_path: Path, point: str) -> None:
+    # Episode 1 ends after 15 rows; its commit kills the process at `point`.
+    proc = subprocess.run(
+        _scripted(tmp_path, "--dataset.num_episodes=2"),
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
-        env=_env(),
+        env=_env({FIRST_EPISODE_ROWS: "15", "OPENK_WRITER_CRASH_AT": point}),
         cwd=tmp_path,
+        timeout=300,
         check=False,
     )
-    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
+    root = tmp_path / "ds"
+    committed = point == "logged"  # past the redo log: the resume finishes the commit
+    _resume_and_check(tmp_path, kept_before=1 if committed else 0)
+    lengths = [e["length"] for e in open_dataset(root).list_episodes()]
+    if committed:
+        assert lengths[0] == 15, lengths

@@ -245,3 +245,28 @@ def test_teleoperate_display_data_streams_rows_to_rerun(
     teleoperate(cfg, session_factory=lambda c: session, ui=StatusLine(io.StringIO(), tty=False))
     assert "observation.state/shoulder_pan.pos" in logged
     assert "action/grip.pos" in logged
+
+
+def test_teleoperate_says_the_dataset_section_is_not_used(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A record YAML's `dataset:` section is allowed in teleoperate, never silently: a warning
+    on stderr says teleoperate does not use it."""
+    from openk.commands.teleoperate import teleoperate
+    from openk.config import TeleoperateConfig
+
+    config = Path(__file__).resolve().parents[2] / "config" / "record_example_sim.yaml"
+    cfg = parse_config(
+        TeleoperateConfig,
+        [f"--config_path={config}", "--teleop_time_s=0.2", f"--log_file={tmp_path / 't.log'}"],
+    )
+    teleoperate(
+        cfg, session_factory=lambda c: ScriptedSession(), ui=StatusLine(io.StringIO(), tty=False)
+    )
+    assert "`dataset` section is not used by openk teleoperate" in capsys.readouterr().err
+    # Without a dataset section, no such warning.
+    cfg.dataset = None
+    teleoperate(
+        cfg, session_factory=lambda c: ScriptedSession(), ui=StatusLine(io.StringIO(), tty=False)
+    )
+    assert "dataset" not in capsys.readouterr().err

@@ -20,6 +20,8 @@ from ds_synth import (
 from openk.dataset import DatasetWriter, open_dataset, pending_journal, recover, verify
 from openk.errors import DatasetError
 
+from ..helpers import tear_last_media_box
+
 HERE = Path(__file__).resolve().parent
 FPS = 30
 CAMS = {"front": (48, 64)}
@@ -153,3 +155,76 @@ def test_saved_episodes_are_committed_even_without_close(tmp_path: Path) -> None
     run_python("-c", script)
     assert verify(root).ok, str(verify(root))
     assert open_dataset(root).total_episodes == 3
+
+
+@pytest.mark.oracle
+def test_torn_journal_video_keeps_exactly_the_announced_frames(
+    tmp_path: Path, lerobot_load
+) -> None:
+    root = tmp_path / "ds"
+    _kill_mid_episode(root, saved=2, rows_before_kill=40)
+    (entry,) = pending_journal(root)
+    (video,) = entry.path.glob("*.mp4")
+    tear_last_media_box(video)
+    (entry,) = pending_journal(root)
+    assert 0 < entry.length < entry.rows, entry.describe()
+    assert f"{entry.length} of its {entry.rows} rows" in entry.describe()
+
+    recovered = recover("openk/test", root, keep=True)
+    assert [s.length for s in recovered] == [entry.length]
+    assert verify(root).ok, str(verify(root))
+    reader = open_dataset(root)
+    assert frame_numbers(reader.camera_frames(2, "front")) == list(range(entry.length))
+    check_lerobot_result(
+        lerobot_load(root), [20, 20, entry.length], ["pick", "pick", "interrupted task"], CAMS
+    )
+
+
+def test_missing_journal_video_is_announced_and_dropped(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    _kill_mid_episode(root, saved=1, rows_before_kill=20)
+    (entry,) = pending_journal(root)
+    for video in entry.path.glob("*.mp4"):
+        video.unlink()
+    (entry,) = pending_journal(root)
+    assert entry.length == 0 and entry.rows >= 20
+    assert "nothing can be kept" in entry.describe()
+    assert recover("openk/test", root, keep=True) == []
+    assert pending_journal(root) == []
+    assert verify(root).ok, str(verify(root))
+    assert [e["length"] for e in open_dataset(root).list_episodes()] == [20]
+
+
+@pytest.mark.parametrize("vcodec", ["h264", "libsvtav1"])
+def test_count_packets_counts_only_whole_frames_of_a_cut_file(tmp_path: Path, vcodec: str) -> None:
+    import av
+    import numpy as np
+
+    from openk.dataset.video import CameraEncoder, VideoConfig, count_packets
+
+    enc = CameraEncoder(tmp_path / "v.mp4", 64, 48, FPS, VideoConfig(vcodec=vcodec))
+    rng = np.random.default_rng(0)
+    for _ in range(24):
+        enc.put(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    assert enc.finish().frames == 24
+    data = (tmp_path / "v.mp4").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    seen = set()
+    for size in [*range(0, len(data), max(1, len(data) // 150)), len(data)]:
+        cut.write_bytes(data[:size])
+        n = count_packets(cut)
+        seen.add(n)
+        decoded = 0
+        if n:
+            with av.open(str(cut)) as src:
+                stream = src.streams.video[0]
+                packets = []
+                for p in src.demux(stream):
+                    if p.size and p.pts is not None:
+                        packets.append(p)
+                    if len(packets) == n:
+                        break
+                for packet in [*packets, None]:
+                    decoded += len(stream.decode(packet))
+        assert decoded == n, f"cut at {size} of {len(data)} bytes: {n} counted, {decoded} decode"
+    assert max(seen) == 24 and len(seen) > 5

@@ -275,6 +275,33 @@ def test_kill_during_in_place_edit_leaves_old_or_new(
         assert [e["length"] for e in open_dataset(synth).list_episodes()] == [12, 10, 8]
 
 
+@pytest.mark.parametrize("point", ops.SPLIT_CRASH_POINTS)
+def test_kill_during_split_leaves_old_or_new_never_both(
+    synth: Path, tmp_path: Path, point: str
+) -> None:
+    before = tree(synth)
+    out = tmp_path / "moved"
+    proc = _cli(
+        "edit", "split", str(synth), "--episodes", "1,3", "--output", str(out),
+        OPENK_EDIT_CRASH_AT=point,
+    )  # fmt: skip
+    assert proc.returncode == -9, proc.stdout + proc.stderr
+    # the next command on the dataset finishes or undoes the split, output included
+    proc = _cli("verify", str(synth))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not list(synth.parent.glob(".ds.openk-edit*"))
+    assert not list(out.parent.glob(".moved.openk-edit*"))
+    if ops.SPLIT_CRASH_POINTS.index(point) < ops.SPLIT_CRASH_POINTS.index("marked"):
+        # the old dataset, whole; no output (no episode is in two places)
+        assert tree(synth) == before
+        assert not out.exists()
+    else:
+        check_exact(synth)
+        check_exact(out)
+        assert [e["length"] for e in open_dataset(synth).list_episodes()] == [12, 10]
+        assert [e["length"] for e in open_dataset(out).list_episodes()] == [9, 8]
+
+
 _ORACLE_ITERATE = r"""
 import json, os
 from lerobot.datasets.lerobot_dataset import LeRobotDataset

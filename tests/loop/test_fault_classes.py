@@ -14,19 +14,20 @@ from typing import Any
 import pytest
 
 from openk._core import damiao, feetech
+from openk.devices import find
 from openk.errors import BusTimeoutError, ConfigError, MotorError, ProtocolError
 
 from ..helpers import wait_until
 
-STS_LEADER = [
-    "shoulder_pan",
-    "shoulder_lift",
-    "shoulder_roll",
-    "elbow_flex",
-    "wrist_roll",
-    "wrist_flex",
-    "grip",
-]
+
+def _joints(type_name: str) -> list[str]:
+    info = find(type_name, "teleop")
+    assert info is not None, type_name
+    return [j.name for j in info.joints]
+
+
+# The leader's joints in servo-id order, from the device catalogue.
+STS_LEADER = _joints("openk-1-sts_leader")
 
 
 def corrupt_all_and_silence(sim: Any, silent_id: int) -> None:

@@ -65,6 +65,40 @@ def test_features_are_known_before_connecting() -> None:
     assert "one-motor-test_follower" in types["robot"]
 
 
+def test_state_channels_select_what_the_follower_observes_and_records(
+    make_session: Callable[..., Any],
+) -> None:
+    f = _core.device_features("openk-1-alpha_follower2", state_channels=["vel", "pos"])
+    names = f["observation.state"]["names"]
+    assert f["observation.state"]["shape"] == (12,)
+    assert names[:7] == FOLLOWER_ACTIONS and names[7:] == [
+        n.replace(".pos", ".vel") for n in FOLLOWER_ACTIONS[:5]
+    ]
+    for bad, expected in [
+        (["pos", "torque"], 'no state channel "torque"; allowed: pos, vel, tor'),
+        (["vel"], "state_channels must include pos"),
+    ]:
+        with pytest.raises(ConfigError, match=expected):
+            _core.device_features("openk-1-alpha_follower2", state_channels=bad)
+    with pytest.raises(ConfigError, match="state_channels is a robot option"):
+        _core.device_features("openk-1-sts_leader", "teleop", state_channels=["pos"])
+    robot = {
+        "type": "openk-1-alpha_follower2",
+        "port": "sim",
+        "sts_port": "sim",
+        "id": "follower",
+        "state_channels": ["pos", "vel"],
+    }
+    s = make_session(robot, dict(STS_LEADER), control_hz=200.0, record_fps=30.0)
+    assert s.observation_names == names
+    s.start()
+    table, _ = record(s, 0.5)
+    assert table.num_rows > 0
+    assert {len(row) for row in table.column("observation.state").to_pylist()} == {12}
+    with pytest.raises(ConfigError, match="state_channels"):
+        make_session({**robot, "state_channels": ["tor"]})
+
+
 def test_unknown_robot_type_names_the_valid_ones() -> None:
     with pytest.raises(ConfigError, match="openk-1-alpha_follower2") as e:
         _core.TeleopSession({"type": "so101_follower", "port": "sim"})

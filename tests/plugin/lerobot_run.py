@@ -46,3 +46,25 @@ def summary(output: str) -> dict[str, object]:
     found = re.findall(r"openk summary: (\{.*\})", output)
     assert found, output[-4000:]
     return dict(json.loads(found[-1]))
+
+
+def assert_followed_the_policy(
+    report: dict[str, object], goal_span_deg: float, track_deg: float
+) -> dict[str, float]:
+    """The summary shows a policy driving the follower: every joint got goals, which ranged
+    over more than `goal_span_deg` in all, and the follower ended among them (within
+    `track_deg` of the range of goals it was sent; the last goal itself may have been sent
+    just before the state was read, so it is not the reference). Returns the last state."""
+    goals, last_state = report["goal_range"], report["last_state"]
+    assert isinstance(goals, dict) and isinstance(last_state, dict), report
+    assert set(goals) == set(last_state) and len(goals) > 0, report
+    assert max(hi - lo for lo, hi in goals.values()) > goal_span_deg, goals
+    outside = {
+        n: (lo, last_state[n], hi)
+        for n, (lo, hi) in goals.items()
+        if not lo - track_deg <= last_state[n] <= hi + track_deg
+    }
+    assert not outside, (outside, report)
+    rows = report["rows"]
+    assert isinstance(rows, int) and rows > 0, report
+    return last_state

@@ -13,7 +13,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..helpers import wait_until
-from .lerobot_run import PLUGIN_ROOT, REPO_ROOT, lerobot_env, summary
+from .lerobot_run import (
+    PLUGIN_ROOT,
+    REPO_ROOT,
+    assert_followed_the_policy,
+    lerobot_env,
+    summary,
+)
 from .test_plugin import ROBOT_FLAGS, TRACK_DEG
 
 CAMERA = "--robot.cameras={front: {type: openk_synthetic, width: 64, height: 48, fps: 30}}"
@@ -123,17 +129,6 @@ def test_lerobot_async_inference_drives_the_follower(
     output = client_log.read_text()
     report = summary(output)
     assert report["type"] == "openk-1-alpha_follower2"
-    goals, last_goal, last_state = report["goal_range"], report["last_goal"], report["last_state"]
-    assert isinstance(goals, dict) and isinstance(last_goal, dict) and isinstance(last_state, dict)
     # Every joint got the policy's goals, which changed from chunk to chunk, and the follower
-    # ended among them: its state lies within the range of goals it was sent (the last goal
-    # itself may have been sent just before the state was read, so it is not the reference).
-    assert set(goals) == set(last_goal) and len(goals) > 0, goals
-    assert max(hi - lo for lo, hi in goals.values()) > GOAL_SPAN_DEG, goals
-    outside = {
-        n: (lo, last_state[n], hi)
-        for n, (lo, hi) in goals.items()
-        if not lo - TRACK_DEG <= last_state[n] <= hi + TRACK_DEG
-    }
-    assert not outside, (outside, report)
-    assert report["rows"] and int(report["rows"]) > 0, report
+    # ended among them.
+    assert_followed_the_policy(report, GOAL_SPAN_DEG, TRACK_DEG)

@@ -7,7 +7,9 @@ import json
 import subprocess
 from pathlib import Path
 
-from openk.devices import find
+import pytest
+
+from openk.devices import find, load_core
 
 from .lerobot_run import REPO_ROOT, RunLerobot, lerobot_env, summary
 
@@ -50,13 +52,16 @@ def test_lerobot_teleoperate_drives_the_follower_after_the_leader(
     assert report["achieved_hz"] and float(report["achieved_hz"]) > 0
 
 
+@pytest.mark.parametrize("channels", [None, ["pos", "vel"]], ids=["all_channels", "pos_vel"])
 def test_lerobot_record_then_replay_with_openk_devices(
-    run_lerobot: RunLerobot, tmp_path: Path, oracle_python: str
+    run_lerobot: RunLerobot, tmp_path: Path, oracle_python: str, channels: list[str] | None
 ) -> None:
     root = tmp_path / "ds"
+    selected = [] if channels is None else [f"--robot.state_channels=[{','.join(channels)}]"]
     rec = run_lerobot(
         "record",
         *ROBOT_FLAGS,
+        *selected,
         CAMERA,
         *TELEOP_FLAGS,
         "--dataset.repo_id=tester/plugin_rec",
@@ -72,11 +77,16 @@ def test_lerobot_record_then_replay_with_openk_devices(
     assert rec.returncode == 0, rec.stderr[-4000:]
     info = json.loads((root / "meta" / "info.json").read_text())
     assert info["total_episodes"] == 2
-    # The schema `openk record` writes: the core's feature names, the camera's frames.
+    # The schema `openk record` writes: the core's feature names (of the state channels
+    # chosen), the camera's frames.
     device = find(ROBOT, "robot")
     assert device is not None
     features = info["features"]
-    assert features["observation.state"]["names"] == list(device.observation_names)
+    state = load_core().device_features(ROBOT, state_channels=channels)["observation.state"]
+    assert features["observation.state"]["names"] == state["names"]
+    assert len(state["names"]) == (17 if channels is None else 12)
+    if channels is None:
+        assert state["names"] == list(device.observation_names)
     assert features["action"]["names"] == list(device.action_names)
     assert features["observation.images.front"]["shape"] == [48, 64, 3]
 
@@ -165,3 +175,9 @@ def test_a_bad_option_names_what_to_fix(run_lerobot: RunLerobot) -> None:
     proc = run_lerobot("calibrate", *ROBOT_FLAGS[:3], "--robot.control_type=TORQUE")
     assert proc.returncode != 0
     assert "--robot.control_type='TORQUE' is not one of MIT, POS_VEL" in proc.stderr
+    proc = run_lerobot("calibrate", *ROBOT_FLAGS[:3], "--robot.state_channels=[pos,torque]")
+    assert proc.returncode != 0
+    assert (
+        '--robot.state_channels: robot openk-1-alpha_follower2 has no state channel "torque"; '
+        "allowed: pos, vel, tor" in proc.stderr
+    ), proc.stderr[-3000:]

@@ -195,6 +195,30 @@ def test_rollout_base_runs_the_policy_for_its_duration_and_records_nothing(
     assert not (tmp_path / "lerobot_home").exists()
 
 
+def test_rollout_of_a_policy_trained_without_torque_needs_the_same_state_channels(
+    trained_policy_pos_vel: Path, run_openk_oracle: RunIn, tmp_path: Path
+) -> None:
+    flags = [
+        "--robot.type=openk-1-alpha_follower2",
+        "--robot.port=sim",
+        "--robot.cameras={front: {type: synthetic, width: 64, height: 48}}",
+        f"--robot.calibration_dir={tmp_path / 'calibration'}",
+        f"--policy.path={trained_policy_pos_vel}",
+        f"--task={TASK}",
+        "--duration=2",
+        "--realtime=off",
+    ]
+    refused = run_openk_oracle("rollout", *flags)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    line = refused.stderr.strip().splitlines()[-1]
+    assert "the policy wants shape [12], the robot gives [17]" in line, line
+    assert "this robot's with --robot.state_channels='[pos,vel]'" in line, line
+    proc = run_openk_oracle("rollout", *flags, "--robot.state_channels=[pos,vel]")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    actions, _p50, _p99, _late = policy_stats(proc)
+    assert actions >= 5, proc.stdout
+
+
 def test_rollout_episodic_records_a_rollout_dataset(
     trained_policy: Path, run_openk_oracle: RunIn, tmp_path: Path
 ) -> None:

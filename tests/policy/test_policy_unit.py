@@ -117,6 +117,29 @@ def test_a_mismatch_names_what_differs(
     assert "nothing was moved" in str(err.value)
 
 
+def test_a_policy_without_torque_needs_state_channels(tmp_path: Path) -> None:
+    state, action = catalogue_names(ROBOT, ["pos", "vel"])
+    assert len(state) == 12 and not any(n.endswith(".tor") for n in state)
+    ds = write_trained_dataset(tmp_path / "ds", state, action)
+    ckpt = write_checkpoint(tmp_path / "ckpt", state=12, trained_on=ds)
+    cam = "--robot.cameras={front: {type: synthetic, width: 64, height: 48}}"
+    args = [*SIM, cam, f"--policy.path={ckpt}", "--dataset.repo_id=me/eval_ds"]
+    cfg = parse_config(RecordConfig, [*args, "--dataset.single_task=t"])
+    with pytest.raises(PolicyMismatchError) as err:
+        check_policy(cfg.policy, cfg.robot, cfg.dataset.rename_map)
+    assert "the robot gives [17]" in str(err.value)
+    assert "with --robot.state_channels='[pos,vel]'" in str(err.value)
+    cfg = parse_config(
+        RecordConfig, [*args, "--dataset.single_task=t", "--robot.state_channels=[pos,vel]"]
+    )
+    check_policy(cfg.policy, cfg.robot, cfg.dataset.rename_map)
+    # The other way round: a policy trained on every channel, the robot told to drop torque.
+    full = write_checkpoint(tmp_path / "full", state=17)
+    cfg.policy.path = str(full)
+    with pytest.raises(PolicyMismatchError, match=r"--robot.state_channels='\[pos,vel,tor\]'"):
+        check_policy(cfg.policy, cfg.robot, cfg.dataset.rename_map)
+
+
 def test_rename_map_maps_a_robot_camera_onto_the_policy_key(tmp_path: Path) -> None:
     spec = read_policy_spec(str(write_checkpoint(tmp_path / "ckpt", cameras={"top": (48, 64)})))
     assert feature_differences(spec, robot({"front": (48, 64)}))

@@ -36,6 +36,8 @@ OPTION_TYPES: dict[str, tuple[Any, Any]] = {
     "damiao_kp": (PerJoint, None),
     "damiao_kd": (PerJoint, None),
     "damiao_velocity_limit": (PerJoint, None),
+    # e.g. --robot.state_channels='[pos,vel]' (lerobot-rollout feeds policies .pos/.vel only).
+    "state_channels": (list[str] | None, None),
 }
 LERROBOT_KEYS = {"type", "id", "calibration_dir", "cameras"}
 CONTROL_TYPES = ("MIT", "POS_VEL")
@@ -95,6 +97,13 @@ def check(config: Any, role: Role) -> None:
             f"{where}.control_type={control_type!r} is not one of {', '.join(CONTROL_TYPES)}"
         )
     if role == "robot":
+        channels = getattr(config, "state_channels", None)
+        if channels is not None:
+            # The core's rule (channels the type has, pos required), named as lerobot's flag.
+            try:
+                load_core().device_features(config.type, "robot", state_channels=channels)
+            except ConfigError as err:
+                raise ConfigError(f"{where}.{err}") from None
         if config.realtime is False:  # YAML reads the word `off` as false
             config.realtime = "off"
         if config.realtime not in REALTIME:
@@ -123,6 +132,14 @@ def core_dict(config: Any, role: Role) -> dict[str, Any]:
     if role == "robot" and config.direction_map:
         out["direction_map"] = dict(config.direction_map)
     return out
+
+
+def observation_names(config: Any) -> list[str]:
+    """The robot's observation.state names: its type's, limited to `state_channels`."""
+    feats = load_core().device_features(
+        config.type, "robot", state_channels=getattr(config, "state_channels", None)
+    )
+    return list(feats["observation.state"]["names"])
 
 
 def is_simulated(config: Any) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import time
 from functools import cached_property
 from typing import Any
@@ -18,12 +19,26 @@ from lerobot.cameras.utils import make_cameras_from_configs
 from lerobot.robots.robot import Robot
 from lerobot.teleoperators.teleoperator import Teleoperator
 
-from lerobot_robot_openk.config_openk import class_stem, core_dict, is_simulated
+from lerobot_robot_openk.config_openk import (
+    class_stem,
+    core_dict,
+    is_simulated,
+    observation_names,
+)
 from openk.config import MOTION_SAFETY
 from openk.devices import Role, load_core
 from openk.errors import BusTimeoutError, ConfigError, OpenKError
 
 log = logging.getLogger(__name__)
+
+# lerobot-rollout (0.6.x) feeds a policy the robot's `.pos` / `.vel` state only: a policy
+# trained on a state with `.tor` fails there with a tensor size error; say why beforehand.
+ROLLOUT_TORQUE_HINT = (
+    "%s observes torque (.tor), which lerobot-rollout does not give the policy: a policy "
+    "trained on this state fails there with a tensor size mismatch. Record the training data "
+    "with --robot.state_channels='[pos,vel]' (openk record and lerobot-record alike) and run "
+    "lerobot-rollout with the same flag."
+)
 
 # How long get_observation waits for the loop's first row after connect.
 FIRST_ROW_TIMEOUT_S = 2.0
@@ -48,27 +63,65 @@ def _calibrate(config: Any, role: Role, calibration_path: Any) -> str:
     return run_calibration(dev, role, scripted=sim, ui=StatusLine())
 
 
-class OpenKRobot(Robot):
-    """An openk follower run by openk's loop; see the module doc."""
+class _OpenKDevice:
+    """What the robot and the teleoperator share: the default id, openk's calibration file
+    and dialog, and the checks before connecting and using the device. Each subclass has its
+    own `is_connected`, `connect` and `disconnect` (lerobot's abstract methods)."""
 
-    config_class: type
-    name: str
+    _role: Role
+    config: Any
+    calibration_fpath: Any
 
     def __init__(self, config: Any) -> None:
         if config.id is None:
             config.id = config.openk_info.default_id
-        super().__init__(config)
+        super().__init__(config)  # lerobot's Robot / Teleoperator
         self.config = config
-        self.session: Any = None
-        self.cameras = make_cameras_from_configs(config.cameras)
-        self._state_names = list(config.openk_info.observation_names)
         self._action_names = list(config.openk_info.action_names)
-        self._last_state: list[float] | None = None
-        self._goal_range: dict[str, tuple[float, float]] = {}
-        self._last_goal: dict[str, float] = {}
 
     def _load_calibration(self, fpath: Any = None) -> None:
         """openk's core reads the calibration file (openk's JSON), not lerobot's loader."""
+
+    @property
+    def is_calibrated(self) -> bool:
+        return is_simulated(self.config) or self.calibration_fpath.is_file()
+
+    def calibrate(self) -> None:
+        # The dialog opens the ports itself: a connected device lets go of them meanwhile.
+        reconnect = self.is_connected
+        if reconnect:
+            self.disconnect()
+        _calibrate(self.config, self._role, self.calibration_fpath)
+        if reconnect:
+            self.connect(calibrate=False)
+
+    def _before_connect(self, calibrate: bool) -> None:
+        if self.is_connected:
+            raise OpenKError(f"{self} is already connected")
+        if calibrate and not self.is_calibrated:
+            self.calibrate()
+
+    def _require_connected(self) -> None:
+        if not self.is_connected:
+            raise OpenKError(f"{self} is not connected")
+
+
+class OpenKRobot(_OpenKDevice, Robot):
+    """An openk follower run by openk's loop; see the module doc."""
+
+    config_class: type
+    name: str
+    _role: Role = "robot"
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.session: Any = None
+        self.cameras = make_cameras_from_configs(config.cameras)
+        self._state_names = observation_names(config)
+        self._last_state: list[float] | None = None
+        self._first_state: list[float] | None = None
+        self._goal_range: dict[str, tuple[float, float]] = {}
+        self._last_goal: dict[str, float] = {}
 
     # --- features: exactly what `openk record` records ----------------------------------------
 
@@ -87,27 +140,11 @@ class OpenKRobot(Robot):
     def is_connected(self) -> bool:
         return self.session is not None
 
-    @property
-    def is_calibrated(self) -> bool:
-        return is_simulated(self.config) or self.calibration_fpath.is_file()
-
-    def calibrate(self) -> None:
-        # The dialog opens the ports itself: a connected device lets go of them meanwhile.
-        reconnect = self.is_connected
-        if reconnect:
-            self.disconnect()
-        _calibrate(self.config, "robot", self.calibration_fpath)
-        if reconnect:
-            self.connect(calibrate=False)
-
     def configure(self) -> None:
         """The core configures the motors (control type, gains, limits) when it connects."""
 
     def connect(self, calibrate: bool = True) -> None:
-        if self.is_connected:
-            raise OpenKError(f"{self} is already connected")
-        if calibrate and not self.is_calibrated:
-            self.calibrate()
+        self._before_connect(calibrate)
         cfg = self.config
         kwargs: dict[str, Any] = {
             "record_fps": float(cfg.fps),
@@ -132,6 +169,10 @@ class OpenKRobot(Robot):
             raise
         self.session = session
         log.info("%s connected (loop %s)", self, session.realtime)
+        if "lerobot.scripts.lerobot_rollout" in sys.modules and any(
+            name.endswith(".tor") for name in self._state_names
+        ):
+            log.warning(ROLLOUT_TORQUE_HINT, self)
 
     def _newest_state(self) -> list[float]:
         import pyarrow as pa
@@ -144,6 +185,8 @@ class OpenKRobot(Robot):
             table = pa.table(batch)
             if table.num_rows:
                 self._last_state = table.column("observation.state")[-1].as_py()
+                if self._first_state is None:
+                    self._first_state = table.column("observation.state")[0].as_py()
             timeout = 0.0
         failure = self.session.failure()
         if failure is not None:
@@ -153,16 +196,14 @@ class OpenKRobot(Robot):
         return self._last_state
 
     def get_observation(self) -> dict[str, Any]:
-        if not self.is_connected:
-            raise OpenKError(f"{self} is not connected")
+        self._require_connected()
         obs: dict[str, Any] = dict(zip(self._state_names, self._newest_state(), strict=True))
         for name, cam in self.cameras.items():
             obs[name] = cam.read_latest()
         return obs
 
     def send_action(self, action: dict[str, Any]) -> dict[str, Any]:
-        if not self.is_connected:
-            raise OpenKError(f"{self} is not connected")
+        self._require_connected()
         missing = [name for name in self._action_names if name not in action]
         if missing:
             raise ConfigError(f"{self}: the action lacks {', '.join(missing)}")
@@ -176,7 +217,8 @@ class OpenKRobot(Robot):
 
     def _log_summary(self) -> None:
         """One `openk summary: {json}` line: the loop's telemetry, how far each sent goal
-        ranged, the last goal and the follower's state then (how well it tracks)."""
+        ranged, the last goal, the follower's positions first seen after connecting and then
+        (how far it moved, how well it tracks)."""
         import json
 
         try:
@@ -189,6 +231,11 @@ class OpenKRobot(Robot):
                 "late_actions": tele.get("late_actions"),
                 "goal_range": self._goal_range,
                 "last_goal": self._last_goal,
+                "first_state": {
+                    name: value
+                    for name, value in zip(self._state_names, self._first_state or [], strict=False)
+                    if name in self._action_names
+                },
                 "last_state": {name: state[name] for name in self._action_names},
             }
         except Exception as err:  # a failing loop is reported by stop(), right after
@@ -210,22 +257,16 @@ class OpenKRobot(Robot):
                     cam.disconnect()
 
 
-class OpenKTeleoperator(Teleoperator):
+class OpenKTeleoperator(_OpenKDevice, Teleoperator):
     """An openk leader read through openk's core; see the module doc."""
 
     config_class: type
     name: str
+    _role: Role = "teleop"
 
     def __init__(self, config: Any) -> None:
-        if config.id is None:
-            config.id = config.openk_info.default_id
         super().__init__(config)
-        self.config = config
         self.reader: Any = None
-        self._action_names = list(config.openk_info.action_names)
-
-    def _load_calibration(self, fpath: Any = None) -> None:
-        """openk's core reads the calibration file (openk's JSON), not lerobot's loader."""
 
     @cached_property
     def action_features(self) -> dict[str, Any]:
@@ -239,34 +280,17 @@ class OpenKTeleoperator(Teleoperator):
     def is_connected(self) -> bool:
         return self.reader is not None
 
-    @property
-    def is_calibrated(self) -> bool:
-        return is_simulated(self.config) or self.calibration_fpath.is_file()
-
-    def calibrate(self) -> None:
-        # The dialog opens the ports itself: a connected device lets go of them meanwhile.
-        reconnect = self.is_connected
-        if reconnect:
-            self.disconnect()
-        _calibrate(self.config, "teleop", self.calibration_fpath)
-        if reconnect:
-            self.connect(calibrate=False)
-
     def configure(self) -> None:
         """The core configures the leader's motors when it connects."""
 
     def connect(self, calibrate: bool = True) -> None:
-        if self.is_connected:
-            raise OpenKError(f"{self} is already connected")
-        if calibrate and not self.is_calibrated:
-            self.calibrate()
+        self._before_connect(calibrate)
         reader = load_core().LeaderReader(core_dict(self.config, "teleop"))
         self._index = [reader.names.index(name) for name in self._action_names]
         self.reader = reader
 
     def get_action(self) -> dict[str, Any]:
-        if not self.is_connected:
-            raise OpenKError(f"{self} is not connected")
+        self._require_connected()
         deadline = time.monotonic() + MISSED_READS_S
         attempt = 0
         while True:

@@ -390,7 +390,13 @@ class DeviceInfo:
     @property
     def compliant(self) -> bool: ...
     @property
-    def observation_names(self) -> list[str]: ...
+    def state_channels(self) -> list[str]:
+        """The state channels a robot can observe (`state_channels`); empty for teleoperators."""
+
+    @property
+    def observation_names(self) -> list[str]:
+        """Observation features with every state channel."""
+
     @property
     def action_names(self) -> list[str]: ...
     def __eq__(self, value: object, /) -> bool: ...
@@ -402,7 +408,9 @@ def device_catalog() -> list[DeviceInfo]:
 def is_sim_port(port: str) -> bool:
     """`sim` or `sim://...` selects the simulator; anything else names a serial device."""
 
-def device_features(type_name: str, kind: str = "robot") -> dict[str, dict[str, object]]: ...
+def device_features(
+    type_name: str, kind: str = "robot", *, state_channels: list[str] | None = None
+) -> dict[str, dict[str, object]]: ...
 def device_types() -> dict[str, list[str]]: ...
 def validate_loop(
     control_hz: float | None = None,

@@ -25,6 +25,15 @@ def _prepare(roots: Sequence[Path], echo: Callable[[str], None]) -> list[ops.Sou
     return sources
 
 
+def _source(root: Path, output: Path | None, echo: Callable[[str], None]) -> ops.Source:
+    """The one dataset an edit reads (an interrupted edit finished first), checked not to be
+    `output`."""
+    (src,) = _prepare([root], echo)
+    if output is not None:
+        ops.check_output_not_source(output, [src])
+    return src
+
+
 def _run(
     plan: ops.Plan,
     root: Path | None,
@@ -54,9 +63,7 @@ def delete(
     dry_run: bool = False,
     echo: Callable[[str], None] = click.echo,
 ) -> ops.BuildReport | None:
-    (src,) = _prepare([root], echo)
-    if output is not None:
-        ops.check_output_not_source(output, [src])
+    src = _source(root, output, echo)
     return _run(ops.plan_delete(src, ops.parse_episodes(episodes)), root, output, dry_run, echo)
 
 
@@ -72,9 +79,7 @@ def trim(
     dry_run: bool = False,
     echo: Callable[[str], None] = click.echo,
 ) -> ops.BuildReport | None:
-    (src,) = _prepare([root], echo)
-    if output is not None:
-        ops.check_output_not_source(output, [src])
+    src = _source(root, output, echo)
     if idle:
         if episode is not None or start is not None or end is not None:
             raise DatasetError("--idle trims every episode; drop --episode/--start/--end")
@@ -99,17 +104,15 @@ def split(
     dry_run: bool = False,
     echo: Callable[[str], None] = click.echo,
 ) -> tuple[ops.BuildReport, ops.BuildReport] | None:
-    (src,) = _prepare([root], echo)
-    ops.check_output_not_source(output, [src])
+    src = _source(root, output, echo)
     stay, moved = ops.plan_split(src, ops.parse_episodes(episodes))
     echo(moved.describe())
     echo(stay.describe())
     if dry_run:
         echo("dry run: nothing was written")
         return None
-    # the new dataset first: the source loses its episodes only once they are safe elsewhere
-    out_report = ops.write_new(moved, output)
-    in_report = ops.apply_in_place(stay, root)
+    # both datasets are built and verified, then both moves happen under one marker
+    out_report, in_report = ops.apply_split(stay, moved, root, output)
     for line in out_report.lines() + in_report.lines():
         echo(line)
     return out_report, in_report
@@ -124,9 +127,7 @@ def retask(
     dry_run: bool = False,
     echo: Callable[[str], None] = click.echo,
 ) -> ops.BuildReport | None:
-    (src,) = _prepare([root], echo)
-    if output is not None:
-        ops.check_output_not_source(output, [src])
+    src = _source(root, output, echo)
     plan = ops.plan_retask(src, ops.parse_episodes(episodes), task)
     return _run(plan, root, output, dry_run, echo)
 

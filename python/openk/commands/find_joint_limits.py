@@ -5,24 +5,19 @@ limits. Values are in the units the dataset records (the devices' normalised pos
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from openk.config import FindJointLimitsConfig, to_dict
-from openk.log import setup_logging
+from openk.config import FindJointLimitsConfig
 from openk.session import (
-    BATCH_WAIT_S,
-    STATUS_PERIOD_S,
     Events,
     SessionFactory,
-    check_ports,
-    connect_session,
     end_quietly,
-    sigterm_as_interrupt,
+    open_leader_session,
+    read_until_stopped,
     vector_names,
 )
 from openk.terminal import KeyReader, StatusLine
@@ -96,11 +91,9 @@ def find_joint_limits(
 ) -> JointLimits:
     ui = ui or StatusLine()
     events = events or Events()
-    setup_logging(cfg.log_file, daily=cfg.daily_log_file_name, debug=debug)
-    log.info("openk find-joint-limits config: %s", to_dict(cfg))
-    check_ports(cfg.robot, "robot")
-    check_ports(cfg.teleop, "teleop")
-    session = (session_factory or connect_session)(cfg)
+    session = open_leader_session(
+        cfg, "find-joint-limits", debug=debug, session_factory=session_factory, logger=log
+    )
     keys = KeyReader(events.on_key)
     state_names = vector_names(session.schema.field("observation.state")) or []
     action_names = vector_names(session.schema.field("action")) or []
@@ -115,30 +108,26 @@ def find_joint_limits(
         ui.message(f"warm-up ({cfg.warmup_time_s:g} s): move the leader; nothing is measured yet")
         # Rows are only produced inside an episode; they are measured, never stored.
         session.start_episode()
-        start = time.monotonic()
-        measuring = cfg.warmup_time_s == 0
-        if measuring:
-            ui.message(f"measuring ({cfg.teleop_time_s:g} s): move every joint to its limits")
-        last = 0.0
-        with sigterm_as_interrupt():
-            while not events.stop.is_set():
-                elapsed = time.monotonic() - start
-                if not measuring and elapsed >= cfg.warmup_time_s:
-                    measuring = True
-                    ui.message(
-                        f"measuring ({cfg.teleop_time_s:g} s): move every joint to its limits"
-                    )
-                if elapsed >= cfg.warmup_time_s + cfg.teleop_time_s:
-                    break
-                batch = session.read_batch(BATCH_WAIT_S)
-                if measuring and batch is not None and batch.num_rows:
-                    result.follower.update(_column(batch, "observation.state")[1])
-                    result.leader.update(_column(batch, "action")[1])
-                    result.samples += batch.num_rows
-                if time.monotonic() - last >= STATUS_PERIOD_S:
-                    last = time.monotonic()
-                    phase = "measuring" if measuring else "warm-up"
-                    ui.update(f"{phase} {elapsed:6.1f}s | {result.samples} samples")
+        measuring = False
+
+        def done(elapsed: float) -> bool:
+            nonlocal measuring
+            if not measuring and elapsed >= cfg.warmup_time_s:
+                measuring = True
+                ui.message(f"measuring ({cfg.teleop_time_s:g} s): move every joint to its limits")
+            return elapsed >= cfg.warmup_time_s + cfg.teleop_time_s
+
+        def on_batch(batch: Any) -> None:
+            if measuring:
+                result.follower.update(_column(batch, "observation.state")[1])
+                result.leader.update(_column(batch, "action")[1])
+                result.samples += batch.num_rows
+
+        def status(elapsed: float) -> str:
+            phase = "measuring" if measuring else "warm-up"
+            return f"{phase} {elapsed:6.1f}s | {result.samples} samples"
+
+        read_until_stopped(session, events, ui, on_batch=on_batch, status=status, until=done)
     except KeyboardInterrupt:
         ui.message("stopped (Ctrl-C)")
     finally:

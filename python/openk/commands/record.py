@@ -178,25 +178,31 @@ def _dataset_features(cfg: RecordConfig, schema: Any) -> dict[str, Any]:
     )
 
 
-def _journal_choice(root: Path, ui: StatusLine) -> Literal["recover", "discard"]:
+def _journal_choice(root: Path, ui: StatusLine) -> tuple[Literal["recover", "discard"], list[Any]]:
     """An episode an interrupted recording left behind is offered back: asked on a terminal,
-    kept otherwise (keeping loses nothing; `openk recover --discard` can drop it later)."""
+    kept otherwise (keeping loses nothing; `openk recover --discard` can drop it later).
+    Returns the choice and the entries as announced (the writer keeps exactly those)."""
     import sys
 
     from openk.dataset import pending_journal
 
     pending = pending_journal(root)
-    if not pending:
-        return "recover"
-    described = "; ".join(p.describe() for p in pending)
+    # what each entry keeps is decided once (JournalEpisode.length) and said before it is done
+    for entry in pending:
+        if entry.length == 0:
+            ui.message(f"dropping the interrupted episode: {entry.describe()}")
+    kept = [p for p in pending if p.length > 0]
+    if not kept:
+        return "recover", pending
+    described = "; ".join(p.describe() for p in kept)
     if sys.stdin.isatty():
         ui.message(f"{root} holds an episode from an interrupted recording: {described}")
         answer = input("Keep it as an episode? [Y/n] ").strip().lower()
         if answer in ("n", "no"):
             ui.message("dropping the interrupted episode")
-            return "discard"
+            return "discard", pending
     ui.message(f"keeping the interrupted episode: {described}")
-    return "recover"
+    return "recover", pending
 
 
 def _open_writer(
@@ -210,9 +216,11 @@ def _open_writer(
     ds = cfg.dataset
     assert ds.repo_id is not None
     if cfg.resume:
+        choice, announced = _journal_choice(root, ui or StatusLine())
         return DatasetWriter.resume(
             ds.repo_id,
-            journal=_journal_choice(root, ui or StatusLine()),
+            journal=choice,
+            announced=announced,
             root=root,
             fps=ds.fps,
             robot_type=robot_type,

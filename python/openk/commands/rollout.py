@@ -90,7 +90,7 @@ def _base(cfg: RolloutConfig, *, debug: bool, ui: StatusLine, events: Any) -> Ro
         prepare_policy,
         stats_line,
     )
-    from openk.session import STATUS_PERIOD_S, check_ports, sigterm_as_interrupt
+    from openk.session import check_ports, read_until_stopped
     from openk.terminal import KeyReader
 
     log_path = setup_logging(cfg.log_file, daily=cfg.daily_log_file_name, debug=debug)
@@ -133,30 +133,26 @@ def _base(cfg: RolloutConfig, *, debug: bool, ui: StatusLine, events: Any) -> Ro
         # Rows flow inside an episode: they carry the state the policy reads; none is stored.
         session.start_episode()
         start = time.monotonic()
-        last = 0.0
-        line = ""
-        with sigterm_as_interrupt():
-            while not events.stop.is_set():
-                elapsed = time.monotonic() - start
-                if limit is not None and elapsed >= limit:
-                    break
-                session.read_batch(0.05)
-                for name, cam in zip(cfg.robot.cameras, cameras, strict=True):
-                    if cam.error is not None:
-                        from openk.errors import OpenKError
 
-                        raise OpenKError(f"camera {name!r} stopped: {cam.error}")
-                if time.monotonic() - last >= STATUS_PERIOD_S:
-                    last = time.monotonic()
-                    hz = session.telemetry().achieved_hz
-                    stats = session.policy_stats()
-                    line = (
-                        f"rollout {elapsed:6.1f}s | {hz:6.1f} Hz | "
-                        f"actions {stats.get('policy_actions', 0)}, late "
-                        f"{stats.get('policy_late_actions', 0)} | inference p99 "
-                        f"{float(stats.get('policy_inference_p99_ms', 0)):.1f} ms"
-                    )
-                    ui.update(line)
+        def done(elapsed: float) -> bool:
+            for name, cam in zip(cfg.robot.cameras, cameras, strict=True):
+                if cam.error is not None:
+                    from openk.errors import OpenKError
+
+                    raise OpenKError(f"camera {name!r} stopped: {cam.error}")
+            return limit is not None and elapsed >= limit
+
+        def status(elapsed: float) -> str:
+            hz = session.telemetry().achieved_hz
+            stats = session.policy_stats()
+            return (
+                f"rollout {elapsed:6.1f}s | {hz:6.1f} Hz | "
+                f"actions {stats.get('policy_actions', 0)}, late "
+                f"{stats.get('policy_late_actions', 0)} | inference p99 "
+                f"{float(stats.get('policy_inference_p99_ms', 0)):.1f} ms"
+            )
+
+        line = read_until_stopped(session, events, ui, status=status, until=done)
         if line:
             ui.finish(line)
     except KeyboardInterrupt:

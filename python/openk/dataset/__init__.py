@@ -45,14 +45,21 @@ def pending_journal(root: str | Path) -> list[JournalEpisode]:
 
 
 def recover(
-    repo_id: str, root: str | Path | None = None, *, keep: bool = True
+    repo_id: str,
+    root: str | Path | None = None,
+    *,
+    keep: bool = True,
+    announced: list[JournalEpisode] | None = None,
 ) -> list[EpisodeSummary]:
     """Save (`keep=True`) or delete the episodes an interrupted recording left in the journal.
 
     Returns the summaries of the episodes saved (empty when discarding or nothing was left).
+    `announced`: the `pending_journal` entries shown to the user, kept exactly as described.
     """
     root_path = Path(root) if root is not None else default_root(repo_id)
-    writer = DatasetWriter.resume(repo_id, root=root_path, journal="recover" if keep else "discard")
+    writer = DatasetWriter.resume(
+        repo_id, root=root_path, journal="recover" if keep else "discard", announced=announced
+    )
     writer.close()
     return list(writer.recovered)
 

@@ -10,15 +10,17 @@ In place, the swap is crash safe: the result is built beside the dataset, a mark
 written, then `old -> backup`, `new -> place`, backup removed, marker removed. Whatever moment
 a crash hits, `finish_interrupted_edit(root)` (run by every `openk edit` and `openk verify`)
 either rolls the swap forward (the marker exists: the new dataset is complete) or throws the
-unfinished build away (no marker).
+unfinished build away (no marker). A split builds both datasets (the one at --output beside
+its final place, named in an intent file beside the dataset) before the one marker; the marker
+also moves the output in, so a crash never leaves its episodes in both datasets.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,11 +42,19 @@ _LAYOUT_ENTRIES = {"meta", "data", "videos", "images", layout.OPENK_DIR}
 
 # A test hook: OPENK_EDIT_CRASH_AT=<point> kills the process (SIGKILL) at that point.
 CRASH_POINTS = ("build-data", "build-videos", "built", "marked", "old-moved", "new-moved")
+SPLIT_CRASH_POINTS = (
+    "build-data",
+    "build-videos",
+    "built",
+    "marked",
+    "output-moved",
+    "old-moved",
+    "new-moved",
+)
 
 
 def _crash_point(name: str) -> None:
-    if os.environ.get("OPENK_EDIT_CRASH_AT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
+    layout.crash_point("OPENK_EDIT_CRASH_AT", name)
 
 
 # ------------------------------------------------------------------------------------ sources
@@ -666,6 +676,7 @@ def finish_interrupted_edit(root: Path) -> str | None:
     root = Path(os.path.realpath(root))
     if marker.exists():
         # the new dataset was complete and verified before the marker was written: roll forward
+        output = _move_output_in(marker)
         if new.exists():
             if root.exists():
                 if old.exists():
@@ -678,9 +689,18 @@ def finish_interrupted_edit(root: Path) -> str | None:
             os.replace(old, root)  # nothing to roll forward to: keep the old dataset
         shutil.rmtree(old, ignore_errors=True)
         marker.unlink(missing_ok=True)
+        _split_intent(root).unlink(missing_ok=True)
         layout.fsync_dir(root.parent)
-        return f"{root}: finished an interrupted edit (the edited dataset is in place)"
+        also = f"; {output} holds the split-off episodes" if output else ""
+        return f"{root}: finished an interrupted edit (the edited dataset is in place{also})"
     did = None
+    intent = _split_intent(root)
+    if intent.exists():
+        # a split that never reached its marker: its second dataset was never moved in
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            shutil.rmtree(_output_paths(Path(json.loads(intent.read_text())["output"]))[1])
+        intent.unlink(missing_ok=True)
+        did = f"{root}: dropped an unfinished edit (the dataset is unchanged)"
     if new.exists():
         shutil.rmtree(new, ignore_errors=True)
         did = f"{root}: dropped an unfinished edit (the dataset is unchanged)"
@@ -691,6 +711,35 @@ def finish_interrupted_edit(root: Path) -> str | None:
             os.replace(old, root)
         did = did or f"{root}: cleaned up after an interrupted edit"
     return did
+
+
+def _output_paths(out: Path) -> tuple[Path, Path]:
+    """(final, temp build) of a new dataset written to `out`."""
+    out = Path(os.path.abspath(out))
+    return out, out.with_name(f".{out.name}.openk-edit-new")
+
+
+def _split_intent(root: Path) -> Path:
+    """Beside `root` while a split builds: names the output, whose build a crash leaves."""
+    root = Path(os.path.realpath(root))
+    return root.parent / f".{root.name}.openk-edit-split.json"
+
+
+def _move_output_in(marker: Path) -> Path | None:
+    """A split's second dataset: its build, complete and verified, goes to its place."""
+    try:
+        record = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    if "output" not in record:
+        return None
+    out, tmp = _output_paths(Path(record["output"]))
+    if tmp.exists():
+        if out.exists():
+            out.rmdir()  # only ever an empty folder: the split refuses a non-empty one
+        os.replace(tmp, out)
+        layout.fsync_dir(out.parent)
+    return out
 
 
 def build_verified(plan: Plan, out: Path) -> BuildReport:
@@ -712,15 +761,53 @@ def build_verified(plan: Plan, out: Path) -> BuildReport:
 
 def apply_in_place(plan: Plan, root: Path) -> BuildReport:
     """Build the result beside `root`, verify it, then swap it in (crash safe, see module doc)."""
+    return _swap_in(plan, root, None)[0]
+
+
+def apply_split(
+    stay: Plan, moved: Plan, root: Path, output: Path
+) -> tuple[BuildReport, BuildReport]:
+    """`root` keeps `stay`, a new dataset at `output` gets `moved`, as one crash-safe step: both
+    are built and verified first, then one marker commits both moves, so a crash leaves either
+    the old dataset (and no output) or both new ones, never an episode in two places.
+
+    Returns (output's report, root's report)."""
+    report, out_report = _swap_in(stay, root, (moved, output))
+    assert out_report is not None
+    return out_report, report
+
+
+def _swap_in(
+    plan: Plan, root: Path, also: tuple[Plan, Path] | None
+) -> tuple[BuildReport, BuildReport | None]:
     root = Path(os.path.realpath(root))
     new, old, marker = _siblings(root)
     finish_interrupted_edit(root)
-    report = build_verified(plan, new)
+    record = {"new": new.name, "old": old.name}
+    out_report = None
+    intent = _split_intent(root)
+    if also is not None:
+        out, out_tmp = _output_paths(also[1])
+        _check_new_output(out)
+        record["output"] = str(out)
+        layout.replace_atomically(intent, layout.write_bytes_to(json.dumps(record).encode()))
+        shutil.rmtree(out_tmp, ignore_errors=True)
+    try:
+        if also is not None:
+            out_report = build_verified(also[0], out_tmp)
+            out_report.root = out
+        report = build_verified(plan, new)
+    except BaseException:
+        if also is not None:
+            shutil.rmtree(out_tmp, ignore_errors=True)
+            intent.unlink(missing_ok=True)
+        raise
     _crash_point("built")
-    layout.replace_atomically(
-        marker, layout.write_bytes_to(json.dumps({"new": new.name, "old": old.name}).encode())
-    )
+    layout.replace_atomically(marker, layout.write_bytes_to(json.dumps(record).encode()))
     _crash_point("marked")
+    _move_output_in(marker)
+    if also is not None:
+        _crash_point("output-moved")
     os.replace(root, old)
     layout.fsync_dir(root.parent)
     _crash_point("old-moved")
@@ -729,19 +816,23 @@ def apply_in_place(plan: Plan, root: Path) -> BuildReport:
     _crash_point("new-moved")
     shutil.rmtree(old)
     marker.unlink()
+    intent.unlink(missing_ok=True)
     layout.fsync_dir(root.parent)
     report.root = root
-    return report
+    return report, out_report
+
+
+def _check_new_output(out: Path) -> None:
+    if out.exists() and any(out.iterdir()):
+        raise DatasetError(f"--output {out} exists and is not empty; choose a new folder")
 
 
 def write_new(plan: Plan, out: Path) -> BuildReport:
     """Write the result as a new dataset at `out` (refused if `out` holds anything)."""
-    out = Path(os.path.abspath(out))
-    if out.exists() and any(out.iterdir()):
-        raise DatasetError(f"--output {out} exists and is not empty; choose a new folder")
+    out, tmp = _output_paths(out)
+    _check_new_output(out)
     if out.exists():
         out.rmdir()
-    tmp = out.with_name(f".{out.name}.openk-edit-new")
     shutil.rmtree(tmp, ignore_errors=True)
     report = build_verified(plan, tmp)
     os.replace(tmp, out)

@@ -31,6 +31,8 @@ from openk.dataset.video import (
     EncodedEpisodeVideo,
     VideoConfig,
     demote_realtime_threads,
+    hold_writer_lock,
+    release_writer_lock,
 )
 from openk.errors import DatasetError
 
@@ -63,6 +65,7 @@ def _child_main(shm_name: str, slots: int, width: int, height: int, fps: int) ->
     count = 0
     nice = VideoConfig.nice
     error: str | None = None
+    writing: tuple[Path, Any] | None = None  # the episode file and its writer lock
     del frame_bytes
     # Started: the parent may begin an episode (interpreter start-up, imports are done).
     replies.write(json.dumps({"ready": True}) + "\n")
@@ -76,6 +79,8 @@ def _child_main(shm_name: str, slots: int, width: int, height: int, fps: int) ->
                 os.nice(max(0, nice - os.nice(0)))
             count, error, stats = 0, None, ImageStatsAccumulator()
             try:
+                path = Path(cmd["path"])
+                writing = (path, hold_writer_lock(path))
                 out = av.open(cmd["path"], "w", format="mp4", options=dict(_FRAGMENTED))
                 stream = out.add_stream(cfg.encoder, rate=fps, options=cfg.codec_options())
                 stream.width, stream.height, stream.pix_fmt = width, height, cfg.pix_fmt
@@ -111,10 +116,23 @@ def _child_main(shm_name: str, slots: int, width: int, height: int, fps: int) ->
             except Exception as exc:
                 result["error"] = f"{type(exc).__name__}: {exc}"
             out = stream = None
+            if writing is not None:
+                release_writer_lock(*writing)
+                writing = None
             replies.write(json.dumps(result) + "\n")
         elif op == "stop":
             break
-    # stdin closed or stop: the parent is gone or done; muxed fragments stay readable
+    # stdin closed without "finish": the parent died mid-episode (SIGKILL, a crash). The frames
+    # the encoder still holds (SVT-AV1 keeps about a second in its look-ahead) are written out,
+    # then the file is closed, so the journal keeps every frame this process received.
+    if out is not None:
+        with contextlib.suppress(Exception):
+            if error is None:
+                for packet in stream.encode():
+                    out.mux(packet)
+            out.close()
+    if writing is not None:
+        release_writer_lock(*writing)
     del consumed, frames
     shm.close()
 

@@ -13,21 +13,26 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from openk.dataset import layout
-from openk.dataset.video import count_packets
+from openk.dataset import layout, meta
+from openk.dataset.video import WRITING_SUFFIX, count_packets, wait_for_writer
 
 JOURNAL_DIR = f"{layout.OPENK_DIR}/journal"
 
 
 @dataclass
 class JournalEpisode:
-    """An episode found in the journal, as offered back to the user."""
+    """An episode found in the journal, as offered back to the user.
+
+    `length` is THE decision of what a recovery keeps: the rows up to the last frame that
+    every camera of the dataset holds whole on disk. `describe` announces exactly that, and
+    the writer keeps exactly that (nothing when it is 0).
+    """
 
     path: Path
     task: str
@@ -35,26 +40,41 @@ class JournalEpisode:
     rows: int
     frames: dict[str, int]
     saved: dict[str, Any] | None
-
-    def recoverable_length(self, video_keys: list[str], image_keys: list[str]) -> int:
-        counts = [self.rows]
-        counts += [self.frames.get(k, 0) for k in video_keys]
-        counts += [self.frames.get(k, 0) for k in image_keys]
-        return min(counts)
+    # The dataset's camera features: each needs a frame per kept row (a missing file: 0).
+    cameras: list[str] = field(default_factory=list)
 
     @property
     def length(self) -> int:
-        return min([self.rows, *self.frames.values()])
+        return min([self.rows, *(self.frames.get(k, 0) for k in self.cameras)])
 
     @property
     def duration_s(self) -> float:
         return self.length / self.fps if self.fps else 0.0
 
+    def _short_cameras(self) -> list[str]:
+        return [k for k in self.cameras if self.frames.get(k, 0) < self.rows]
+
     def describe(self) -> str:
         state = (
             "saved, not yet committed" if self.saved is not None else "interrupted while recording"
         )
-        return f"task {self.task!r}, {self.length} frames ({self.duration_s:.1f} s), {state}"
+        head = f"task {self.task!r}"
+        if self.rows == 0:
+            return f"{head}, no rows recorded, {state}: nothing to keep"
+        short = self._short_cameras()
+        if self.length == 0:
+            missing = ", ".join(repr(k) for k in short)
+            return (
+                f"{head}, {self.rows} rows but no whole camera frame on disk for {missing} (the "
+                f"recording stopped before the video was written), {state}: nothing can be kept"
+            )
+        if short:
+            counts = ", ".join(f"{k!r} has {self.frames.get(k, 0)}" for k in short)
+            return (
+                f"{head}, {self.length} of its {self.rows} rows ({self.duration_s:.1f} s; the "
+                f"camera video ends there: {counts} frames), {state}"
+            )
+        return f"{head}, {self.length} frames ({self.duration_s:.1f} s), {state}"
 
 
 def read_journal_rows(folder: Path) -> pa.Table:
@@ -87,22 +107,44 @@ def _count_pngs(folder: Path) -> int:
     return n
 
 
+def _camera_keys(root: Path) -> list[str] | None:
+    """The camera features of the dataset at `root` (None if its info.json is unreadable)."""
+    from openk.dataset.features import camera_keys
+
+    try:
+        info = json.loads(meta.info_path(root).read_text())
+        return camera_keys(info["features"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _committing_journal(root: Path) -> Path | None:
+    """The journal entry of a commit interrupted after its redo log (`roll_forward` ends it)."""
+    try:
+        record = json.loads((root / layout.OPENK_DIR / "commit.json").read_text())
+        return root / str(record["journal"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def list_journal(root: Path) -> list[JournalEpisode]:
     """Episodes left in the journal of the dataset at `root`, oldest first."""
     base = Path(root) / JOURNAL_DIR
     if not base.is_dir():
         return []
+    cameras = _camera_keys(Path(root))
+    committing = _committing_journal(Path(root))
     out = []
     for folder in sorted(
         base.iterdir(),
         key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else 0,
     ):
-        if not folder.is_dir():
-            continue
+        if not folder.is_dir() or folder == committing:
+            continue  # an episode whose commit passed its commit point is not pending
         try:
-            meta = json.loads((folder / "episode.json").read_text())
+            started = json.loads((folder / "episode.json").read_text())
         except (OSError, ValueError):
-            meta = {"task": "", "fps": 0}
+            started = {"task": "", "fps": 0}
         saved = None
         if (folder / "saved.json").exists():
             try:
@@ -110,6 +152,9 @@ def list_journal(root: Path) -> list[JournalEpisode]:
             except ValueError:
                 saved = {}
         frames: dict[str, int] = {}
+        # an encoder process may still be writing out what it holds (the file may not exist yet)
+        for marker in folder.glob("*" + WRITING_SUFFIX):
+            wait_for_writer(marker.with_name(marker.name[: -len(WRITING_SUFFIX)]))
         for item in folder.iterdir():
             if item.suffix == ".mp4":
                 frames[item.stem] = count_packets(item)
@@ -118,11 +163,12 @@ def list_journal(root: Path) -> list[JournalEpisode]:
         out.append(
             JournalEpisode(
                 path=folder,
-                task=str(meta.get("task", "")),
-                fps=int(meta.get("fps", 0)),
+                task=str(started.get("task", "")),
+                fps=int(started.get("fps", 0)),
                 rows=read_journal_rows(folder).num_rows,
                 frames=frames,
                 saved=saved,
+                cameras=sorted(frames) if cameras is None else cameras,
             )
         )
     return out

@@ -13,6 +13,16 @@ from typing import Any
 
 from openk.repo_id import validate_repo_id
 
+
+def crash_point(env_var: str, name: str) -> None:
+    """A test hook: when the environment variable `env_var` equals `name`, the process kills
+    itself (SIGKILL, no cleanup) right here, so a test can crash it at a named step."""
+    if os.environ.get(env_var) == name:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 # Our private state (journal, commit log). push must skip it, like lerobot skips images/.
 OPENK_DIR = ".openk"
 TEMP_SUFFIX = ".openk-tmp"

@@ -12,12 +12,18 @@ import contextlib
 import os
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; a recovery then reads the file as it is
+    fcntl = None  # type: ignore[assignment]
 
 from openk.dataset.stats import ImageStatsAccumulator, Stats
 from openk.errors import DatasetError
@@ -257,20 +263,96 @@ def append_video(
                 offset += wanted
 
 
+# Beside a journal mp4 while a process writes it: `<file>.writing`, locked (flock) by the writer.
+# An encoder process outlives a recorder killed with SIGKILL long enough to write out the
+# frames it still holds; a recovery waits for that instead of reading a file still growing.
+WRITING_SUFFIX = ".writing"
+_WRITER_WAIT_S = 30.0
+
+
+def hold_writer_lock(path: Path) -> Any:
+    """Mark `path` as being written: returns a handle for `release_writer_lock`."""
+    lock = path.with_name(path.name + WRITING_SUFFIX)
+    fh = open(lock, "wb")  # noqa: SIM115 - held until release_writer_lock
+    if fcntl is not None:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+    return fh
+
+
+def release_writer_lock(path: Path, handle: Any) -> None:
+    with contextlib.suppress(OSError):
+        path.with_name(path.name + WRITING_SUFFIX).unlink()
+    with contextlib.suppress(OSError):
+        handle.close()
+
+
+def wait_for_writer(path: Path, timeout_s: float = _WRITER_WAIT_S) -> bool:
+    """Wait (up to `timeout_s`) until no process writes `path`; False if one still does."""
+    lock = path.with_name(path.name + WRITING_SUFFIX)
+    if fcntl is None:
+        return True
+    try:
+        fh = open(lock, "rb")  # noqa: SIM115
+    except OSError:
+        return True  # no marker: nobody writes it
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return True
+            except OSError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.05)
+    finally:
+        fh.close()
+
+
+def _complete_boxes_end(path: Path) -> int:
+    """Byte offset where the file's last complete top-level mp4 box ends (0 if none)."""
+    end = 0
+    with open(path, "rb") as fh:
+        size_total = os.fstat(fh.fileno()).st_size
+        while end + 8 <= size_total:
+            fh.seek(end)
+            header = fh.read(16)
+            size = int.from_bytes(header[:4], "big")
+            if size == 1 and len(header) >= 16:
+                size = int.from_bytes(header[8:16], "big")
+            elif size == 0:  # "to the end of the file": cannot tell whether it is whole
+                break
+            if size < 8 or end + size > size_total:
+                break
+            end += size
+    return end
+
+
 def count_packets(path: Path) -> int:
-    """Number of video frames (packets) readable in an mp4, tolerating a torn tail."""
+    """Number of whole video frames (packets) in an mp4 from the start, tolerating a torn tail.
+
+    A process killed while writing a fragmented mp4 leaves its last fragment cut short. The
+    demuxer still returns that fragment's packets, shortened or pointing past the end of the
+    file; they do not decode. Only packets lying inside complete top-level boxes count, and
+    counting stops at the first one that does not.
+    """
     n = 0
     try:
+        complete = _complete_boxes_end(path)
         with av.open(str(path)) as src:
             stream = src.streams.video[0]
             try:
                 for packet in src.demux(stream):
-                    if packet.size and packet.pts is not None:
-                        n += 1
-            except av.error.InvalidDataError:
+                    if not packet.size or packet.pts is None:
+                        continue
+                    pos = packet.pos
+                    if pos is None or pos < 0 or pos + packet.size > complete:
+                        break
+                    n += 1
+            except av.error.FFmpegError:
                 pass
-    except (av.error.InvalidDataError, av.error.FileNotFoundError, IndexError):
-        return 0
+    except (av.error.FFmpegError, OSError, IndexError):
+        return 0  # missing, empty or cut inside its header: no frame is readable
     return n
 
 

@@ -92,6 +92,9 @@ _MAX_CAMERA_LAG_NS = 300_000_000
 # How long a camera's encoder process may take to start (interpreter and imports).
 _ENCODER_START_S = 60.0
 _MB = 1024 * 1024
+# A test hook: OPENK_WRITER_CRASH_AT=<point> kills the process (SIGKILL) at that point of a commit.
+WRITER_CRASH_POINTS = ("saved", "staged", "logged")
+_CRASH_ENV = "OPENK_WRITER_CRASH_AT"
 
 
 @dataclass
@@ -464,13 +467,15 @@ class DatasetWriter:
         rename_map: Mapping[str, str] | None = None,
         single_task: str | None = None,
         journal: JournalChoice = "error",
+        announced: list[JournalEpisode] | None = None,
     ) -> DatasetWriter:
         """Open an existing dataset (ours or lerobot's) to append episodes.
 
         A different `fps`, `robot_type` or feature schema is refused. An episode left in the
         journal by a crash must be dealt with: `journal="recover"` saves it as an episode,
         `"discard"` deletes it, `"error"` (default) raises so the caller can ask the user
-        (see `openk.dataset.pending_journal`).
+        (see `openk.dataset.pending_journal`). `announced`: the journal entries exactly as
+        shown to the user (`pending_journal`); each keeps its `length`, nothing re-counted.
         """
         validate_repo_id(repo_id)
         root_path = Path(root).expanduser() if root is not None else layout.default_root(repo_id)
@@ -509,7 +514,7 @@ class DatasetWriter:
             )
         if video is None:
             video = _video_config_from_info(info)
-        pending = list_journal(root_path)
+        pending = list_journal(root_path) if announced is None else list(announced)
         if pending and journal == "error":
             described = "; ".join(p.describe() for p in pending)
             raise DatasetError(
@@ -978,6 +983,7 @@ class DatasetWriter:
         through the redo log, then let the in-memory state follow the disk."""
         if not ready.recovered:
             self._mark_saved(ready)
+        layout.crash_point(_CRASH_ENV, "saved")
         c = self._open_commit(ready)
         self._finish_cameras(c)
         self._build_rows(c)
@@ -994,6 +1000,7 @@ class DatasetWriter:
             for tmp, _ in c.renames:
                 tmp.unlink(missing_ok=True)
             raise
+        layout.crash_point(_CRASH_ENV, "staged")
         # The commit point: the redo log names every rename, then they happen.
         _apply_commit(self.root, c.renames, ready.journal)
         self._adopt(c)
@@ -1228,9 +1235,10 @@ class DatasetWriter:
 
     # ------------------------------------------------------------------ recovery
     def _recover(self, entry: JournalEpisode) -> EpisodeSummary | None:
-        length = entry.recoverable_length(self._video_keys, self._image_keys)
+        # entry.length decides, as entry.describe() announced it to the user
+        length = entry.length
         if length <= 0:
-            log.warning("journal %s holds no complete frame; deleting it", entry.path)
+            log.warning("dropping the journal episode %s: %s", entry.path, entry.describe())
             shutil.rmtree(entry.path, ignore_errors=True)
             return None
         table = read_journal_rows(entry.path)
@@ -1316,6 +1324,7 @@ def _apply_commit(root: Path, renames: list[tuple[Path, Path]], journal: Path) -
         "journal": str(journal.relative_to(root)),
     }
     layout.replace_atomically(log_path, layout.write_bytes_to(json.dumps(record).encode()))
+    layout.crash_point(_CRASH_ENV, "logged")
     roll_forward(root)
 
 

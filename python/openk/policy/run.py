@@ -5,6 +5,7 @@ exactly as teleop recording does, the policy standing in for the leader arm)."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -14,9 +15,11 @@ from typing import Any
 import numpy as np
 
 from openk.config import CameraConfig, DeviceConfig, PolicyConfig
+from openk.devices import find
 from openk.errors import ConfigError
-from openk.policy import require_lerobot
+from openk.policy import PolicyMismatchError, require_lerobot
 from openk.policy.features import (
+    STATE_KEY,
     PolicySpec,
     check_policy_fits,
     policy_cameras,
@@ -33,9 +36,12 @@ def _core() -> Any:
     return importlib.import_module("openk._core")
 
 
-def catalogue_names(robot_type: str) -> tuple[list[str], list[str]]:
-    """(observation.state names, action names) of a robot type, from the native catalogue."""
-    feats = _core().device_features(robot_type, "robot")
+def catalogue_names(
+    robot_type: str, state_channels: list[str] | None = None
+) -> tuple[list[str], list[str]]:
+    """(observation.state names, action names) of a robot type observing `state_channels`
+    (None: every channel), from the native catalogue."""
+    feats = _core().device_features(robot_type, "robot", state_channels=state_channels)
     return list(feats["observation.state"]["names"]), list(feats["action"]["names"])
 
 
@@ -48,10 +54,39 @@ def check_policy(
         raise ConfigError("missing --policy.path; pass the checkpoint folder or Hub repo id")
     spec = read_policy_spec(policy.path)
     assert robot.type is not None
-    state, action = catalogue_names(robot.type)
+    state, action = catalogue_names(robot.type, robot.state_channels)
     cams = {name: (cam.height, cam.width) for name, cam in robot.cameras.items()}
-    check_policy_fits(spec, robot_spec(state, action, cams, rename_map), robot.type)
+    try:
+        check_policy_fits(spec, robot_spec(state, action, cams, rename_map), robot.type)
+    except PolicyMismatchError as err:
+        hint = _state_channels_hint(spec, robot.type, state)
+        if hint is None:
+            raise
+        raise PolicyMismatchError(f"{err}; {hint}") from None
     return spec
+
+
+def _state_channels_hint(spec: PolicySpec, robot_type: str, state: list[str]) -> str | None:
+    """When the policy's state is the robot's with other `state_channels` (a policy trained
+    without torque, say), the flag that makes them fit."""
+    want = spec.inputs.get(STATE_KEY)
+    info = find(robot_type, "robot")
+    if want is None or info is None:
+        return None
+    trained = spec.trained_names.get(STATE_KEY)
+    offered = list(info.state_channels)
+    for n in range(len(offered), 0, -1):
+        for channels in itertools.combinations(offered, n):
+            if "pos" not in channels:
+                continue
+            names = catalogue_names(robot_type, list(channels))[0]
+            fits = names == trained if trained is not None else want[1] == (len(names),)
+            if fits and names != state:
+                return (
+                    f"the policy's {STATE_KEY} is this robot's with "
+                    f"--robot.state_channels='[{','.join(channels)}]'"
+                )
+    return None
 
 
 @dataclass

@@ -78,34 +78,15 @@ fn damiao_leader_drives_the_legacy_follower() {
     let mut last: Vec<f32> = vec![];
     let mut state_last: Vec<f32> = vec![];
     while let Ok(Some(b)) = lp.next_batch(Duration::ZERO) {
-        use arrow_array::{Array, FixedSizeListArray, Float32Array};
-        let a = b
-            .column_by_name("action")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<FixedSizeListArray>()
-            .unwrap();
-        let s = b
-            .column_by_name("observation.state")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<FixedSizeListArray>()
-            .unwrap();
-        for r in 0..a.len() {
-            let v = a.value(r);
-            let v = v.as_any().downcast_ref::<Float32Array>().unwrap();
-            let row: Vec<f32> = v.values().to_vec();
-            if first.is_none() {
-                first = Some(row.clone());
-            }
-            last = row;
-            let sv = s.value(r);
-            state_last = sv
-                .as_any()
-                .downcast_ref::<Float32Array>()
-                .unwrap()
-                .values()
-                .to_vec();
+        let actions = common::vector_rows(&b, "action");
+        if first.is_none() {
+            first = actions.first().cloned();
+        }
+        if let Some(a) = actions.last() {
+            last = a.clone();
+        }
+        if let Some(s) = common::vector_rows(&b, "observation.state").last() {
+            state_last = s.clone();
         }
     }
     // The hand moves the leader: goals change, the follower follows (centering = radians).
@@ -122,15 +103,20 @@ fn damiao_leader_drives_the_legacy_follower() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The fault kind of a bus error; panics on any other error.
+fn bus_fault(err: &ArmError) -> FaultKind {
+    match err {
+        ArmError::Bus { kind, .. } => *kind,
+        other => panic!("unexpected {other}"),
+    }
+}
+
 #[test]
 fn a_motor_that_does_not_answer_is_named() {
     let dir = tmp_dir("missing");
     let robot = one_motor_follower("sim://?missing=motor1", "f", &dir);
     let err = open_arms(&robot, None).err().unwrap();
-    match &err {
-        ArmError::Bus { kind, .. } => assert_eq!(*kind, FaultKind::Timeout, "{err}"),
-        other => panic!("unexpected {other}"),
-    }
+    assert_eq!(bus_fault(&err), FaultKind::Timeout, "{err}");
     assert!(err.to_string().contains("motor1"), "{err}");
 }
 
@@ -155,10 +141,7 @@ fn a_port_that_does_not_exist_is_a_port_error() {
     .unwrap();
     let robot = one_motor_follower("/dev/ttyOPENK_NONE", "x", &dir);
     let err = open_arms(&robot, None).err().unwrap();
-    match &err {
-        ArmError::Bus { kind, .. } => assert_eq!(*kind, FaultKind::Port, "{err}"),
-        other => panic!("unexpected {other}"),
-    }
+    assert_eq!(bus_fault(&err), FaultKind::Port, "{err}");
     assert!(err.to_string().contains("/dev/ttyOPENK_NONE"), "{err}");
 }
 
@@ -233,28 +216,11 @@ fn unplugged_follower_stops_the_loop_and_keeps_rows() {
 }
 
 fn batches_rows(lp: &TeleopLoop) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
-    use arrow_array::{Array, FixedSizeListArray, Float32Array};
     let mut actions = vec![];
     let mut states = vec![];
     while let Ok(Some(b)) = lp.next_batch(Duration::ZERO) {
-        for (col, out) in [("action", &mut actions), ("observation.state", &mut states)] {
-            let a = b
-                .column_by_name(col)
-                .unwrap()
-                .as_any()
-                .downcast_ref::<FixedSizeListArray>()
-                .unwrap();
-            for r in 0..a.len() {
-                let v = a.value(r);
-                out.push(
-                    v.as_any()
-                        .downcast_ref::<Float32Array>()
-                        .unwrap()
-                        .values()
-                        .to_vec(),
-                );
-            }
-        }
+        actions.extend(common::vector_rows(&b, "action"));
+        states.extend(common::vector_rows(&b, "observation.state"));
     }
     (actions, states)
 }

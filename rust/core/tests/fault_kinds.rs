@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use openk_core::arm::{damiao_part, sts_part};
 use openk_core::bus::damiao::{DamiaoBus, DamiaoBusError, DamiaoBusOptions};
-use openk_core::bus::feetech::{BusConfig, FailureKind, FeetechBus, Motor};
+use openk_core::bus::feetech::{BusConfig, FailureKind};
+use openk_core::control::testing::{feetech_sim_bus, numbered_motors};
 use openk_core::error::{Classified, FaultKind};
 use openk_core::protocol::damiao::{ControlMode, Feedback, MotorModel, MotorState};
 use openk_core::protocol::feetech::StatusFlags;
 use openk_core::sim::damiao::{DamiaoSim, DamiaoSimConfig};
-use openk_core::sim::feetech::{FeetechSim, FeetechSimConfig};
 use openk_core::sim::pty::Corruption;
 
 fn names(n: &[&str]) -> Vec<String> {
@@ -19,24 +19,13 @@ fn names(n: &[&str]) -> Vec<String> {
 
 #[test]
 fn feetech_corrupt_and_silent_servos_are_a_protocol_fault_on_the_bus_and_in_the_loop() {
-    let sim = FeetechSim::start(FeetechSimConfig::new(&[1, 2])).unwrap();
-    let motors = vec![
-        Motor {
-            name: "a".into(),
-            id: 1,
-        },
-        Motor {
-            name: "b".into(),
-            id: 2,
-        },
-    ];
     // Generous: a corrupted reply that comes too late on a loaded machine would be a timeout.
     let config = BusConfig {
         timeout: Duration::from_millis(200),
         retries: 2,
         ..BusConfig::default()
     };
-    let mut bus = FeetechBus::open(sim.port(), 1_000_000, motors, config).unwrap();
+    let (sim, mut bus) = feetech_sim_bus(numbered_motors(&[1, 2]), config);
     sim.set_silent(2, true);
     sim.faults()
         .corrupt_replies(1_000_000, Corruption::LastByte);
@@ -52,22 +41,11 @@ fn feetech_corrupt_and_silent_servos_are_a_protocol_fault_on_the_bus_and_in_the_
 
 #[test]
 fn feetech_silent_and_flagged_servos_are_a_timeout_everywhere() {
-    let sim = FeetechSim::start(FeetechSimConfig::new(&[1, 2])).unwrap();
-    let motors = vec![
-        Motor {
-            name: "a".into(),
-            id: 1,
-        },
-        Motor {
-            name: "b".into(),
-            id: 2,
-        },
-    ];
     let config = BusConfig {
         timeout: Duration::from_millis(20),
         ..BusConfig::default()
     };
-    let mut bus = FeetechBus::open(sim.port(), 1_000_000, motors, config).unwrap();
+    let (sim, mut bus) = feetech_sim_bus(numbered_motors(&[1, 2]), config);
     sim.set_error_bits(1, StatusFlags::OVERLOAD);
     sim.set_silent(2, true);
     let mut pos = [0i64; 2];

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
+use openk_core::arm::spec::{lookup, DeviceKind};
 use openk_core::bus::feetech::{BusConfig, BusError, FailureKind, FeetechBus, Motor};
+use openk_core::control::testing::feetech_sim_bus;
 use openk_core::error::{Classified, FaultKind};
 use openk_core::protocol::feetech::{self as ft, StatusFlags};
 use openk_core::sim::feetech::{FeetechSim, FeetechSimConfig, HandScript, SimMode};
@@ -12,21 +14,16 @@ mod common;
 
 use common::{wait_until, PATIENCE};
 
-const LEADER: [&str; 7] = [
-    "shoulder_pan",
-    "shoulder_lift",
-    "shoulder_roll",
-    "elbow_flex",
-    "wrist_roll",
-    "wrist_flex",
-    "grip",
-];
-
+/// The first `n` servos of the STS leader (ids 1.., named as the device catalogue names them).
 fn motors(n: u8) -> Vec<Motor> {
-    (1..=n)
-        .map(|id| Motor {
-            name: LEADER[usize::from(id - 1)].to_owned(),
-            id,
+    let leader = lookup("openk-1-sts_leader", DeviceKind::Teleoperator).unwrap();
+    leader
+        .sts
+        .iter()
+        .take(usize::from(n))
+        .map(|j| Motor {
+            name: j.name.to_owned(),
+            id: j.id,
         })
         .collect()
 }
@@ -41,10 +38,7 @@ fn config() -> BusConfig {
 }
 
 fn setup(n: u8) -> (FeetechSim, FeetechBus) {
-    let ids: Vec<u8> = (1..=n).collect();
-    let sim = FeetechSim::start(FeetechSimConfig::new(&ids)).unwrap();
-    let bus = FeetechBus::open(sim.port(), 1_000_000, motors(n), config()).unwrap();
-    (sim, bus)
+    feetech_sim_bus(motors(n), config())
 }
 
 #[test]

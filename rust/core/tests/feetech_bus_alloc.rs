@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use openk_core::bus::feetech::{BusConfig, FeetechBus, Motor};
+use openk_core::bus::feetech::BusConfig;
+use openk_core::control::testing::{feetech_sim_bus, numbered_motors};
 use openk_core::protocol::feetech as ft;
-use openk_core::sim::feetech::{FeetechSim, FeetechSimConfig};
 
 mod common;
 
@@ -18,19 +18,11 @@ static GLOBAL: CountingAlloc = CountingAlloc;
 #[test]
 fn sync_read_and_sync_write_do_not_allocate() {
     let ids: Vec<u8> = (1..=7).collect();
-    let sim = FeetechSim::start(FeetechSimConfig::new(&ids)).unwrap();
-    let motors = ids
-        .iter()
-        .map(|id| Motor {
-            name: format!("m{id}"),
-            id: *id,
-        })
-        .collect();
     let config = BusConfig {
         timeout: Duration::from_millis(100),
         ..BusConfig::default()
     };
-    let mut bus = FeetechBus::open(sim.port(), 1_000_000, motors, config).unwrap();
+    let (_sim, mut bus) = feetech_sim_bus(numbered_motors(&ids), config);
     let present = ft::register("Present_Position").unwrap();
     let goal = ft::register("Goal_Position").unwrap();
     let mut pos = [0i64; 7];

@@ -4,40 +4,15 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use arrow_array::{Array, FixedSizeListArray, Float32Array, Int64Array};
-use openk_core::arm::part::{Part, StopAction};
-use openk_core::control::testing::{FakeFollower, FakeLeader};
-use openk_core::control::{ControlError, LoopSpec, RealtimeMode, TeleopArms, TeleopLoop};
+use openk_core::arm::part::StopAction;
+use openk_core::control::testing::{
+    fake_spec, two_joint_arms, FakeFollower, FakeLeader, HookedPart, TWO_JOINTS,
+};
+use openk_core::control::{ControlError, TeleopLoop};
 
 mod common;
 
-use common::{rows_then_failure, wait_until, PATIENCE};
-
-const JOINTS: [&str; 2] = ["a", "b"];
-
-fn spec(hz: f64, fps: f64) -> LoopSpec {
-    LoopSpec {
-        control_hz: hz,
-        record_fps: fps,
-        realtime: RealtimeMode::Off,
-        ..LoopSpec::default()
-    }
-}
-
-fn arms(leader: Vec<Box<dyn Part>>, follower: FakeFollower) -> TeleopArms {
-    TeleopArms {
-        leader,
-        follower: vec![Box::new(follower)],
-        observation_names: vec![
-            "a.pos".into(),
-            "b.pos".into(),
-            "a.vel".into(),
-            "b.vel".into(),
-        ],
-        action_names: vec!["a.pos".into(), "b.pos".into()],
-        direction: vec![1.0, 1.0],
-        max_relative_target: vec![None, None],
-    }
-}
+use common::{column, rows_then_failure, wait_until, PATIENCE};
 
 fn constant_leader(_: u64, j: usize) -> f32 {
     [10.0, -20.0][j]
@@ -53,9 +28,13 @@ fn rows_of(lp: &TeleopLoop) -> Vec<arrow_array::RecordBatch> {
 
 #[test]
 fn first_command_is_the_present_position_then_follows_the_leader() {
-    let (follower, log) = FakeFollower::new("follower fake", &JOINTS, &[3.0, 4.0], true);
-    let leader = FakeLeader::new(&JOINTS, constant_leader);
-    let lp = TeleopLoop::start(arms(vec![Box::new(leader)], follower), spec(500.0, 50.0)).unwrap();
+    let (follower, log) = FakeFollower::new("follower fake", &TWO_JOINTS, &[3.0, 4.0], true);
+    let leader = FakeLeader::new(&TWO_JOINTS, constant_leader);
+    let lp = TeleopLoop::start(
+        two_joint_arms(vec![Box::new(leader)], follower),
+        fake_spec(500.0, 50.0),
+    )
+    .unwrap();
     wait_until("the follower saw 5 exchanges", PATIENCE, || {
         log.exchanges.load(Ordering::Relaxed) >= 5
     });
@@ -72,12 +51,12 @@ fn first_command_is_the_present_position_then_follows_the_leader() {
 
 #[test]
 fn direction_map_and_relative_clamp_shape_the_goals() {
-    let (follower, log) = FakeFollower::new("follower fake", &JOINTS, &[0.0, 0.0], true);
-    let leader = FakeLeader::new(&JOINTS, constant_leader);
-    let mut a = arms(vec![Box::new(leader)], follower);
+    let (follower, log) = FakeFollower::new("follower fake", &TWO_JOINTS, &[0.0, 0.0], true);
+    let leader = FakeLeader::new(&TWO_JOINTS, constant_leader);
+    let mut a = two_joint_arms(vec![Box::new(leader)], follower);
     a.direction = vec![-1.0, 1.0];
     a.max_relative_target = vec![Some(4.0), None];
-    let lp = TeleopLoop::start(a, spec(500.0, 50.0)).unwrap();
+    let lp = TeleopLoop::start(a, fake_spec(500.0, 50.0)).unwrap();
     wait_until("the follower saw 6 exchanges", PATIENCE, || {
         log.exchanges.load(Ordering::Relaxed) >= 6
     });
@@ -93,9 +72,13 @@ fn direction_map_and_relative_clamp_shape_the_goals() {
 
 #[test]
 fn rows_are_ordered_timed_and_carry_the_schema() {
-    let (follower, _log) = FakeFollower::new("follower fake", &JOINTS, &[1.0, 2.0], false);
-    let leader = FakeLeader::new(&JOINTS, |t, j| t as f32 + j as f32 * 0.5);
-    let lp = TeleopLoop::start(arms(vec![Box::new(leader)], follower), spec(400.0, 100.0)).unwrap();
+    let (follower, _log) = FakeFollower::new("follower fake", &TWO_JOINTS, &[1.0, 2.0], false);
+    let leader = FakeLeader::new(&TWO_JOINTS, |t, j| t as f32 + j as f32 * 0.5);
+    let lp = TeleopLoop::start(
+        two_joint_arms(vec![Box::new(leader)], follower),
+        fake_spec(400.0, 100.0),
+    )
+    .unwrap();
     let ep = lp.start_episode(Duration::from_secs(5)).unwrap();
     assert_eq!(ep, 0);
     std::thread::sleep(Duration::from_millis(300));
@@ -110,24 +93,9 @@ fn rows_are_ordered_timed_and_carry_the_schema() {
     let mut ticks = vec![];
     let mut times = vec![];
     for b in &batches {
-        let t = b
-            .column_by_name("tick_index")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap();
-        let c = b
-            .column_by_name("capture_time_ns")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap();
-        let action = b
-            .column_by_name("action")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<FixedSizeListArray>()
-            .unwrap();
+        let t = column::<Int64Array>(b, "tick_index");
+        let c = column::<Int64Array>(b, "capture_time_ns");
+        let action = column::<FixedSizeListArray>(b, "action");
         assert_eq!(action.value_length(), 2);
         let values = action
             .values()
@@ -154,12 +122,12 @@ fn rows_are_ordered_timed_and_carry_the_schema() {
 
 #[test]
 fn leader_loss_stops_the_loop_holds_the_follower_and_keeps_rows() {
-    let (follower, log) = FakeFollower::new("follower fake", &JOINTS, &[0.0, 0.0], false);
-    let leader = FakeLeader::new(&JOINTS, constant_leader);
+    let (follower, log) = FakeFollower::new("follower fake", &TWO_JOINTS, &[0.0, 0.0], false);
+    let leader = FakeLeader::new(&TWO_JOINTS, constant_leader);
     let fail_after = leader.fail_after.clone();
-    let mut s = spec(500.0, 500.0);
+    let mut s = fake_spec(500.0, 500.0);
     s.max_consecutive_errors = 5;
-    let lp = TeleopLoop::start(arms(vec![Box::new(leader)], follower), s).unwrap();
+    let lp = TeleopLoop::start(two_joint_arms(vec![Box::new(leader)], follower), s).unwrap();
     lp.start_episode(Duration::from_secs(5)).unwrap();
     wait_until("the episode has rows", PATIENCE, || {
         lp.episode_telemetry().rows > 0
@@ -187,10 +155,10 @@ fn leader_loss_stops_the_loop_holds_the_follower_and_keeps_rows() {
 
 #[test]
 fn replay_takes_actions_from_send_action() {
-    let (follower, log) = FakeFollower::new("follower fake", &JOINTS, &[1.0, 1.0], true);
-    let mut s = spec(500.0, 50.0);
+    let (follower, log) = FakeFollower::new("follower fake", &TWO_JOINTS, &[1.0, 1.0], true);
+    let mut s = fake_spec(500.0, 50.0);
     s.stop_action = StopAction::Limp;
-    let lp = TeleopLoop::start(arms(vec![], follower), s).unwrap();
+    let lp = TeleopLoop::start(two_joint_arms(vec![], follower), s).unwrap();
     wait_until("the follower saw 2 exchanges", PATIENCE, || {
         log.exchanges.load(Ordering::Relaxed) >= 2
     });
@@ -207,8 +175,8 @@ fn replay_takes_actions_from_send_action() {
 
 #[test]
 fn bad_rates_are_config_errors() {
-    let (follower, _) = FakeFollower::new("f", &JOINTS, &[0.0, 0.0], false);
-    let err = TeleopLoop::start(arms(vec![], follower), spec(100.0, 200.0))
+    let (follower, _) = FakeFollower::new("f", &TWO_JOINTS, &[0.0, 0.0], false);
+    let err = TeleopLoop::start(two_joint_arms(vec![], follower), fake_spec(100.0, 200.0))
         .err()
         .unwrap();
     assert!(err.to_string().contains("record_fps"), "{err}");
@@ -220,12 +188,12 @@ fn bad_rates_are_config_errors() {
 fn rows_at_tick_rate(tick_ns: &[u64], fps: f64, seconds: u64) -> (Vec<(u64, i64)>, u64, u64) {
     use openk_core::control::LoopCore;
     use openk_core::record::builder::row_ring;
-    let (follower, _) = FakeFollower::new("f", &JOINTS, &[0.0, 0.0], false);
-    let leader = FakeLeader::new(&JOINTS, constant_leader);
+    let (follower, _) = FakeFollower::new("f", &TWO_JOINTS, &[0.0, 0.0], false);
+    let leader = FakeLeader::new(&TWO_JOINTS, constant_leader);
     let (tx, mut rx) = row_ring(16384);
     let (mut core, _shared) = LoopCore::new(
-        arms(vec![Box::new(leader)], follower),
-        &spec(1000.0, fps),
+        two_joint_arms(vec![Box::new(leader)], follower),
+        &fake_spec(1000.0, fps),
         tx,
     )
     .unwrap();
@@ -286,28 +254,22 @@ fn rows_follow_the_dataset_clock_whatever_the_tick_rate() {
 
 #[test]
 fn a_slow_bus_still_gives_fps_rows_per_second() {
-    use openk_core::control::testing::SlowPart;
     // The follower's bus takes 45 ms per exchange: the 500 Hz loop really ticks at ~22 Hz,
     // slower than the 30 fps dataset, so some rows must repeat the previous state.
-    let (follower, _log) = FakeFollower::new("follower fake", &JOINTS, &[1.0, 2.0], false);
-    let leader = FakeLeader::new(&JOINTS, constant_leader);
-    let mut a = arms(vec![Box::new(leader)], follower);
+    let (follower, _log) = FakeFollower::new("follower fake", &TWO_JOINTS, &[1.0, 2.0], false);
+    let leader = FakeLeader::new(&TWO_JOINTS, constant_leader);
+    let mut a = two_joint_arms(vec![Box::new(leader)], follower);
     let inner = a.follower.pop().unwrap();
     a.follower
-        .push(Box::new(SlowPart::new(inner, Duration::from_millis(45))));
-    let lp = TeleopLoop::start(a, spec(500.0, 30.0)).unwrap();
+        .push(Box::new(HookedPart::slow(inner, Duration::from_millis(45))));
+    let lp = TeleopLoop::start(a, fake_spec(500.0, 30.0)).unwrap();
     lp.start_episode(Duration::from_secs(5)).unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     let report = lp.end_episode(Duration::from_secs(5)).unwrap();
     lp.stop();
     let mut times = vec![];
     for b in rows_of(&lp) {
-        let c = b
-            .column_by_name("capture_time_ns")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap();
+        let c = column::<Int64Array>(&b, "capture_time_ns");
         times.extend(c.values().iter().copied());
     }
     assert_eq!(times.len() as u64, report.rows);
@@ -336,14 +298,18 @@ fn a_slow_bus_still_gives_fps_rows_per_second() {
 fn bus_errors_are_counted_against_the_motor_that_failed() {
     // Two leader parts, one joint each: the second part's failure must be booked to its own
     // motor, not shifted onto another part's.
-    let (follower, _log) = FakeFollower::new("follower fake", &JOINTS, &[0.0, 0.0], false);
-    let first = FakeLeader::new(&JOINTS[..1], constant_leader);
-    let mut second = FakeLeader::new(&JOINTS[1..], constant_leader);
+    let (follower, _log) = FakeFollower::new("follower fake", &TWO_JOINTS, &[0.0, 0.0], false);
+    let first = FakeLeader::new(&TWO_JOINTS[..1], constant_leader);
+    let mut second = FakeLeader::new(&TWO_JOINTS[1..], constant_leader);
     second.label_as("second leader");
     let fail_after = second.fail_after.clone();
-    let mut s = spec(500.0, 50.0);
+    let mut s = fake_spec(500.0, 50.0);
     s.max_consecutive_errors = 3;
-    let lp = TeleopLoop::start(arms(vec![Box::new(first), Box::new(second)], follower), s).unwrap();
+    let lp = TeleopLoop::start(
+        two_joint_arms(vec![Box::new(first), Box::new(second)], follower),
+        s,
+    )
+    .unwrap();
     wait_until("the loop ticked", PATIENCE, || lp.telemetry().ticks > 0);
     fail_after.store(0, Ordering::Relaxed);
     wait_until("the loop stopped", PATIENCE, || !lp.is_running());
@@ -359,20 +325,19 @@ fn bus_errors_are_counted_against_the_motor_that_failed() {
 #[test]
 fn a_tick_collects_the_previous_round_and_never_waits_for_its_own() {
     use openk_core::clock::now_ns;
-    use openk_core::control::testing::SlowPart;
     use openk_core::control::{LoopCore, TickOutcome};
     use openk_core::record::builder::row_ring;
 
-    let (follower, log) = FakeFollower::new("follower fake", &JOINTS, &[3.0, 4.0], true);
-    let (gated, open) = SlowPart::gated(Box::new(follower));
-    let leader = FakeLeader::new(&JOINTS, |t, j| (t * 10 + j as u64) as f32);
-    let mut a = arms(
+    let (follower, log) = FakeFollower::new("follower fake", &TWO_JOINTS, &[3.0, 4.0], true);
+    let (gated, open) = HookedPart::gated(Box::new(follower));
+    let leader = FakeLeader::new(&TWO_JOINTS, |t, j| (t * 10 + j as u64) as f32);
+    let mut a = two_joint_arms(
         vec![Box::new(leader)],
-        FakeFollower::new("x", &JOINTS, &[0.0; 2], false).0,
+        FakeFollower::new("x", &TWO_JOINTS, &[0.0; 2], false).0,
     );
     a.follower = vec![Box::new(gated)];
     let (rows, _rows_out) = row_ring(64);
-    let (mut core, _shared) = LoopCore::new(a, &spec(500.0, 50.0), rows).unwrap();
+    let (mut core, _shared) = LoopCore::new(a, &fake_spec(500.0, 50.0), rows).unwrap();
     core.parallelize(|| {}).unwrap();
 
     // Tick 1 sends the present position and returns while the follower's round is blocked.
@@ -409,57 +374,23 @@ fn a_tick_collects_the_previous_round_and_never_waits_for_its_own() {
     );
 }
 
-/// A follower whose own code panics once the test says so (a bug in a part, not a bus fault).
-struct PanicsOnce {
-    inner: Box<dyn Part>,
-    panic_now: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Part for PanicsOnce {
-    fn label(&self) -> &str {
-        self.inner.label()
-    }
-    fn motor_names(&self) -> &[String] {
-        self.inner.motor_names()
-    }
-    fn goal_names(&self) -> &[String] {
-        self.inner.goal_names()
-    }
-    fn state_names(&self) -> &[String] {
-        self.inner.state_names()
-    }
-    fn exchange(
-        &mut self,
-        goal: &[f32],
-        state: &mut [f32],
-        retries: &mut [u32],
-    ) -> Result<(), openk_core::arm::part::PartError> {
-        assert!(
-            !self.panic_now.load(Ordering::Relaxed),
-            "index out of range in a part"
-        );
-        self.inner.exchange(goal, state, retries)
-    }
-    fn read_state(&mut self, state: &mut [f32]) -> Result<(), openk_core::arm::part::PartError> {
-        self.inner.read_state(state)
-    }
-    fn stop(&mut self, action: StopAction) -> Result<(), openk_core::arm::part::PartError> {
-        self.inner.stop(action)
-    }
-}
-
 #[test]
 fn a_panicking_part_stops_the_loop_safely_and_keeps_rows() {
-    let (inner, log) = FakeFollower::new("follower fake", &JOINTS, &[0.0, 0.0], false);
-    let leader = FakeLeader::new(&JOINTS, constant_leader);
-    let mut a = arms(vec![Box::new(leader)], inner);
+    let (inner, log) = FakeFollower::new("follower fake", &TWO_JOINTS, &[0.0, 0.0], false);
+    let leader = FakeLeader::new(&TWO_JOINTS, constant_leader);
+    let mut a = two_joint_arms(vec![Box::new(leader)], inner);
     let inner = a.follower.pop().unwrap();
+    // A follower whose own code panics once the test says so (a bug in a part, not a bus
+    // fault).
     let panic_now = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    a.follower = vec![Box::new(PanicsOnce {
-        inner,
-        panic_now: panic_now.clone(),
-    })];
-    let lp = TeleopLoop::start(a, spec(500.0, 500.0)).unwrap();
+    let flag = panic_now.clone();
+    a.follower = vec![Box::new(HookedPart::new(inner, move || {
+        assert!(
+            !flag.load(Ordering::Relaxed),
+            "index out of range in a part"
+        );
+    }))];
+    let lp = TeleopLoop::start(a, fake_spec(500.0, 500.0)).unwrap();
     lp.start_episode(Duration::from_secs(5)).unwrap();
     wait_until("the episode has rows", PATIENCE, || {
         lp.episode_telemetry().rows > 0

@@ -6,43 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openk_core::arm::part::{Part, StopAction};
-use openk_core::control::testing::{FakeFollower, FakeLeader, FakeLog};
-use openk_core::control::{
-    GoalSource, LoopCore, LoopShared, LoopSpec, RealtimeMode, TeleopArms, TeleopLoop, TickOutcome,
+use openk_core::control::testing::{
+    fake_spec, two_joint_arms, FakeFollower, FakeLeader, FakeLog, TWO_JOINTS,
 };
+use openk_core::control::{GoalSource, LoopCore, LoopShared, LoopSpec, TeleopLoop, TickOutcome};
 use openk_core::record::builder::row_ring;
 use openk_core::record::Row;
 
-const JOINTS: [&str; 2] = ["a", "b"];
 const MS: u64 = 1_000_000;
 /// 500 Hz.
 const TICK: u64 = 2 * MS;
 const T0: u64 = 1_000_000 * MS;
-
-fn spec(hz: f64, fps: f64) -> LoopSpec {
-    LoopSpec {
-        control_hz: hz,
-        record_fps: fps,
-        realtime: RealtimeMode::Off,
-        ..LoopSpec::default()
-    }
-}
-
-fn arms(leader: Vec<Box<dyn Part>>, follower: FakeFollower) -> TeleopArms {
-    TeleopArms {
-        leader,
-        follower: vec![Box::new(follower)],
-        observation_names: vec![
-            "a.pos".into(),
-            "b.pos".into(),
-            "a.vel".into(),
-            "b.vel".into(),
-        ],
-        action_names: vec!["a.pos".into(), "b.pos".into()],
-        direction: vec![1.0, 1.0],
-        max_relative_target: vec![None, None],
-    }
-}
 
 struct Rig {
     core: LoopCore,
@@ -55,13 +29,13 @@ struct Rig {
 
 impl Rig {
     fn new(spec: &LoopSpec, start: [f32; 2], leader: Option<FakeLeader>) -> Self {
-        let (follower, log) = FakeFollower::new("follower fake", &JOINTS, &start, true);
+        let (follower, log) = FakeFollower::new("follower fake", &TWO_JOINTS, &start, true);
         let leader: Vec<Box<dyn Part>> = match leader {
             Some(l) => vec![Box::new(l)],
             None => vec![],
         };
         let (tx, rows) = row_ring(1 << 14);
-        let (core, shared) = LoopCore::new(arms(leader, follower), spec, tx).unwrap();
+        let (core, shared) = LoopCore::new(two_joint_arms(leader, follower), spec, tx).unwrap();
         Self {
             core,
             shared,
@@ -99,7 +73,7 @@ fn largest_step(goals: &[[f32; 2]], joint: usize) -> f32 {
 
 #[test]
 fn actions_at_30_fps_become_even_steps_at_500_hz_never_a_jump() {
-    let mut rig = Rig::new(&spec(500.0, 30.0), [0.0, 0.0], None);
+    let mut rig = Rig::new(&fake_spec(500.0, 30.0), [0.0, 0.0], None);
     rig.ticks(3);
     // A sequence whose rows differ by up to 30 units; row i is due at start + i / 30 s.
     let rows: Vec<[f32; 2]> = (0..12)
@@ -163,7 +137,7 @@ fn actions_at_30_fps_become_even_steps_at_500_hz_never_a_jump() {
 
 #[test]
 fn a_single_action_is_reached_one_row_period_later() {
-    let mut rig = Rig::new(&spec(500.0, 50.0), [0.0, 10.0], None);
+    let mut rig = Rig::new(&fake_spec(500.0, 50.0), [0.0, 10.0], None);
     rig.ticks(2);
     rig.shared.send_actions(&[20.0, 0.0], None).unwrap();
     // 50 fps: 20 ms = 10 ticks of 2 ms; steps of 2 and -1 per tick.
@@ -178,7 +152,7 @@ fn a_single_action_is_reached_one_row_period_later() {
 
 #[test]
 fn an_exhausted_schedule_holds_the_last_goal_and_counts_late_actions() {
-    let mut rig = Rig::new(&spec(500.0, 50.0), [0.0, 0.0], None);
+    let mut rig = Rig::new(&fake_spec(500.0, 50.0), [0.0, 0.0], None);
     rig.core.start_episode(0);
     rig.ticks(5);
     assert_eq!(
@@ -204,7 +178,7 @@ fn an_exhausted_schedule_holds_the_last_goal_and_counts_late_actions() {
 
 #[test]
 fn actions_that_arrive_after_their_time_are_dropped_and_counted_late() {
-    let mut rig = Rig::new(&spec(500.0, 50.0), [0.0, 0.0], None);
+    let mut rig = Rig::new(&fake_spec(500.0, 50.0), [0.0, 0.0], None);
     rig.ticks(2);
     // Rows due 60, 40, 20 ms ago, now + ~0, and later: the stale ones are never sent.
     let start = rig.t - 60 * MS;
@@ -218,7 +192,7 @@ fn actions_that_arrive_after_their_time_are_dropped_and_counted_late() {
 
 #[test]
 fn a_nan_action_is_held_over_with_an_event_and_repeated_ones_stop_the_loop() {
-    let mut s = spec(500.0, 50.0);
+    let mut s = fake_spec(500.0, 50.0);
     s.max_invalid_actions = 3;
     s.end_ramp_ns = 100 * MS;
     s.end_settle_ns = 20 * MS;
@@ -267,7 +241,7 @@ fn a_nan_action_is_held_over_with_an_event_and_repeated_ones_stop_the_loop() {
 
 #[test]
 fn out_of_range_actions_are_refused_when_limits_are_known() {
-    let mut s = spec(500.0, 50.0);
+    let mut s = fake_spec(500.0, 50.0);
     s.action_limits = vec![Some((-10.0, 10.0)), None];
     let mut rig = Rig::new(&s, [0.0, 0.0], None);
     rig.shared.send_actions(&[11.0, 50.0], None).unwrap();
@@ -284,7 +258,7 @@ fn out_of_range_actions_are_refused_when_limits_are_known() {
 
 #[test]
 fn the_goal_speed_limit_bounds_every_step() {
-    let mut s = spec(500.0, 50.0);
+    let mut s = fake_spec(500.0, 50.0);
     s.max_goal_speed = vec![Some(100.0), None];
     let mut rig = Rig::new(&s, [0.0, 0.0], None);
     rig.ticks(2);
@@ -298,9 +272,9 @@ fn the_goal_speed_limit_bounds_every_step() {
 
 #[test]
 fn the_start_ramp_blends_from_the_present_pose_to_the_leader() {
-    let mut s = spec(500.0, 50.0);
+    let mut s = fake_spec(500.0, 50.0);
     s.start_ramp_ns = 1_000 * MS;
-    let leader = FakeLeader::new(&JOINTS, |_, j| [10.0, -20.0][j]);
+    let leader = FakeLeader::new(&TWO_JOINTS, |_, j| [10.0, -20.0][j]);
     let mut rig = Rig::new(&s, [2.0, 2.0], Some(leader));
     let goals = rig.ticks(600);
     assert_eq!(goals[0], [2.0, 2.0], "first goal: where the arm is");
@@ -319,10 +293,10 @@ fn the_start_ramp_blends_from_the_present_pose_to_the_leader() {
 
 #[test]
 fn a_stepped_start_ramp_moves_every_step_period() {
-    let mut s = spec(500.0, 50.0);
+    let mut s = fake_spec(500.0, 50.0);
     s.start_ramp_ns = 100 * MS;
     s.start_ramp_step_ns = 20 * MS;
-    let leader = FakeLeader::new(&JOINTS, |_, _| 10.0);
+    let leader = FakeLeader::new(&TWO_JOINTS, |_, _| 10.0);
     let mut rig = Rig::new(&s, [0.0, 0.0], Some(leader));
     let goals = rig.ticks(80);
     // 5 steps of 2.0, each held 10 ticks (the reference's ramp_action with dt = 20 ms).
@@ -335,7 +309,7 @@ fn a_stepped_start_ramp_moves_every_step_period() {
 
 #[test]
 fn the_start_ramp_of_a_rollout_begins_with_the_first_action() {
-    let mut s = spec(500.0, 50.0);
+    let mut s = fake_spec(500.0, 50.0);
     s.start_ramp_ns = 200 * MS;
     let mut rig = Rig::new(&s, [0.0, 0.0], None);
     // The policy takes its time: the follower holds where it is meanwhile.
@@ -350,10 +324,10 @@ fn the_start_ramp_of_a_rollout_begins_with_the_first_action() {
 
 #[test]
 fn stopping_returns_home_settles_then_takes_the_stop_action() {
-    let mut s = spec(500.0, 50.0);
+    let mut s = fake_spec(500.0, 50.0);
     s.end_ramp_ns = 200 * MS;
     s.end_settle_ns = 40 * MS;
-    let leader = FakeLeader::new(&JOINTS, |_, j| [10.0, -20.0][j]);
+    let leader = FakeLeader::new(&TWO_JOINTS, |_, j| [10.0, -20.0][j]);
     let mut rig = Rig::new(&s, [10.0, -20.0], Some(leader));
     rig.ticks(10);
     assert!(rig.shared.request_stop());
@@ -388,7 +362,7 @@ fn stopping_returns_home_settles_then_takes_the_stop_action() {
 
 #[test]
 fn a_second_stop_request_cuts_the_return_home_short() {
-    let mut s = spec(500.0, 50.0);
+    let mut s = fake_spec(500.0, 50.0);
     s.end_ramp_ns = 2_000 * MS;
     let mut rig = Rig::new(&s, [10.0, 10.0], None);
     rig.ticks(5);
@@ -400,9 +374,9 @@ fn a_second_stop_request_cuts_the_return_home_short() {
 
 #[test]
 fn rows_recorded_during_a_ramp_carry_the_goals_sent() {
-    let mut s = spec(500.0, 100.0);
+    let mut s = fake_spec(500.0, 100.0);
     s.start_ramp_ns = 100 * MS;
-    let leader = FakeLeader::new(&JOINTS, |_, _| 10.0);
+    let leader = FakeLeader::new(&TWO_JOINTS, |_, _| 10.0);
     let mut rig = Rig::new(&s, [0.0, 0.0], Some(leader));
     rig.core.start_episode(0);
     let goals = rig.ticks(100);
@@ -421,10 +395,10 @@ fn rows_recorded_during_a_ramp_carry_the_goals_sent() {
 fn replay_is_paced_by_the_loop_and_waits_until_the_last_action() {
     // The real thread: a whole episode handed over at once (more rows than the schedule
     // holds), reached row by row on the loop's clock.
-    let (follower, log) = FakeFollower::new("follower fake", &JOINTS, &[0.0, 0.0], true);
-    let mut s = spec(500.0, 100.0);
+    let (follower, log) = FakeFollower::new("follower fake", &TWO_JOINTS, &[0.0, 0.0], true);
+    let mut s = fake_spec(500.0, 100.0);
     s.schedule_capacity = 16;
-    let lp = TeleopLoop::start(arms(vec![], follower), s).unwrap();
+    let lp = TeleopLoop::start(two_joint_arms(vec![], follower), s).unwrap();
     let rows: Vec<f32> = (0..60).flat_map(|i| [i as f32, -(i as f32)]).collect();
     let t0 = std::time::Instant::now();
     lp.send_actions(&rows, None).unwrap();
@@ -447,10 +421,10 @@ fn replay_is_paced_by_the_loop_and_waits_until_the_last_action() {
 #[test]
 fn dagger_hands_the_goals_from_the_schedule_to_the_leader_and_back_without_a_jump() {
     // The leader sits at (40, -40); the policy holds (0, 0). Handover over 100 ms (50 ticks).
-    let mut s = spec(500.0, 50.0);
+    let mut s = fake_spec(500.0, 50.0);
     s.initial_source = Some(GoalSource::Schedule);
     s.handover_ns = 100 * MS;
-    let leader = FakeLeader::new(&JOINTS, |_, j| [40.0, -40.0][j]);
+    let leader = FakeLeader::new(&TWO_JOINTS, |_, j| [40.0, -40.0][j]);
     let mut rig = Rig::new(&s, [0.0, 0.0], Some(leader));
     rig.core.start_episode(0);
     let policy_rows = |rig: &mut Rig, n: usize| {
@@ -510,10 +484,12 @@ fn dagger_hands_the_goals_from_the_schedule_to_the_leader_and_back_without_a_jum
 
 #[test]
 fn a_loop_without_a_leader_cannot_start_on_the_leader() {
-    let mut s = spec(500.0, 30.0);
+    let mut s = fake_spec(500.0, 30.0);
     s.initial_source = Some(GoalSource::Leader);
-    let (follower, _log) = FakeFollower::new("follower fake", &JOINTS, &[0.0, 0.0], true);
+    let (follower, _log) = FakeFollower::new("follower fake", &TWO_JOINTS, &[0.0, 0.0], true);
     let (tx, _rows) = row_ring(64);
-    let err = LoopCore::new(arms(vec![], follower), &s, tx).err().unwrap();
+    let err = LoopCore::new(two_joint_arms(vec![], follower), &s, tx)
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("no leader arm"), "{err}");
 }

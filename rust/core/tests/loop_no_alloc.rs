@@ -3,9 +3,8 @@
 //! while `LoopCore::tick` runs hundreds of ticks, recording rows, with leader and follower
 //! parts.
 
-use openk_core::arm::part::Part;
 use openk_core::clock::now_ns;
-use openk_core::control::testing::{FakeFollower, FakeLeader};
+use openk_core::control::testing::{seven_joint_arms, FakeFollower};
 use openk_core::control::{LoopCore, LoopSpec, RealtimeMode, TeleopArms, TickOutcome};
 use openk_core::record::builder::row_ring;
 use openk_core::record::Row;
@@ -52,30 +51,11 @@ fn core_on(
 
 /// The arm's seven joints: five on a DAMIAO-like follower part, two on an STS-like one.
 fn fake_arms(keep_goals: bool) -> TeleopArms {
-    let joints = [
-        "shoulder_pan",
-        "shoulder_lift",
-        "shoulder_roll",
-        "elbow_flex",
-        "wrist_roll",
-    ];
-    let sts = ["wrist_flex", "grip"];
-    let all: Vec<&str> = joints.iter().chain(&sts).copied().collect();
-    let leader = FakeLeader::new(&all, |t, j| (t as f32 * 0.01 + j as f32).sin() * 50.0);
-    let (dm, _) = FakeFollower::new("follower dm", &joints, &[0.0; 5], keep_goals);
-    let (st, _) = FakeFollower::new("follower sts", &sts, &[0.0; 2], false);
-    let mut observation_names: Vec<String> = all.iter().map(|j| format!("{j}.pos")).collect();
-    observation_names.extend(joints.iter().map(|j| format!("{j}.vel")));
-    let action_names: Vec<String> = all.iter().map(|j| format!("{j}.pos")).collect();
-    let n = action_names.len();
-    TeleopArms {
-        leader: vec![Box::new(leader) as Box<dyn Part>],
-        follower: vec![Box::new(dm), Box::new(st)],
-        observation_names,
-        action_names,
-        direction: vec![-1.0; n],
-        max_relative_target: vec![Some(5.0); n],
-    }
+    seven_joint_arms(
+        Some(|t, j| (t as f32 * 0.01 + j as f32).sin() * 50.0),
+        -1.0,
+        keep_goals,
+    )
 }
 
 /// Ticks 2000 times (4 s of 500 Hz wake times, recording) and returns the allocations the

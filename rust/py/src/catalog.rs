@@ -82,6 +82,10 @@ pub struct DeviceInfo {
     default_disable_torque_on_disconnect: bool,
     /// DAMIAO motors driven compliant (MIT kp = 0) so a hand can move them.
     compliant: bool,
+    /// The state channels a robot can observe (`state_channels`), e.g. ["pos", "vel", "tor"];
+    /// empty for teleoperators.
+    state_channels: Vec<String>,
+    /// Observation features with every state channel.
     observation_names: Vec<String>,
     action_names: Vec<String>,
 }
@@ -109,6 +113,11 @@ impl DeviceInfo {
             default_sts_norm_mode: d.default_sts_norm.to_string(),
             default_disable_torque_on_disconnect: d.default_disable_torque,
             compliant: d.compliant,
+            state_channels: d
+                .state_channels()
+                .iter()
+                .map(|c| c.name().to_owned())
+                .collect(),
             observation_names: d.observation_names(),
             action_names: d.action_names(),
         }

@@ -13,7 +13,7 @@ use openk_core::arm::config::DeviceConfig;
 use openk_core::arm::device::{
     self, Calibrator as CoreCalibrator, LeaderReader as CoreLeaderReader, OpenedArms,
 };
-use openk_core::arm::spec::{lookup, valid_types, DeviceKind};
+use openk_core::arm::spec::{lookup, valid_types, DeviceKind, STATE_CHANNELS_KEY};
 use openk_core::arm::ArmError;
 use openk_core::control::loop_spec::{self, LoopNames};
 use openk_core::control::{
@@ -305,7 +305,7 @@ impl TeleopSession {
 
     #[getter]
     fn observation_names(&self) -> Vec<String> {
-        self.lock().robot.spec.observation_names()
+        self.lock().robot.observation_names()
     }
 
     #[getter]
@@ -562,17 +562,32 @@ fn secs(s: f64) -> Duration {
 
 /// Feature names and shapes of a device type, for declaring dataset features before
 /// connecting: {"observation.state": {"dtype", "shape", "names"}, "action": {...}}.
+/// `state_channels` (a robot's, e.g. ["pos", "vel"]) limits the observation as the robot
+/// config's key does; None: every channel.
 #[pyfunction]
-#[pyo3(signature = (type_name, kind="robot"))]
+#[pyo3(signature = (type_name, kind="robot", *, state_channels=None))]
 fn device_features<'py>(
     py: Python<'py>,
     type_name: &str,
     kind: &str,
+    state_channels: Option<Vec<String>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let spec = lookup(type_name, kind_of(kind)?).map_err(to_py)?;
+    let observation = match state_channels {
+        Some(given) => {
+            if spec.kind != DeviceKind::Robot {
+                return Err(ConfigError::new_err(format!(
+                    "{STATE_CHANNELS_KEY} is a robot option; {type_name} is a {}",
+                    spec.kind.noun()
+                )));
+            }
+            spec.observation_names_with(&spec.parse_state_channels(&given).map_err(to_py)?)
+        }
+        None => spec.observation_names(),
+    };
     let out = PyDict::new(py);
     for (key, names) in [
-        ("observation.state", spec.observation_names()),
+        ("observation.state", observation),
         ("action", spec.action_names()),
     ] {
         let f = PyDict::new(py);

@@ -60,168 +60,120 @@ impl BusRoundStats {
     }
 }
 
-/// The control loop's report of a run or an episode.
-#[pyclass(module = "openk._core", frozen, eq, get_all, skip_from_py_object)]
-#[derive(Clone, PartialEq)]
-pub struct LoopTelemetry {
-    ticks: u64,
-    overruns: u64,
-    rows: u64,
-    rows_dropped: u64,
-    rows_repeated: u64,
-    late_actions: u64,
-    target_hz: f64,
-    achieved_hz: f64,
-    duration_ns: u64,
-    lateness_p50_ns: u64,
-    lateness_p99_ns: u64,
-    lateness_p999_ns: u64,
-    lateness_max_ns: u64,
-    busy_p50_ns: u64,
-    busy_p99_ns: u64,
-    busy_max_ns: u64,
-    bus_round: BTreeMap<String, BusRoundStats>,
-    bus_errors: BTreeMap<String, u64>,
-    bus_retries: BTreeMap<String, u64>,
-    realtime: String,
+/// `LoopTelemetry` from its list of scalar fields (name: type = constructor default), written
+/// once: the struct, the conversion from the core's report, the constructor's keyword
+/// arguments and `to_dict` all follow the list. The per-part maps and `realtime` come last.
+macro_rules! loop_telemetry {
+    ($($field:ident: $ty:ty = $default:tt),* $(,)?) => {
+        /// The control loop's report of a run or an episode.
+        #[pyclass(module = "openk._core", frozen, eq, get_all, skip_from_py_object)]
+        #[derive(Clone, PartialEq)]
+        pub struct LoopTelemetry {
+            $($field: $ty,)*
+            bus_round: BTreeMap<String, BusRoundStats>,
+            bus_errors: BTreeMap<String, u64>,
+            bus_retries: BTreeMap<String, u64>,
+            realtime: String,
+        }
+
+        impl From<&TelemetryReport> for LoopTelemetry {
+            fn from(r: &TelemetryReport) -> Self {
+                Self {
+                    $($field: r.$field,)*
+                    bus_round: r
+                        .bus_round
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.into()))
+                        .collect(),
+                    bus_errors: r.bus_errors.clone(),
+                    bus_retries: r.bus_retries.clone(),
+                    realtime: r.realtime.clone(),
+                }
+            }
+        }
+
+        #[pymethods]
+        impl LoopTelemetry {
+            /// Every field can be given (tests and fakes build reports); the rest are zero or
+            /// empty.
+            #[new]
+            #[pyo3(signature = (*, $($field = $default,)* bus_round=None, bus_errors=None, bus_retries=None, realtime=""))]
+            #[allow(clippy::too_many_arguments)]
+            fn new(
+                $($field: $ty,)*
+                bus_round: Option<BTreeMap<String, PyRef<'_, BusRoundStats>>>,
+                bus_errors: Option<BTreeMap<String, u64>>,
+                bus_retries: Option<BTreeMap<String, u64>>,
+                realtime: &str,
+            ) -> Self {
+                Self {
+                    $($field,)*
+                    bus_round: bus_round
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.clone()))
+                        .collect(),
+                    bus_errors: bus_errors.unwrap_or_default(),
+                    bus_retries: bus_retries.unwrap_or_default(),
+                    realtime: realtime.to_owned(),
+                }
+            }
+
+            /// Bus errors of every motor together.
+            #[getter]
+            fn bus_errors_total(&self) -> u64 {
+                self.bus_errors.values().sum()
+            }
+
+            /// The report as plain JSON-able values, same names and units (episode metadata).
+            fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+                let d = PyDict::new(py);
+                $(d.set_item(stringify!($field), self.$field)?;)*
+                let rounds = PyDict::new(py);
+                for (part, r) in &self.bus_round {
+                    rounds.set_item(part, r.to_dict(py)?)?;
+                }
+                d.set_item("bus_round", rounds)?;
+                d.set_item("bus_errors", &self.bus_errors)?;
+                d.set_item("bus_retries", &self.bus_retries)?;
+                d.set_item("realtime", &self.realtime)?;
+                Ok(d)
+            }
+
+            fn __repr__(&self) -> String {
+                format!(
+                    "LoopTelemetry(ticks={}, achieved_hz={:.1}, target_hz={:.1}, \
+                     lateness_p99_ns={}, overruns={}, rows={}, bus_errors_total={})",
+                    self.ticks,
+                    self.achieved_hz,
+                    self.target_hz,
+                    self.lateness_p99_ns,
+                    self.overruns,
+                    self.rows,
+                    self.bus_errors_total()
+                )
+            }
+        }
+    };
 }
 
-impl From<&TelemetryReport> for LoopTelemetry {
-    fn from(r: &TelemetryReport) -> Self {
-        Self {
-            ticks: r.ticks,
-            overruns: r.overruns,
-            rows: r.rows,
-            rows_dropped: r.rows_dropped,
-            rows_repeated: r.rows_repeated,
-            late_actions: r.late_actions,
-            target_hz: r.target_hz,
-            achieved_hz: r.achieved_hz,
-            duration_ns: r.duration_ns,
-            lateness_p50_ns: r.lateness_p50_ns,
-            lateness_p99_ns: r.lateness_p99_ns,
-            lateness_p999_ns: r.lateness_p999_ns,
-            lateness_max_ns: r.lateness_max_ns,
-            busy_p50_ns: r.busy_p50_ns,
-            busy_p99_ns: r.busy_p99_ns,
-            busy_max_ns: r.busy_max_ns,
-            bus_round: r
-                .bus_round
-                .iter()
-                .map(|(k, v)| (k.clone(), v.into()))
-                .collect(),
-            bus_errors: r.bus_errors.clone(),
-            bus_retries: r.bus_retries.clone(),
-            realtime: r.realtime.clone(),
-        }
-    }
-}
-
-#[pymethods]
-impl LoopTelemetry {
-    /// Every field can be given (tests and fakes build reports); the rest are zero or empty.
-    #[new]
-    #[pyo3(signature = (*, ticks=0, overruns=0, rows=0, rows_dropped=0, rows_repeated=0, late_actions=0, target_hz=0.0, achieved_hz=0.0, duration_ns=0, lateness_p50_ns=0, lateness_p99_ns=0, lateness_p999_ns=0, lateness_max_ns=0, busy_p50_ns=0, busy_p99_ns=0, busy_max_ns=0, bus_round=None, bus_errors=None, bus_retries=None, realtime=""))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        ticks: u64,
-        overruns: u64,
-        rows: u64,
-        rows_dropped: u64,
-        rows_repeated: u64,
-        late_actions: u64,
-        target_hz: f64,
-        achieved_hz: f64,
-        duration_ns: u64,
-        lateness_p50_ns: u64,
-        lateness_p99_ns: u64,
-        lateness_p999_ns: u64,
-        lateness_max_ns: u64,
-        busy_p50_ns: u64,
-        busy_p99_ns: u64,
-        busy_max_ns: u64,
-        bus_round: Option<BTreeMap<String, PyRef<'_, BusRoundStats>>>,
-        bus_errors: Option<BTreeMap<String, u64>>,
-        bus_retries: Option<BTreeMap<String, u64>>,
-        realtime: &str,
-    ) -> Self {
-        Self {
-            ticks,
-            overruns,
-            rows,
-            rows_dropped,
-            rows_repeated,
-            late_actions,
-            target_hz,
-            achieved_hz,
-            duration_ns,
-            lateness_p50_ns,
-            lateness_p99_ns,
-            lateness_p999_ns,
-            lateness_max_ns,
-            busy_p50_ns,
-            busy_p99_ns,
-            busy_max_ns,
-            bus_round: bus_round
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k, v.clone()))
-                .collect(),
-            bus_errors: bus_errors.unwrap_or_default(),
-            bus_retries: bus_retries.unwrap_or_default(),
-            realtime: realtime.to_owned(),
-        }
-    }
-
-    /// Bus errors of every motor together.
-    #[getter]
-    fn bus_errors_total(&self) -> u64 {
-        self.bus_errors.values().sum()
-    }
-
-    /// The report as plain JSON-able values, same names and units (episode metadata).
-    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        d.set_item("ticks", self.ticks)?;
-        d.set_item("overruns", self.overruns)?;
-        d.set_item("rows", self.rows)?;
-        d.set_item("rows_dropped", self.rows_dropped)?;
-        d.set_item("rows_repeated", self.rows_repeated)?;
-        d.set_item("late_actions", self.late_actions)?;
-        d.set_item("target_hz", self.target_hz)?;
-        d.set_item("achieved_hz", self.achieved_hz)?;
-        d.set_item("duration_ns", self.duration_ns)?;
-        d.set_item("lateness_p50_ns", self.lateness_p50_ns)?;
-        d.set_item("lateness_p99_ns", self.lateness_p99_ns)?;
-        d.set_item("lateness_p999_ns", self.lateness_p999_ns)?;
-        d.set_item("lateness_max_ns", self.lateness_max_ns)?;
-        d.set_item("busy_p50_ns", self.busy_p50_ns)?;
-        d.set_item("busy_p99_ns", self.busy_p99_ns)?;
-        d.set_item("busy_max_ns", self.busy_max_ns)?;
-        let rounds = PyDict::new(py);
-        for (part, r) in &self.bus_round {
-            rounds.set_item(part, r.to_dict(py)?)?;
-        }
-        d.set_item("bus_round", rounds)?;
-        d.set_item("bus_errors", &self.bus_errors)?;
-        d.set_item("bus_retries", &self.bus_retries)?;
-        d.set_item("realtime", &self.realtime)?;
-        Ok(d)
-    }
-
-    fn __repr__(&self) -> String {
-        format!(
-            "LoopTelemetry(ticks={}, achieved_hz={:.1}, target_hz={:.1}, lateness_p99_ns={}, \
-             overruns={}, rows={}, bus_errors_total={})",
-            self.ticks,
-            self.achieved_hz,
-            self.target_hz,
-            self.lateness_p99_ns,
-            self.overruns,
-            self.rows,
-            self.bus_errors_total()
-        )
-    }
+loop_telemetry! {
+    ticks: u64 = 0,
+    overruns: u64 = 0,
+    rows: u64 = 0,
+    rows_dropped: u64 = 0,
+    rows_repeated: u64 = 0,
+    late_actions: u64 = 0,
+    target_hz: f64 = 0.0,
+    achieved_hz: f64 = 0.0,
+    duration_ns: u64 = 0,
+    lateness_p50_ns: u64 = 0,
+    lateness_p99_ns: u64 = 0,
+    lateness_p999_ns: u64 = 0,
+    lateness_max_ns: u64 = 0,
+    busy_p50_ns: u64 = 0,
+    busy_p99_ns: u64 = 0,
+    busy_max_ns: u64 = 0,
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::spec::{lookup, ControlType, DeviceKind, DeviceSpec, NormMode, SESSION_KEYS};
+use super::spec::{
+    lookup, ControlType, DeviceKind, DeviceSpec, NormMode, StateChannel, SESSION_KEYS,
+    STATE_CHANNELS_KEY,
+};
 use super::ArmError;
 
 /// A number for every joint, or one per joint by name.
@@ -44,6 +47,7 @@ struct Raw {
     damiao_velocity_limit: Option<PerJoint>,
     motor_norm_mode: Option<String>,
     sts_motor_norm_mode: Option<String>,
+    state_channels: Option<Value>,
 }
 
 /// A checked robot or teleoperator configuration.
@@ -64,6 +68,8 @@ pub struct DeviceConfig {
     pub damiao_velocity_limit: Option<PerJoint>,
     pub norm_mode: NormMode,
     pub sts_norm_mode: NormMode,
+    /// The state channels the robot observes and records (all the type offers by default).
+    pub state_channels: Vec<StateChannel>,
 }
 
 /// Reference defaults for the DAMIAO gains.
@@ -181,6 +187,28 @@ impl DeviceConfig {
             Some(s) => s.parse()?,
             None => spec.default_sts_norm,
         };
+        let state_channels = match raw.state_channels {
+            None | Some(Value::Null) => spec.state_channels(),
+            Some(Value::Array(items)) => {
+                let names = items
+                    .iter()
+                    .map(|v| {
+                        v.as_str().ok_or_else(|| {
+                            ArmError::Config(format!(
+                                "{STATE_CHANNELS_KEY} takes channel names such as [pos, vel] \
+                                 (got {v})"
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                spec.parse_state_channels(&names)?
+            }
+            Some(other) => {
+                return Err(ArmError::Config(format!(
+                "{STATE_CHANNELS_KEY} must be a list of channels such as [pos, vel] (got {other})"
+            )))
+            }
+        };
         Ok(Self {
             spec,
             port,
@@ -198,7 +226,13 @@ impl DeviceConfig {
             damiao_velocity_limit: raw.damiao_velocity_limit,
             norm_mode,
             sts_norm_mode,
+            state_channels,
         })
+    }
+
+    /// The robot's observation features: its type's, limited to the chosen state channels.
+    pub fn observation_names(&self) -> Vec<String> {
+        self.spec.observation_names_with(&self.state_channels)
     }
 
     /// Parses JSON text (a dict serialised by the bindings).
@@ -295,6 +329,39 @@ mod tests {
             DeviceKind::Robot
         )
         .is_ok());
+    }
+
+    #[test]
+    fn state_channels_limit_the_observation() {
+        let parse = |v: Value| DeviceConfig::from_json(&v, DeviceKind::Robot);
+        let all = parse(json!({"type": "openk-1-alpha_follower2", "port": "sim"})).unwrap();
+        assert_eq!(all.observation_names(), all.spec.observation_names());
+        let c = parse(
+            json!({"type": "openk-1-alpha_follower2", "port": "sim", "state_channels": ["pos", "vel"]}),
+        )
+        .unwrap();
+        assert_eq!(c.observation_names().len(), 12);
+        for bad in [
+            json!(["pos", "torque"]),
+            json!(["vel"]),
+            json!("pos"),
+            json!([1]),
+        ] {
+            let err = parse(
+                json!({"type": "openk-1-alpha_follower2", "port": "sim", "state_channels": bad}),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("state_channels"), "{err}");
+        }
+        // A leader does not take the key.
+        let err = DeviceConfig::from_json(
+            &json!({"type": "openk-1-sts_leader", "port": "sim", "state_channels": ["pos"]}),
+            DeviceKind::Teleoperator,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("no config key \"state_channels\""), "{err}");
     }
 
     #[test]

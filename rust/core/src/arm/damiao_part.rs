@@ -2,10 +2,10 @@
 //! [`Part`]. Goals and state are normalised with the device's calibration.
 
 use crate::bus::damiao::{DamiaoBus, DamiaoBusError, MAX_MOTORS};
-use crate::protocol::damiao::{ControlMode, Feedback, MitCommand, MotorState};
+use crate::protocol::damiao::{ControlMode, Feedback, MitCommand};
 
 use super::calibration::JointNorm;
-use super::part::{Part, PartError, StopAction};
+use super::part::{part_names, Part, PartError, StopAction};
 use crate::error::Classified;
 
 /// Gains of OpenK's "compliant read" command: a hand moves the motor, which still reports.
@@ -81,7 +81,7 @@ impl DamiaoPart {
                 n
             ],
             pos_vel: vec![(0.0, 0.0); n],
-            feedback: vec![empty_feedback(); n],
+            feedback: vec![Feedback::default(); n],
             retries_seen,
         }
     }
@@ -111,18 +111,7 @@ impl DamiaoPart {
 }
 
 impl Part for DamiaoPart {
-    fn label(&self) -> &str {
-        &self.label
-    }
-    fn motor_names(&self) -> &[String] {
-        &self.motor_names
-    }
-    fn goal_names(&self) -> &[String] {
-        &self.goal_names
-    }
-    fn state_names(&self) -> &[String] {
-        &self.state_names
-    }
+    part_names!(label, motor_names, goal_names, state_names);
 
     /// Pipelined: the replies to the previous tick's commands are collected first (they
     /// crossed the CAN bus while the loop slept), then this tick's commands are sent without
@@ -217,18 +206,5 @@ pub fn control_mode(drive: &DamiaoDrive) -> ControlMode {
     match drive {
         DamiaoDrive::PosVel { .. } => ControlMode::PosVel,
         _ => ControlMode::Mit,
-    }
-}
-
-/// Feedback before the first reply.
-pub fn empty_feedback() -> Feedback {
-    Feedback {
-        id_nibble: 0,
-        state: MotorState::Disabled,
-        q: 0.0,
-        dq: 0.0,
-        tau: 0.0,
-        t_mos: 0,
-        t_rotor: 0,
     }
 }

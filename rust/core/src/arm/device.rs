@@ -349,6 +349,18 @@ pub(crate) fn sts_norm(
     }
 }
 
+/// Opens the STS-over-CAN bus of a device (its STS joints behind the CAN adapter on `port`).
+fn open_sts_can_bus(cfg: &DeviceConfig, port: &str, label: &str) -> Result<StsCanBus, ArmError> {
+    StsCanBus::open(
+        port,
+        crate::bus::damiao::DEFAULT_BAUD,
+        DEFAULT_CONTROLLER_ID,
+        Duration::from_millis(20),
+        2,
+    )
+    .map_err(|e| bus_err(label, &names_of(cfg.spec.sts), &e))
+}
+
 /// Opens the DAMIAO bus of a device: connect, control mode, enable.
 /// DAMIAO bus timeouts while connecting and configuring (see [`open_damiao_bus`]).
 const CONFIGURE_DAMIAO: DamiaoBusOptions = DamiaoBusOptions {
@@ -474,14 +486,7 @@ fn open_device(cfg: &DeviceConfig, sims: &mut SimSet) -> Result<Vec<Box<dyn Part
             StsLink::OverCan => {
                 let label = label(cfg, "STS-over-CAN", port);
                 let names: Vec<String> = names_of(cfg.spec.sts);
-                let bus = StsCanBus::open(
-                    port,
-                    crate::bus::damiao::DEFAULT_BAUD,
-                    DEFAULT_CONTROLLER_ID,
-                    Duration::from_millis(20),
-                    2,
-                )
-                .map_err(|e| bus_err(&label, &names, &e))?;
+                let bus = open_sts_can_bus(cfg, port, &label)?;
                 let joints = cfg
                     .spec
                     .sts
@@ -606,7 +611,7 @@ pub fn open_arms(
         arms: TeleopArms {
             leader,
             follower,
-            observation_names: robot.spec.observation_names(),
+            observation_names: robot.observation_names(),
             action_names,
             direction,
             max_relative_target,
@@ -680,15 +685,7 @@ impl Calibrator {
                 }
                 StsLink::OverCan => {
                     let label = label(&cfg, "STS-over-CAN", port);
-                    let names: Vec<String> = names_of(cfg.spec.sts);
-                    let bus = StsCanBus::open(
-                        port,
-                        crate::bus::damiao::DEFAULT_BAUD,
-                        DEFAULT_CONTROLLER_ID,
-                        Duration::from_millis(20),
-                        2,
-                    )
-                    .map_err(|e| bus_err(&label, &names, &e))?;
+                    let bus = open_sts_can_bus(&cfg, port, &label)?;
                     sts_can = Some((bus, label));
                 }
             }
@@ -726,7 +723,7 @@ impl Calibrator {
                 };
                 n
             ];
-            let mut fb = vec![super::damiao_part::empty_feedback(); n];
+            let mut fb = vec![crate::protocol::damiao::Feedback::default(); n];
             bus.mit_all(&cmds, &mut fb)
                 .map_err(|e| bus_err(label, &names, &e))?;
             for (j, f) in self.cfg.spec.damiao.iter().zip(&fb) {

@@ -67,3 +67,24 @@ pub trait Part: Send {
     /// Bring the part to a safe state when the loop ends.
     fn stop(&mut self, action: StopAction) -> Result<(), PartError>;
 }
+
+/// The four name accessors of a [`Part`] that keeps its label and names in fields, written
+/// inside `impl Part for ...`: `part_names!(label, motor_names, goal_names, state_names);`
+/// (the fields holding each, in the trait's order).
+macro_rules! part_names {
+    ($label:ident, $motors:ident, $goals:ident, $states:ident) => {
+        fn label(&self) -> &str {
+            &self.$label
+        }
+        fn motor_names(&self) -> &[String] {
+            &self.$motors
+        }
+        fn goal_names(&self) -> &[String] {
+            &self.$goals
+        }
+        fn state_names(&self) -> &[String] {
+            &self.$states
+        }
+    };
+}
+pub(crate) use part_names;

@@ -39,6 +39,31 @@ impl DeviceKind {
     }
 }
 
+/// A per-joint state channel a robot observes: position, velocity, torque.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateChannel {
+    Pos,
+    Vel,
+    Tor,
+}
+
+impl StateChannel {
+    /// Every channel, in feature order (all `.pos`, then `.vel`, then `.tor`).
+    pub const ALL: [StateChannel; 3] = [StateChannel::Pos, StateChannel::Vel, StateChannel::Tor];
+
+    /// The channel's name in configs and its feature suffix (`shoulder_pan.vel`).
+    pub fn name(self) -> &'static str {
+        match self {
+            StateChannel::Pos => "pos",
+            StateChannel::Vel => "vel",
+            StateChannel::Tor => "tor",
+        }
+    }
+}
+
+/// The robot config key selecting which state channels the follower observes (and records).
+pub const STATE_CHANNELS_KEY: &str = "state_channels";
+
 /// Motor models on OpenK arms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MotorModel {
@@ -275,8 +300,9 @@ pub const COMMON_KEYS: &[&str] = &[
 pub const SESSION_KEYS: &[&str] = &["direction_map"];
 
 /// Keys of a DAMIAO follower with STS servos (both OpenK followers).
-const FOLLOWER_KEYS: [&str; 5] = [
+const FOLLOWER_KEYS: [&str; 6] = [
     "sts_port",
+    STATE_CHANNELS_KEY,
     "control_type",
     "sts_motor_norm_mode",
     "max_relative_target",
@@ -312,15 +338,79 @@ impl DeviceSpec {
         self.joints().map(|j| j.name.to_owned()).collect()
     }
 
-    /// Observation features of a robot (7 × `.pos`, 5 × `.vel`, 5 × `.tor` on OpenK) or the
-    /// action features of a teleoperator (positions; DAMIAO leaders add `.vel`).
+    /// The state channels a robot of this type can observe: `pos`, plus `vel` and `tor` when
+    /// it has DAMIAO motors (STS servos report positions only). Teleoperators: none.
+    pub fn state_channels(&self) -> Vec<StateChannel> {
+        match self.kind {
+            DeviceKind::Robot if self.damiao.is_empty() => vec![StateChannel::Pos],
+            DeviceKind::Robot => StateChannel::ALL.to_vec(),
+            DeviceKind::Teleoperator => Vec::new(),
+        }
+    }
+
+    /// Checks a `state_channels` value (channel names) against the channels this type offers;
+    /// returns them in feature order without repeats. `pos` is required.
+    pub fn parse_state_channels<S: AsRef<str>>(
+        &self,
+        given: &[S],
+    ) -> Result<Vec<StateChannel>, ArmError> {
+        let offered = self.state_channels();
+        let allowed = || {
+            offered
+                .iter()
+                .map(|c| c.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut chosen = Vec::new();
+        for name in given {
+            let name = name.as_ref();
+            let channel = offered.iter().find(|c| c.name() == name).ok_or_else(|| {
+                ArmError::Config(format!(
+                    "{STATE_CHANNELS_KEY}: {} {} has no state channel {name:?}; allowed: {}",
+                    self.kind.noun(),
+                    self.type_name,
+                    allowed()
+                ))
+            })?;
+            chosen.push(*channel);
+        }
+        if !chosen.contains(&StateChannel::Pos) {
+            return Err(ArmError::Config(format!(
+                "{STATE_CHANNELS_KEY} must include pos (joint positions); allowed: {}",
+                allowed()
+            )));
+        }
+        Ok(offered.into_iter().filter(|c| chosen.contains(c)).collect())
+    }
+
+    /// Observation features of a robot observing every channel (7 × `.pos`, 5 × `.vel`,
+    /// 5 × `.tor` on OpenK) or the action features of a teleoperator (positions; DAMIAO
+    /// leaders add `.vel`).
     pub fn observation_names(&self) -> Vec<String> {
+        self.observation_names_with(&self.state_channels())
+    }
+
+    /// Observation features of a robot observing `channels` (see [`Self::state_channels`]):
+    /// all joints' `.pos`, then the DAMIAO joints' `.vel`, then their `.tor`, as selected.
+    pub fn observation_names_with(&self, channels: &[StateChannel]) -> Vec<String> {
         match self.kind {
             DeviceKind::Robot => {
-                let mut names: Vec<String> =
-                    self.joints().map(|j| format!("{}.pos", j.name)).collect();
-                names.extend(self.damiao.iter().map(|j| format!("{}.vel", j.name)));
-                names.extend(self.damiao.iter().map(|j| format!("{}.tor", j.name)));
+                let mut names = Vec::new();
+                for channel in StateChannel::ALL {
+                    if !channels.contains(&channel) {
+                        continue;
+                    }
+                    let joints: Vec<&JointSpec> = match channel {
+                        StateChannel::Pos => self.joints().collect(),
+                        StateChannel::Vel | StateChannel::Tor => self.damiao.iter().collect(),
+                    };
+                    names.extend(
+                        joints
+                            .iter()
+                            .map(|j| format!("{}.{}", j.name, channel.name())),
+                    );
+                }
                 names
             }
             DeviceKind::Teleoperator => self.action_names(),
@@ -371,6 +461,7 @@ pub static DEVICES: &[DeviceSpec] = &[
         default_disable_torque: false,
         extra_keys: &[
             "sts_port",
+            STATE_CHANNELS_KEY,
             "control_type",
             "sts_motor_norm_mode",
             "max_relative_target",
@@ -425,7 +516,12 @@ pub static DEVICES: &[DeviceSpec] = &[
         default_sts_norm: NormMode::RangeM100To100,
         compliant: false,
         default_disable_torque: false,
-        extra_keys: &["control_type", "max_relative_target", "cameras"],
+        extra_keys: &[
+            STATE_CHANNELS_KEY,
+            "control_type",
+            "max_relative_target",
+            "cameras",
+        ],
     },
     DeviceSpec {
         type_name: "one-motor-test_leader",
@@ -496,6 +592,38 @@ mod tests {
         assert_eq!(f.action_names().len(), 7);
         let legacy = lookup("openk-1-alpha_follower", DeviceKind::Robot).unwrap();
         assert_eq!(legacy.action_names()[5], "grip.pos");
+    }
+
+    #[test]
+    fn state_channels_select_the_observation() {
+        let f = lookup("openk-1-alpha_follower2", DeviceKind::Robot).unwrap();
+        let chosen = f.parse_state_channels(&["vel", "pos", "vel"]).unwrap();
+        assert_eq!(chosen, vec![StateChannel::Pos, StateChannel::Vel]);
+        let obs = f.observation_names_with(&chosen);
+        assert_eq!(obs.len(), 12);
+        assert_eq!(obs[7], "shoulder_pan.vel");
+        assert!(obs.iter().all(|n| !n.ends_with(".tor")));
+        assert_eq!(
+            f.observation_names_with(&f.state_channels()),
+            f.observation_names()
+        );
+        let err = f
+            .parse_state_channels(&["pos", "eff"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("state_channels")
+                && err.contains("\"eff\"")
+                && err.contains("pos, vel, tor"),
+            "{err}"
+        );
+        let err = f.parse_state_channels(&["vel"]).unwrap_err().to_string();
+        assert!(err.contains("must include pos"), "{err}");
+        let empty: [&str; 0] = [];
+        assert!(f.parse_state_channels(&empty).is_err());
+        // Teleoperators observe no state channels of their own.
+        let leader = lookup("openk-1-sts_leader", DeviceKind::Teleoperator).unwrap();
+        assert!(leader.state_channels().is_empty());
     }
 
     #[test]

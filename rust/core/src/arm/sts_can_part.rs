@@ -6,7 +6,7 @@ use crate::bus::damiao::{DamiaoBusError, StsCanBus};
 
 use super::calibration::JointNorm;
 use super::damiao_part::part_error;
-use super::part::{Part, PartError, StopAction};
+use super::part::{part_names, Part, PartError, StopAction};
 
 pub struct StsCanPart {
     label: String,
@@ -68,18 +68,7 @@ impl StsCanPart {
 }
 
 impl Part for StsCanPart {
-    fn label(&self) -> &str {
-        &self.label
-    }
-    fn motor_names(&self) -> &[String] {
-        &self.motor_names
-    }
-    fn goal_names(&self) -> &[String] {
-        &self.goal_names
-    }
-    fn state_names(&self) -> &[String] {
-        &self.state_names
-    }
+    part_names!(label, motor_names, goal_names, state_names);
 
     fn exchange(
         &mut self,

@@ -13,7 +13,7 @@ use crate::sim::feetech::{FeetechSim, FeetechSimConfig, HandScript, SimMode};
 use super::calibration::{DeviceCalibration, JointNorm};
 use super::config::DeviceConfig;
 use super::device::{sts_norm, SimSet};
-use super::part::{Part, PartError, StopAction};
+use super::part::{part_names, Part, PartError, StopAction};
 use super::spec::{names_of, DeviceKind};
 use super::ArmError;
 
@@ -193,18 +193,7 @@ impl StsPart {
 }
 
 impl Part for StsPart {
-    fn label(&self) -> &str {
-        &self.label
-    }
-    fn motor_names(&self) -> &[String] {
-        &self.motor_names
-    }
-    fn goal_names(&self) -> &[String] {
-        &self.goal_names
-    }
-    fn state_names(&self) -> &[String] {
-        &self.state_names
-    }
+    part_names!(label, motor_names, goal_names, state_names);
 
     fn exchange(
         &mut self,

@@ -11,7 +11,7 @@ use arrow_array::RecordBatch;
 use super::rt::{self, ActiveRealtime, RealtimeError, RealtimeMode};
 use super::schedule::{GoalSchedule, Pushed, SchedItem};
 use super::telemetry::{Telemetry, TelemetryReport};
-use super::workers::{PartSlot, Worker};
+use super::workers::{PartSlot, Vacant, Worker};
 use crate::arm::part::{FaultKind, Part, StopAction};
 use crate::clock::now_ns;
 use crate::error::Classified;
@@ -763,7 +763,7 @@ impl LoopCore {
         for unit in self.units.iter_mut() {
             let exec = std::mem::replace(
                 &mut unit.exec,
-                Exec::Inline(PartSlot::new(Box::new(NoPart))),
+                Exec::Inline(PartSlot::new(Box::new(Vacant("no part")))),
             );
             unit.exec = match exec {
                 Exec::Inline(slot) => Exec::Thread(
@@ -1426,38 +1426,6 @@ impl LoopCore {
         self.publish(true);
         self.shared.running.store(false, Ordering::Release);
         parts
-    }
-}
-
-/// Stand-in used while a part moves onto its worker thread.
-struct NoPart;
-
-impl Part for NoPart {
-    fn label(&self) -> &str {
-        "no part"
-    }
-    fn motor_names(&self) -> &[String] {
-        &[]
-    }
-    fn goal_names(&self) -> &[String] {
-        &[]
-    }
-    fn state_names(&self) -> &[String] {
-        &[]
-    }
-    fn exchange(
-        &mut self,
-        _: &[f32],
-        _: &mut [f32],
-        _: &mut [u32],
-    ) -> Result<(), crate::arm::part::PartError> {
-        Ok(())
-    }
-    fn read_state(&mut self, _: &mut [f32]) -> Result<(), crate::arm::part::PartError> {
-        Ok(())
-    }
-    fn stop(&mut self, _: StopAction) -> Result<(), crate::arm::part::PartError> {
-        Ok(())
     }
 }
 

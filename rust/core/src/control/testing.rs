@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::arm::part::{FaultKind, Part, PartError, StopAction};
+use crate::arm::part::{part_names, FaultKind, Part, PartError, StopAction};
+use crate::bus::feetech::{BusConfig, FeetechBus, Motor};
+use crate::control::{LoopSpec, RealtimeMode, TeleopArms};
+use crate::sim::feetech::{FeetechSim, FeetechSimConfig};
 
 /// How long a test waits for something that normally takes milliseconds: long enough for a
 /// machine busy with other work, short enough that a dead loop fails the test instead of
@@ -26,6 +29,96 @@ pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> 
             "gave up after {timeout:?} waiting until {what}"
         );
         std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Motors named `m<id>` for `ids`.
+pub fn numbered_motors(ids: &[u8]) -> Vec<Motor> {
+    ids.iter()
+        .map(|id| Motor {
+            name: format!("m{id}"),
+            id: *id,
+        })
+        .collect()
+}
+
+/// A simulator with one STS servo per motor (at the motor's id) and a Feetech bus open on it
+/// at 1 Mbaud with `config`.
+pub fn feetech_sim_bus(motors: Vec<Motor>, config: BusConfig) -> (FeetechSim, FeetechBus) {
+    let ids: Vec<u8> = motors.iter().map(|m| m.id).collect();
+    let sim = FeetechSim::start(FeetechSimConfig::new(&ids)).expect("the STS simulator starts");
+    let bus = FeetechBus::open(sim.port(), 1_000_000, motors, config)
+        .expect("the bus opens on the simulator");
+    (sim, bus)
+}
+
+/// A loop spec at `control_hz` recording at `record_fps`, without realtime scheduling (tests
+/// must not need privileges), everything else default.
+pub fn fake_spec(control_hz: f64, record_fps: f64) -> LoopSpec {
+    LoopSpec {
+        control_hz,
+        record_fps,
+        realtime: RealtimeMode::Off,
+        ..LoopSpec::default()
+    }
+}
+
+/// The joints of [`two_joint_arms`].
+pub const TWO_JOINTS: [&str; 2] = ["a", "b"];
+
+/// A two-joint arm (joints [`TWO_JOINTS`]): `follower` one part, observations `a.pos b.pos
+/// a.vel b.vel`, actions `a.pos b.pos`, no direction flip, no clamp.
+pub fn two_joint_arms(leader: Vec<Box<dyn Part>>, follower: FakeFollower) -> TeleopArms {
+    TeleopArms {
+        leader,
+        follower: vec![Box::new(follower)],
+        observation_names: vec![
+            "a.pos".into(),
+            "b.pos".into(),
+            "a.vel".into(),
+            "b.vel".into(),
+        ],
+        action_names: vec!["a.pos".into(), "b.pos".into()],
+        direction: vec![1.0, 1.0],
+        max_relative_target: vec![None, None],
+    }
+}
+
+/// The real arm's seven joints as in-memory parts: five on a DAMIAO-like follower part, two
+/// on an STS-like one, and a leader over all seven following `leader` (None: no leader, goals
+/// come from the schedule). Observations `<j>.pos` of the seven then `<j>.vel` of the five;
+/// every joint's direction is `direction` and its max_relative_target 5. `keep_goals`: the
+/// DAMIAO-like part logs every goal (which allocates).
+pub fn seven_joint_arms(
+    leader: Option<fn(u64, usize) -> f32>,
+    direction: f32,
+    keep_goals: bool,
+) -> TeleopArms {
+    let joints = [
+        "shoulder_pan",
+        "shoulder_lift",
+        "shoulder_roll",
+        "elbow_flex",
+        "wrist_roll",
+    ];
+    let sts = ["wrist_flex", "grip"];
+    let all: Vec<&str> = joints.iter().chain(&sts).copied().collect();
+    let (dm, _) = FakeFollower::new("follower dm", &joints, &[0.0; 5], keep_goals);
+    let (st, _) = FakeFollower::new("follower sts", &sts, &[0.0; 2], false);
+    let mut observation_names: Vec<String> = all.iter().map(|j| format!("{j}.pos")).collect();
+    observation_names.extend(joints.iter().map(|j| format!("{j}.vel")));
+    let action_names: Vec<String> = all.iter().map(|j| format!("{j}.pos")).collect();
+    let n = action_names.len();
+    TeleopArms {
+        leader: leader
+            .map(|position| Box::new(FakeLeader::new(&all, position)) as Box<dyn Part>)
+            .into_iter()
+            .collect(),
+        follower: vec![Box::new(dm), Box::new(st)],
+        observation_names,
+        action_names,
+        direction: vec![direction; n],
+        max_relative_target: vec![Some(5.0); n],
     }
 }
 
@@ -143,18 +236,7 @@ impl FakeFollower {
 }
 
 impl Part for FakeFollower {
-    fn label(&self) -> &str {
-        &self.label
-    }
-    fn motor_names(&self) -> &[String] {
-        &self.motors
-    }
-    fn goal_names(&self) -> &[String] {
-        &self.goal_names
-    }
-    fn state_names(&self) -> &[String] {
-        &self.state_names
-    }
+    part_names!(label, motors, goal_names, state_names);
     fn exchange(
         &mut self,
         goal: &[f32],
@@ -191,38 +273,40 @@ impl Part for FakeFollower {
     }
 }
 
-/// Wraps a part so every exchange takes at least `delay` (a bus slower than the loop's rate,
-/// for proving the loop keeps dataset time when it falls behind), or, when gated, so every
-/// exchange waits for the test to let it through (for proving what a tick waits for).
-pub struct SlowPart {
+/// Wraps a part so `hook` runs before each of its exchanges: a bus slower than the loop's
+/// rate ([`HookedPart::slow`]), an exchange that waits for the test ([`HookedPart::gated`]),
+/// or any other misbehaviour a test injects ([`HookedPart::new`]).
+pub struct HookedPart {
     inner: Box<dyn Part>,
-    delay: Duration,
-    gate: Option<std::sync::mpsc::Receiver<()>>,
+    hook: Box<dyn FnMut() + Send>,
 }
 
-impl SlowPart {
-    pub fn new(inner: Box<dyn Part>, delay: Duration) -> Self {
+impl HookedPart {
+    pub fn new(inner: Box<dyn Part>, hook: impl FnMut() + Send + 'static) -> Self {
         Self {
             inner,
-            delay,
-            gate: None,
+            hook: Box::new(hook),
         }
     }
 
+    /// Every exchange takes at least `delay` (for proving the loop keeps dataset time when it
+    /// falls behind).
+    pub fn slow(inner: Box<dyn Part>, delay: Duration) -> Self {
+        Self::new(inner, move || std::thread::sleep(delay))
+    }
+
     /// Each exchange starts only after one `send(())` on the returned sender (or once the
-    /// sender is dropped).
+    /// sender is dropped): for proving what a tick waits for.
     pub fn gated(inner: Box<dyn Part>) -> (Self, std::sync::mpsc::Sender<()>) {
-        let (open, gate) = std::sync::mpsc::channel();
-        let part = Self {
-            inner,
-            delay: Duration::ZERO,
-            gate: Some(gate),
-        };
+        let (open, gate) = std::sync::mpsc::channel::<()>();
+        let part = Self::new(inner, move || {
+            let _ = gate.recv();
+        });
         (part, open)
     }
 }
 
-impl Part for SlowPart {
+impl Part for HookedPart {
     fn label(&self) -> &str {
         self.inner.label()
     }
@@ -241,10 +325,7 @@ impl Part for SlowPart {
         state: &mut [f32],
         retries: &mut [u32],
     ) -> Result<(), PartError> {
-        if let Some(gate) = &self.gate {
-            let _ = gate.recv();
-        }
-        std::thread::sleep(self.delay);
+        (self.hook)();
         self.inner.exchange(goal, state, retries)
     }
     fn read_state(&mut self, state: &mut [f32]) -> Result<(), PartError> {

@@ -174,7 +174,7 @@ impl Worker {
             &mut self.shared,
             Arc::new(Shared {
                 phase: AtomicU32::new(EXIT),
-                slot: Mutex::new(PartSlot::new(Box::new(Dead))),
+                slot: Mutex::new(PartSlot::new(Box::new(Vacant("released part")))),
                 controller: std::thread::current(),
             }),
         ))
@@ -193,12 +193,13 @@ impl Drop for Worker {
     }
 }
 
-/// Placeholder left behind when a worker hands its part back.
-struct Dead;
+/// A part with no motors that does nothing: what stands in a part's slot while the part is
+/// elsewhere (moving onto its worker thread, or handed back by it). `label` says which.
+pub(crate) struct Vacant(pub(crate) &'static str);
 
-impl Part for Dead {
+impl Part for Vacant {
     fn label(&self) -> &str {
-        "released part"
+        self.0
     }
     fn motor_names(&self) -> &[String] {
         &[]
@@ -226,34 +227,14 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::arm::part::StopAction;
+    use crate::control::testing::HookedPart;
 
     /// A part whose exchange takes a while, so a stop lands while a round is in flight.
-    struct Slow;
-
-    impl Part for Slow {
-        fn label(&self) -> &str {
-            "slow part"
-        }
-        fn motor_names(&self) -> &[String] {
-            &[]
-        }
-        fn goal_names(&self) -> &[String] {
-            &[]
-        }
-        fn state_names(&self) -> &[String] {
-            &[]
-        }
-        fn exchange(&mut self, _: &[f32], _: &mut [f32], _: &mut [u32]) -> Result<(), PartError> {
-            std::thread::sleep(Duration::from_millis(50));
-            Ok(())
-        }
-        fn read_state(&mut self, _: &mut [f32]) -> Result<(), PartError> {
-            Ok(())
-        }
-        fn stop(&mut self, _: StopAction) -> Result<(), PartError> {
-            Ok(())
-        }
+    fn slow() -> Box<dyn Part> {
+        Box::new(HookedPart::slow(
+            Box::new(Vacant("slow part")),
+            Duration::from_millis(50),
+        ))
     }
 
     #[test]
@@ -262,8 +243,7 @@ mod tests {
         std::thread::spawn(move || {
             for _ in 0..5 {
                 let worker =
-                    Worker::spawn(PartSlot::new(Box::new(Slow)), std::thread::current(), || {})
-                        .unwrap();
+                    Worker::spawn(PartSlot::new(slow()), std::thread::current(), || {}).unwrap();
                 worker.dispatch();
                 // Let the worker pick the round up, then stop while it runs.
                 std::thread::sleep(Duration::from_millis(10));

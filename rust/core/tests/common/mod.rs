@@ -27,3 +27,30 @@ pub fn rows_then_failure(
     }
     panic!("the loop still raised no failure after {PATIENCE:?} ({rows} rows read)");
 }
+
+/// Column `name` of a batch as its array type `T`; panics naming the column if it is missing
+/// or of another type.
+pub fn column<'a, T: arrow_array::Array + 'static>(
+    batch: &'a arrow_array::RecordBatch,
+    name: &str,
+) -> &'a T {
+    batch
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("no column {name}"))
+        .as_any()
+        .downcast_ref::<T>()
+        .unwrap_or_else(|| panic!("column {name} is not a {}", std::any::type_name::<T>()))
+}
+
+/// The rows of a vector column (`action`, `observation.state`) as f32 vectors.
+pub fn vector_rows(batch: &arrow_array::RecordBatch, name: &str) -> Vec<Vec<f32>> {
+    use arrow_array::{Array, FixedSizeListArray, Float32Array};
+    let list = column::<FixedSizeListArray>(batch, name);
+    (0..list.len())
+        .map(|r| {
+            let v = list.value(r);
+            let values = v.as_any().downcast_ref::<Float32Array>();
+            values.expect("f32 values").values().to_vec()
+        })
+        .collect()
+}
