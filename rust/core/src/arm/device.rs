@@ -362,6 +362,15 @@ fn open_sts_can_bus(cfg: &DeviceConfig, port: &str, label: &str) -> Result<StsCa
 }
 
 /// Opens the DAMIAO bus of a device: connect, control mode, enable.
+/// DAMIAO bus timeouts while connecting and configuring (see [`open_damiao_bus`]).
+const CONFIGURE_DAMIAO: DamiaoBusOptions = DamiaoBusOptions {
+    baud: crate::bus::damiao::DEFAULT_BAUD,
+    timeout: Duration::from_millis(100),
+    retries: 2,
+    register_timeout: Duration::from_millis(200),
+    read_registers_at_connect: true,
+};
+
 fn open_damiao_bus(cfg: &DeviceConfig, port: &str, label: &str) -> Result<DamiaoBus, ArmError> {
     let names: Vec<String> = names_of(cfg.spec.damiao);
     let motors = cfg
@@ -377,8 +386,11 @@ fn open_damiao_bus(cfg: &DeviceConfig, port: &str, label: &str) -> Result<Damiao
             })
         })
         .collect::<Result<_, ArmError>>()?;
-    let mut bus = DamiaoBus::open(port, motors, DamiaoBusOptions::default())
-        .map_err(|e| bus_err(label, &names, &e))?;
+    // Generous while configuring: a loaded machine may delay a reply (a simulator shares the
+    // host's CPUs) and nothing waits on these rounds. The loop's part restores the default,
+    // tighter timeouts (see `open_device`).
+    let mut bus =
+        DamiaoBus::open(port, motors, CONFIGURE_DAMIAO).map_err(|e| bus_err(label, &names, &e))?;
     bus.connect().map_err(|e| bus_err(label, &names, &e))?;
     Ok(bus)
 }
@@ -466,6 +478,7 @@ fn open_device(cfg: &DeviceConfig, sims: &mut SimSet) -> Result<Vec<Box<dyn Part
             .iter()
             .map(|j| damiao_norm(cfg, &cal, j))
             .collect();
+        bus.set_options(DamiaoBusOptions::default());
         parts.push(Box::new(DamiaoPart::new(label, bus, drive, norms)));
     }
     if let Some(port) = &ports.sts {

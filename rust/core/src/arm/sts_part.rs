@@ -82,10 +82,10 @@ fn open_bus(cfg: &DeviceConfig, port: &str, label: &str) -> Result<FeetechBus, A
             id: j.id,
         })
         .collect();
-    // Generous while configuring (a loaded machine delays replies); the loop's per-tick
-    // timeout is set tighter once the part is built.
+    // Generous while configuring (a loaded machine delays replies, and a simulator shares the
+    // host's CPUs); the loop's per-tick timeout is set tighter once the part is built.
     let config = BusConfig {
-        timeout: Duration::from_millis(50),
+        timeout: Duration::from_millis(200),
         retries: 2,
         ..BusConfig::default()
     };

@@ -419,6 +419,13 @@ impl DamiaoBus {
         &self.options
     }
 
+    /// Changes the timeouts and retries of later rounds (e.g. generous while configuring,
+    /// tighter once the control loop runs). `read_registers_at_connect` and `baud` only act
+    /// at open and connect.
+    pub fn set_options(&mut self, options: DamiaoBusOptions) {
+        self.options = options;
+    }
+
     // -----------------------------------------------------------------------------------------
     // Per-tick commands
     // -----------------------------------------------------------------------------------------

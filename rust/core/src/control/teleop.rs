@@ -443,6 +443,11 @@ pub struct LoopCore {
     handover: Ramp,
     handover_t0: Option<u64>,
     handover_from: Vec<f32>,
+    /// The handover's α at the last tick, and the most it may grow in one tick (one control
+    /// period's share of the handover time): after a stall the handover resumes where it
+    /// was instead of jumping the goal ahead by the time the loop lost.
+    handover_alpha: f32,
+    handover_max_step: f32,
     /// When the return home began (the loop is stopping).
     ending_t0: Option<u64>,
     /// The end ramp's last step (home) was sent.
@@ -701,6 +706,12 @@ impl LoopCore {
             },
             handover_t0: None,
             handover_from: vec![0.0; n_act],
+            handover_alpha: 0.0,
+            handover_max_step: if spec.handover_ns == 0 {
+                1.0
+            } else {
+                (1e9 / spec.control_hz / spec.handover_ns as f64).min(1.0) as f32
+            },
         };
         if core.source == GoalSource::Leader && !core.has_leader {
             return Err(ControlError::Config(
@@ -864,6 +875,7 @@ impl LoopCore {
         self.source = source;
         self.handover_from.copy_from_slice(&self.action);
         self.handover_t0 = Some(wake_ns);
+        self.handover_alpha = 0.0;
         if source == GoalSource::Schedule {
             self.schedule.hold(wake_ns, &self.action);
             self.limited.copy_from_slice(&self.action);
@@ -1120,12 +1132,17 @@ impl LoopCore {
     }
 
     /// During a handover the goal is `from + α (target - from)`, α going 0 → 1 over the
-    /// handover time from the switch on.
+    /// handover time from the switch on, by at most one control period's share per tick (a
+    /// loop delayed by a busy machine stretches the handover rather than jump the goal).
     fn blend_handover(&mut self, wake_ns: u64) {
         let Some(t0) = self.handover_t0 else {
             return;
         };
-        let a = self.handover.alpha(wake_ns.saturating_sub(t0));
+        let a = self
+            .handover
+            .alpha(wake_ns.saturating_sub(t0))
+            .min(self.handover_alpha + self.handover_max_step);
+        self.handover_alpha = a;
         for (n, from) in self.next_action.iter_mut().zip(&self.handover_from) {
             *n = from + (*n - from) * a;
         }
