@@ -149,17 +149,22 @@ def list_journal(root: Path) -> list[JournalEpisode]:
         if (folder / "saved.json").exists():
             try:
                 saved = json.loads((folder / "saved.json").read_text())
-            except ValueError:
+            except (OSError, ValueError):
                 saved = {}
         frames: dict[str, int] = {}
-        # an encoder process may still be writing out what it holds (the file may not exist yet)
-        for marker in folder.glob("*" + WRITING_SUFFIX):
-            wait_for_writer(marker.with_name(marker.name[: -len(WRITING_SUFFIX)]))
-        for item in folder.iterdir():
-            if item.suffix == ".mp4":
-                frames[item.stem] = count_packets(item)
-            elif item.is_dir():
-                frames[item.name] = _count_pngs(item)
+        try:
+            if not _recorder_alive(started):
+                # the recorder died: its encoder process may still be writing out the frames
+                # it holds (the file may not even exist yet)
+                for marker in folder.glob("*" + WRITING_SUFFIX):
+                    wait_for_writer(marker.with_name(marker.name[: -len(WRITING_SUFFIX)]))
+            for item in folder.iterdir():
+                if item.suffix == ".mp4":
+                    frames[item.stem] = count_packets(item)
+                elif item.is_dir():
+                    frames[item.name] = _count_pngs(item)
+        except FileNotFoundError:
+            continue  # committed (or discarded) by a live recorder meanwhile
         out.append(
             JournalEpisode(
                 path=folder,
@@ -172,6 +177,22 @@ def list_journal(root: Path) -> list[JournalEpisode]:
             )
         )
     return out
+
+
+def _recorder_alive(started: dict[str, Any]) -> bool:
+    """Is the process that recorded the episode (its pid in episode.json) still running?"""
+    pid = started.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by another user
+    return True
 
 
 def roll_forward(root: Path) -> None:

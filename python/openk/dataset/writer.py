@@ -595,7 +595,14 @@ class DatasetWriter:
             try:
                 jdir.mkdir(parents=True, exist_ok=False)
                 (jdir / "episode.json").write_text(
-                    json.dumps({"task": task, "fps": self.fps, "started_ns": time.monotonic_ns()})
+                    json.dumps(
+                        {
+                            "task": task,
+                            "fps": self.fps,
+                            "started_ns": time.monotonic_ns(),
+                            "pid": os.getpid(),
+                        }
+                    )
                 )
             except OSError as exc:
                 raise DatasetError(
