@@ -163,7 +163,7 @@ def main() -> int:
 
             runner = PolicyRunner(
                 loaded.predict, loaded.reset, observe, session.send_action,
-                fps=FPS, action_names=names, trace=trace,
+                wait_row=tap.wait_row, fps=FPS, action_names=names, trace=trace,
             )  # fmt: skip
             session.start_episode()
             runner.start_episode()

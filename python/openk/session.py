@@ -370,7 +370,19 @@ class NativeSession:
         return int(self.core.pending_actions)
 
     def close(self) -> None:
-        self.core.stop()
+        """Stops the loop: the follower returns home first when end_home_ramp_time_s > 0 (a
+        Ctrl-C meanwhile cuts it short); the stop's events are logged after."""
+        log.info("stopping the loop")
+        try:
+            try:
+                self.core.stop()
+            except KeyboardInterrupt:
+                # Ctrl-C just before the stop began (inside it, it cuts the return home
+                # short): the command is stopping anyway, so stop; a further one cuts short.
+                log.info("stopping the loop (Ctrl-C)")
+                self.core.stop()
+        finally:
+            self._log_events()
 
 
 def _device_dict(dev: DeviceConfig, direction_map: Mapping[str, float] | None) -> dict[str, Any]:

@@ -55,15 +55,27 @@ def test_signal_mid_episode_keeps_finished_episodes(tmp_path: Path, sig: signal.
     _check_verify(tmp_path / "ds")
 
 
-def _check_verify(root: Path) -> None:
-    verified = subprocess.run(
-        [sys.executable, "-m", "openk.cli", "verify", str(root)],
+def _run(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args,
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
-        env=_env(),
-        cwd=root.parent,
+        env=_env(env),
+        cwd=cwd,
+        timeout=300,
         check=False,
     )
+
+
+def _openk(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return _run([sys.executable, "-m", "openk.cli", *args], cwd)
+
+
+def _check_verify(root: Path) -> None:
+    verified = _openk("verify", str(root), cwd=root.parent)
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
@@ -102,16 +114,7 @@ def _journal_video(root: Path) -> Path:
 
 
 def _resume_and_check(tmp_path: Path, kept_before: int) -> subprocess.CompletedProcess[str]:
-    resumed = subprocess.run(
-        _scripted(tmp_path, "--dataset.num_episodes=1", "--resume=true"),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        env=_env(),
-        cwd=tmp_path,
-        timeout=300,
-        check=False,
-    )
+    resumed = _run(_scripted(tmp_path, "--dataset.num_episodes=1", "--resume=true"), tmp_path)
     assert resumed.returncode == 0, resumed.stderr + resumed.stdout
     root = tmp_path / "ds"
     lengths = [e["length"] for e in open_dataset(root).list_episodes()]
@@ -171,15 +174,10 @@ def test_kill_9_resume_keeps_what_it_announces(tmp_path: Path, video: str) -> No
 @pytest.mark.parametrize("point", WRITER_CRASH_POINTS)
 def test_kill_9_during_commit_keeps_what_it_announces(tmp_path: Path, point: str) -> None:
     # Episode 1 ends after 15 rows; its commit kills the process at `point`.
-    proc = subprocess.run(
+    proc = _run(
         _scripted(tmp_path, "--dataset.num_episodes=2"),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        env=_env({FIRST_EPISODE_ROWS: "15", "OPENK_WRITER_CRASH_AT": point}),
-        cwd=tmp_path,
-        timeout=300,
-        check=False,
+        tmp_path,
+        {FIRST_EPISODE_ROWS: "15", "OPENK_WRITER_CRASH_AT": point},
     )
     assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
     root = tmp_path / "ds"
@@ -188,3 +186,45 @@ def test_kill_9_during_commit_keeps_what_it_announces(tmp_path: Path, point: str
     lengths = [e["length"] for e in open_dataset(root).list_episodes()]
     if committed:
         assert lengths[0] == 15, lengths
+
+
+def test_port_lost_mid_episode_says_so_and_keeps_finished_episodes(tmp_path: Path) -> None:
+    # The real native session on the simulated arm; the follower's port disappears (the sim
+    # pty closes) once episode 2 has 20 rows.
+    root = tmp_path / "ds"
+    proc = _run(
+        [
+            sys.executable,
+            str(HERE / "unplug_record.py"),
+            f"--config_path={REPO_ROOT / 'config' / 'record_sim.yaml'}",
+            f"--dataset.root={root}",
+            "--dataset.num_episodes=3",
+            "--dataset.episode_time_s=2",
+            "--dataset.reset_time_s=0.2",
+            "--robot.cameras={front: {type: synthetic, width: 160, height: 120}}",
+            "--vcodec=h264",
+            f"--robot.calibration_dir={tmp_path / 'calibration'}",
+            f"--teleop.calibration_dir={tmp_path / 'calibration'}",
+            f"--log_file={tmp_path / 'rec.log'}",
+        ],
+        tmp_path,
+        {"OPENK_TEST_UNPLUG_AFTER_ROWS": "20"},
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (error,) = [line for line in proc.stderr.splitlines() if line.startswith("openk: error:")]
+    assert "disconnected" in error and "/dev/pts/" in error, proc.stderr
+    assert f"the 1 finished episode(s) are kept in {root}" in error, error
+    assert f"`openk recover {root}` offers it back" in error, error
+    assert "Traceback" not in proc.stderr
+    assert next(e["length"] for e in open_dataset(root).list_episodes()) > 0
+    assert json.loads((root / "meta" / "info.json").read_text())["total_episodes"] == 1
+
+    # the episode set aside comes back with exactly the rows announced
+    recovered = _openk("recover", str(root), cwd=tmp_path)
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    keeping = _KEEPING.search(recovered.stdout)
+    assert keeping is not None, recovered.stdout
+    lengths = [e["length"] for e in open_dataset(root).list_episodes()]
+    assert lengths[1:] == [int(n) for n in _KEPT.findall(keeping.group(1))], recovered.stdout
+    assert lengths[1] >= 20, lengths  # closing the writer gave every row its camera frame
+    _check_verify(root)

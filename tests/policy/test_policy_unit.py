@@ -299,22 +299,56 @@ def wait_for(predicate: Any) -> None:
     wait_until(predicate, "the runner got there")
 
 
+class RowFeeder:
+    """Rows reaching an `ObservationTap` at `fps`, as the recorder's pump hands them over."""
+
+    def __init__(self, fps: float) -> None:
+        import pyarrow as pa
+
+        from openk.policy.runner import ObservationTap
+
+        self.tap = ObservationTap([])
+        self.stop = threading.Event()
+
+        def feed() -> None:
+            while not self.stop.wait(1.0 / fps):
+                row = {"observation.state": [[0.0, 0.0]], "capture_time_ns": [time.monotonic_ns()]}
+                self.tap.on_batch(pa.table(row))
+
+        threading.Thread(target=feed, daemon=True).start()
+
+
 def make_runner(
-    predict: Any, loop: FakeLoop, fps: float = 50, observe: Any = None, names: Any = ("a", "b")
+    predict: Any,
+    loop: FakeLoop,
+    fps: float = 50,
+    tap: Any = None,
+    names: Any = ("a", "b"),
 ) -> Any:
+    """A runner fed by `tap`, or by rows of its own at `fps` (stopped on close)."""
     from openk.policy.runner import PolicyRunner
 
     resets: list[int] = []
-    obs = {"observation.state": np.zeros(2, dtype=np.float32)}
+    feeder = RowFeeder(fps) if tap is None else None
+    source = feeder.tap if feeder is not None else tap
     runner = PolicyRunner(
         predict,
         lambda: resets.append(1),
-        observe or (lambda: obs),
+        source.observe,
         loop.send,
+        wait_row=source.wait_row,
         fps=fps,
         action_names=list(names),
     )
     runner.resets = resets  # type: ignore[attr-defined]
+    if feeder is not None:
+        close = runner.close
+
+        def close_both() -> None:
+            feeder.stop.set()
+            close()
+
+        runner.close = close_both  # type: ignore[method-assign]
     return runner
 
 
@@ -336,6 +370,34 @@ def test_runner_sends_between_start_and_pause_and_resets_each_episode() -> None:
         stats = runner.stats(whole_run=True)
         assert stats["policy_actions"] == len(loop.sent) or stats["policy_actions"] >= count + 3
         assert loop.sent[0] == [1.0, 2.0]
+    finally:
+        runner.close()
+
+
+def test_runner_infers_once_per_arriving_row_on_that_row() -> None:
+    """Row arrival triggers inference (no clock of its own): one action per row, computed on
+    that newest row, and none while no row comes."""
+    import pyarrow as pa
+
+    from openk.policy.runner import ObservationTap
+
+    loop = FakeLoop()
+    seen: list[float] = []
+
+    def predict(obs: Any) -> np.ndarray:
+        seen.append(float(obs["observation.state"][0]))
+        return np.zeros(2, dtype=np.float32)
+
+    tap = ObservationTap([])
+    runner = make_runner(predict, loop, fps=30, tap=tap)
+    try:
+        runner.start_episode()
+        for k in range(1, 6):
+            tap.on_batch(pa.table({"observation.state": [[float(k), 0.0]]}))
+            wait_for(lambda k=k: len(loop.sent) == k)  # type: ignore[misc]
+        time.sleep(0.2)  # several periods at 30 fps without a row: nothing more is sent
+        assert seen == [1.0, 2.0, 3.0, 4.0, 5.0]
+        assert runner.stats()["policy_late_actions"] == 0
     finally:
         runner.close()
 
@@ -443,9 +505,7 @@ def test_a_nan_mid_episode_ends_it_like_esc_and_keeps_its_rows(tmp_path: Path) -
     loop = FakeLoop()
     inner = ScriptedSession(rows_per_read=1, paced=True)
     tap = ObservationTap([])
-    runner = make_runner(
-        predict, loop, fps=30, observe=tap.observe, names=("shoulder_pan.pos", "grip.pos")
-    )
+    runner = make_runner(predict, loop, fps=30, tap=tap, names=("shoulder_pan.pos", "grip.pos"))
     session = PolicySession(inner, runner, tap)
     cfg = parse_config(
         RecordConfig,

@@ -289,6 +289,7 @@ def record(
         bind_events(events)
     cameras: dict[str, Camera] = {}
     writer: Any = None
+    stopped_by: OpenKError | None = None
     result = RecordResult(root=root, repo_id=ds.repo_id, episodes_saved=0, total_episodes=0)
     keys = KeyReader(events.on_key)
     # Frames go nowhere until the recorder exists: the cameras open first, so a camera that
@@ -311,7 +312,10 @@ def record(
         if log_path is not None:
             ui.message(f"log: {log_path}")
         with sigterm_as_interrupt():
-            _episodes(cfg, recorder, writer, session, ui, events, result)
+            try:
+                _episodes(cfg, recorder, writer, session, ui, events, result)
+            except OpenKError as err:  # a device or camera lost mid-recording, a full disk...
+                stopped_by = err
     finally:
         keys.stop()
         for cam in cameras.values():
@@ -335,6 +339,8 @@ def record(
     ui.message(
         f"dataset: {root.resolve()} ({result.total_episodes} episodes, {result.episodes_saved} new)"
     )
+    if stopped_by is not None:
+        raise _kept_note(stopped_by, root, result) from stopped_by
     failure = getattr(session, "policy_error", None)
     if failure is not None:
         raise type(failure)(f"{failure}; the episodes recorded so far are kept in {root}")
@@ -343,6 +349,26 @@ def record(
         result.pushed = True
     _print_next_steps(root.resolve(), ds.repo_id, ui)
     return result
+
+
+def _kept_note(err: OpenKError, root: Path, result: RecordResult) -> OpenKError:
+    """The error that stopped the recording, saying what became of the data."""
+    from openk.dataset import pending_journal
+
+    note = (
+        f"{err}; the {result.total_episodes} finished episode(s) are kept in {root}"
+        if result.total_episodes
+        else f"{err}; no episode was finished"
+    )
+    if pending_journal(root):
+        note += (
+            "; the episode in progress is set aside: `openk record ... --resume=true` or "
+            f"`openk recover {root}` offers it back"
+        )
+    try:
+        return type(err)(note)
+    except TypeError:  # an error type that takes other arguments
+        return OpenKError(note)
 
 
 def _late_sink(

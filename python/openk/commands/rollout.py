@@ -133,6 +133,7 @@ def _base(cfg: RolloutConfig, *, debug: bool, ui: StatusLine, events: Any) -> Ro
         # Rows flow inside an episode: they carry the state the policy reads; none is stored.
         session.start_episode()
         start = time.monotonic()
+        log.info("rollout started")
 
         def done(elapsed: float) -> bool:
             for name, cam in zip(cfg.robot.cameras, cameras, strict=True):

@@ -743,6 +743,8 @@ class DatasetWriter:
             if discard_unsaved:
                 self.discard_episode()
             else:
+                with self._lock, contextlib.suppress(DatasetError):
+                    self._drain(ep, final=True)  # every row gets its frame, as on a save
                 self._episode = None
                 for sink in ep.sinks.values():
                     with contextlib.suppress(DatasetError):

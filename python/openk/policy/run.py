@@ -201,6 +201,7 @@ def policy_session_factory(
             setup.loaded.reset,
             setup.tap.observe,
             native.send_action,
+            wait_row=setup.tap.wait_row,
             fps=fps,
             action_names=action,
             trace=trace,

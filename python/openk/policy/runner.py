@@ -2,9 +2,10 @@
 
 `LoadedPolicy` is lerobot's checkpoint, pre/post-processors and `select_action` (its chunk
 queue included) — nothing of the policy math is re-implemented here. `PolicyRunner` calls it
-once per dataset row period on the newest observation and sends the action to the loop; torch
-releases the GIL while it computes, and the loop never waits for it (a late action only means
-the loop keeps its last goal a little longer; it is counted).
+as each new row reaches Python (the recorder's pump hands it to `ObservationTap`), on that
+newest observation, and sends the action to the loop; torch releases the GIL while it computes,
+and the loop never waits for it (a late action only means the loop keeps its last goal a little
+longer; it is counted).
 """
 
 from __future__ import annotations
@@ -99,10 +100,14 @@ class ObservationTap:
         self.cameras = list(cameras)
         self.state_key = state_key
         self._lock = threading.Lock()
+        # notified on each new row: what the policy thread waits on (GIL released)
+        self._row = threading.Condition(self._lock)
         self._state: np.ndarray | None = None
         self._state_t_ns = 0
         self._frames: dict[str, np.ndarray] = {}
         self.rows_seen = 0
+        # rows_seen when observe() last ran: rows past it are new to the policy
+        self._rows_observed = 0
         # capture_time_ns of the row whose state the last observe() returned
         self.observed_t_ns = 0
 
@@ -124,14 +129,23 @@ class ObservationTap:
             self._state = state
             self._state_t_ns = t_ns
             self.rows_seen += batch.num_rows
+            self._row.notify_all()
 
     def on_frame(self, key: str, frame: np.ndarray) -> None:
         with self._lock:
             self._frames[key] = frame
 
+    def wait_row(self, timeout_s: float) -> bool:
+        """Whether a row arrived since the last observe(), waiting up to `timeout_s` for one
+        (0: just look). The policy thread blocks here, the GIL released."""
+        with self._row:
+            return self._row.wait_for(lambda: self.rows_seen > self._rows_observed, timeout_s)
+
     def observe(self) -> Observation | None:
-        """The newest observation, or None until a state row and every camera's frame exist."""
+        """The newest observation, or None until a state row and every camera's frame exist.
+        Either way the rows so far count as observed (`wait_row` then waits for the next)."""
         with self._lock:
+            self._rows_observed = self.rows_seen
             if self._state is None:
                 return None
             obs: Observation = {self.state_key: self._state}
@@ -151,12 +165,18 @@ def _percentile_ms(values: Sequence[float], q: float) -> float:
 
 
 class PolicyRunner:
-    """Runs `predict` at `fps` on `observe()` in its own thread and hands actions to `send`.
+    """Runs `predict` on `observe()` in its own thread each time `wait_row` reports a new row,
+    and hands the actions to `send`.
 
-    Inactive between episodes (`pause`); `start_episode` resets the policy first. A failure
-    (an exception, or a NaN/inf action) stops the runner and is kept in `error`; nothing more
-    is sent, so the loop holds the last goal.
+    Triggered by the rows themselves, not by a clock of its own, the policy always sees the
+    newest observation (a timer beside the rows' clock takes the row before, up to a period
+    old). Inactive between episodes (`pause`); `start_episode` resets the policy first. A
+    failure (an exception, or a NaN/inf action) stops the runner and is kept in `error`;
+    nothing more is sent, so the loop holds the last goal.
     """
+
+    # How long one wait for a row lasts before the thread looks at pause/close again.
+    WAIT_S = 0.1
 
     def __init__(
         self,
@@ -165,6 +185,7 @@ class PolicyRunner:
         observe: Callable[[], Observation | None],
         send: Callable[[Sequence[float]], None],
         *,
+        wait_row: Callable[[float], bool],
         fps: float,
         action_names: Sequence[str],
         trace: Callable[[Observation, np.ndarray], None] | None = None,
@@ -173,6 +194,7 @@ class PolicyRunner:
         self._trace = trace
         self._reset = reset
         self._observe = observe
+        self._wait_row = wait_row
         self._send = send
         self.period_ns = round(1e9 / fps)
         self.action_names = list(action_names)
@@ -227,10 +249,8 @@ class PolicyRunner:
 
     def _loop(self) -> None:
         episode = 0
-        t0 = 0
-        i = 0
         while not self._closed.is_set():
-            if not self._active.wait(0.1):
+            if not self._active.wait(self.WAIT_S):
                 continue
             with self._busy:
                 if self._closed.is_set():
@@ -240,20 +260,17 @@ class PolicyRunner:
                 if self._episode != episode:
                     episode = self._episode
                     self._reset()
-                    t0 = time.monotonic_ns()
-                    i = 0
-            due = t0 + i * self.period_ns
-            delay = due - time.monotonic_ns()
-            if delay > 0 and self._closed.wait(delay / 1e9):
-                return
+            # Blocks (GIL released) until the pump delivers a row; with a deadline, so pause
+            # and close are seen even when no row comes.
+            if not self._wait_row(self.WAIT_S):
+                continue
             with self._busy:
                 if not self._active.is_set() or self._episode != episode:
                     continue
                 obs = self._observe()
-                if obs is None:  # no row yet this episode: try again next period
+                if obs is None:  # no state row this episode, or a camera frame missing yet
                     with self._stats_lock:
                         self._waits += 1
-                    i += 1
                     continue
                 started = time.perf_counter()
                 action = self._predict(obs)
@@ -262,10 +279,10 @@ class PolicyRunner:
                 self._send([float(v) for v in action])
                 if self._trace is not None:
                     self._trace(obs, action)
-                now = time.monotonic_ns()
-            # The action is meant for the next row; past that it is late. Late ones do not
-            # pile up: the next action is computed for the next period still ahead.
-            late = now > due + self.period_ns
+                # The action is meant for the row after the observed one: if that row is
+                # already here, the loop held the last goal for it (late). Late ones do not pile
+                # up: the next inference takes the newest row, skipping those missed.
+                late = self._wait_row(0.0)
             with self._stats_lock:
                 self._infer_s.append(took)
                 self._run_infer_s.append(took)
@@ -274,7 +291,6 @@ class PolicyRunner:
                 if late:
                     self._late += 1
                     self._run_late += 1
-            i = max(i + 1, math.ceil((now - t0) / self.period_ns)) if late else i + 1
 
     def _check(self, action: np.ndarray) -> None:
         if action.shape != (len(self.action_names),):

@@ -110,6 +110,8 @@ struct SessionState {
     opened: Option<OpenedArms>,
     running: Option<Arc<TeleopLoop>>,
     sims: Option<device::SimSet>,
+    /// The events of the last loop, kept by `stop` (its return home included).
+    stopped_events: Vec<SafetyEvent>,
 }
 
 /// A teleoperation (or replay) session: leader → follower at `control_hz`, rows at
@@ -241,6 +243,7 @@ impl TeleopSession {
                 opened: None,
                 running: None,
                 sims: None,
+                stopped_events: Vec::new(),
             }),
         })
     }
@@ -427,14 +430,16 @@ impl TeleopSession {
         py.detach(|| lp.wait_idle(timeout)).map_err(to_py)
     }
 
-    /// Safety events so far (leader lost, bus errors, stop), each with device, motor, reason.
+    /// Safety events so far (leader lost, bus errors, stop), each with device, motor, reason;
+    /// after `stop`, those of the loop it stopped (the return home included).
     fn events<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let events = self
-            .lock()
-            .running
-            .as_ref()
-            .map(|l| l.events())
-            .unwrap_or_default();
+        let events = {
+            let st = self.lock();
+            match &st.running {
+                Some(l) => l.events(),
+                None => st.stopped_events.clone(),
+            }
+        };
         let list = PyList::empty(py);
         for e in &events {
             list.append(event_dict(py, e)?)?;
@@ -484,6 +489,7 @@ impl TeleopSession {
                     py.detach(|| lp.request_stop());
                 }
             }
+            self.lock().stopped_events = lp.events();
         }
         py.detach(|| {
             if let Some(lp) = lp {
