@@ -247,7 +247,14 @@ fn sts_leader_drives_follower2_with_parallel_buses() {
     wait_until("2 s and 100 ticks of the episode", PATIENCE, || {
         t0.elapsed() >= Duration::from_secs(2) && lp.episode_telemetry().ticks > 100
     });
-    let report = lp.end_episode(Duration::from_secs(5)).unwrap();
+    let report = match lp.end_episode(Duration::from_secs(5)) {
+        Ok(r) => r,
+        Err(e) => panic!(
+            "{e}\nevents: {:?}\ntelemetry: {:?}",
+            lp.events(),
+            lp.telemetry()
+        ),
+    };
     let (actions, states) = batches_rows(&lp);
     assert!(lp.failure().is_none(), "{report:?}");
     lp.stop();

@@ -723,12 +723,27 @@ impl LoopCore {
     }
 
     /// Present follower state → observation and first goals; leader answers too.
+    /// A late or garbled reply (a busy machine) is asked again, as the ticks would: up to the
+    /// error budget of failed exchanges in a row.
     fn read_initial_state(&mut self) -> Result<(), ControlError> {
+        let budget = self.max_consecutive_errors;
         for unit in &mut self.units {
             let Exec::Inline(slot) = &mut unit.exec else {
                 continue;
             };
-            if let Err(e) = slot.part.read_state(&mut slot.state) {
+            let mut failed = 0;
+            let read = loop {
+                match slot.part.read_state(&mut slot.state) {
+                    Err(e)
+                        if matches!(e.kind, FaultKind::Timeout | FaultKind::Protocol)
+                            && failed + 1 < budget =>
+                    {
+                        failed += 1
+                    }
+                    read => break read,
+                }
+            };
+            if let Err(e) = read {
                 return Err(ControlError::Device {
                     failure: failure_of(
                         &unit.label,
