@@ -338,8 +338,13 @@ class NativeSession:
     def _log_events(self) -> None:
         events = self.core.events()
         for event in events[self._events_seen :]:
-            log.warning(
-                "safety event: %s %s: %s",
+            # The stop the command itself asked for is routine (a refused resume, the end of a
+            # run), not a safety event for the user's terminal; it stays in the log file.
+            routine = event.get("reason") == "stop requested"
+            log.log(
+                logging.INFO if routine else logging.WARNING,
+                "%s: %s %s: %s",
+                "loop event" if routine else "safety event",
                 event.get("device"),
                 event.get("motor"),
                 event.get("reason"),
