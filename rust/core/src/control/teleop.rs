@@ -1473,8 +1473,6 @@ pub struct TeleopLoop {
     layout: FrameLayout,
     period_ns: u64,
     realtime: ActiveRealtime,
-    /// This loop switched the process's simulators to SCHED_FIFO (undone on stop).
-    sims_realtime: bool,
     next_episode: Mutex<i64>,
     open_episode: Mutex<Option<i64>>,
     /// A stop was requested (stop() then only waits for it).
@@ -1534,13 +1532,6 @@ impl TeleopLoop {
                 return Err(ControlError::NotRunning);
             }
         };
-        // Simulated devices in this process stand for hardware with its own MCU: when the loop
-        // runs realtime, so do they (a loop waiting on a descheduled simulator thread would
-        // measure the host, not the loop).
-        let sims_realtime = realtime.policy == "fifo" && !crate::sim::pty::realtime();
-        if sims_realtime {
-            crate::sim::pty::set_realtime(true);
-        }
         if let Some(reason) = &realtime.fallback_reason {
             log::info!("control loop runs without SCHED_FIFO ({reason}); realtime=auto carries on");
         }
@@ -1552,7 +1543,6 @@ impl TeleopLoop {
             layout,
             period_ns,
             realtime,
-            sims_realtime,
             next_episode: Mutex::new(0),
             open_episode: Mutex::new(None),
             stop_requested: AtomicBool::new(false),
@@ -1775,9 +1765,6 @@ impl TeleopLoop {
         drop(thread.join());
         if let Some(builder) = lock(&self.builder).take() {
             builder.join();
-        }
-        if self.sims_realtime {
-            crate::sim::pty::set_realtime(false);
         }
     }
 }

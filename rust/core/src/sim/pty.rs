@@ -425,26 +425,12 @@ struct Runner<D: SimDevice> {
 /// While no client has the port open, check for one this often.
 const NO_CLIENT_POLL: Duration = Duration::from_micros(500);
 
-/// Whether simulator threads run SCHED_FIFO (process-wide; see [`set_realtime`]).
-static SIM_REALTIME: AtomicBool = AtomicBool::new(false);
-
-/// Simulator threads' SCHED_FIFO priority: above the control loop's (80), because a simulator
-/// stands for a device with its own MCU, which the host's load never delays.
+/// Simulator threads' SCHED_FIFO priority: above the control loop's (80). A simulator stands
+/// for a device with its own MCU, whose replies the host's load never delays: a descheduled
+/// simulator thread would show up as bus timeouts and loop jitter that real hardware does not
+/// have, whatever the loop's own scheduling. Where FIFO is refused, simulators keep normal
+/// scheduling.
 pub const SIM_FIFO_PRIORITY: i32 = 85;
-
-/// Lets every simulator thread of this process run SCHED_FIFO (`true`) or go back to normal
-/// scheduling. Threads adopt it on their next wake-up. Used when the loop itself runs
-/// realtime: it waits for the simulators' replies, so a descheduled simulator thread would
-/// show up as loop jitter that real hardware does not have. Where FIFO is refused, the
-/// simulators keep normal scheduling.
-pub fn set_realtime(enabled: bool) {
-    SIM_REALTIME.store(enabled, Ordering::Relaxed);
-}
-
-/// Whether simulator threads are asked to run SCHED_FIFO.
-pub fn realtime() -> bool {
-    SIM_REALTIME.load(Ordering::Relaxed)
-}
 
 impl<D: SimDevice> Runner<D> {
     fn run(mut self) {
@@ -452,21 +438,12 @@ impl<D: SimDevice> Runner<D> {
         // SAFETY: prctl with PR_SET_TIMERSLACK only affects this thread.
         unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
         let mut buf = [0u8; 4096];
-        let mut fifo = false;
+        if let Err(reason) = crate::control::rt::set_fifo(SIM_FIFO_PRIORITY) {
+            log::debug!("simulator thread keeps normal scheduling: {reason}");
+        }
         loop {
             if self.shared.stop.load(Ordering::SeqCst) {
                 return;
-            }
-            let want_fifo = realtime();
-            if want_fifo != fifo {
-                fifo = want_fifo;
-                if fifo {
-                    if let Err(reason) = crate::control::rt::set_fifo(SIM_FIFO_PRIORITY) {
-                        log::debug!("simulator thread keeps normal scheduling: {reason}");
-                    }
-                } else {
-                    crate::control::rt::reset_to_normal();
-                }
             }
             if self.shared.unplug.load(Ordering::SeqCst) {
                 self.master = None; // closes the pty master
