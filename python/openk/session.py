@@ -221,6 +221,50 @@ def end_quietly(session: Session) -> None:
         session.end_episode()
 
 
+TeardownStep = Callable[[], object]
+
+
+def quietly(step: TeardownStep) -> TeardownStep:
+    """A `teardown` step whose errors are logged and dropped (a camera that fails to stop must
+    not fail a recording already made); an interruption in it still counts."""
+
+    def run() -> None:
+        try:
+            step()
+        except Exception:
+            log.debug("teardown: %r failed (ignored)", step, exc_info=True)
+
+    return run
+
+
+def teardown(*steps: TeardownStep | None) -> None:
+    """A command's way out: runs EVERY step in order (None: no such step), even when one fails
+    or is interrupted — a second Ctrl-C while a camera stops must not skip the return home nor
+    the writer's close. Then re-raises what went wrong: the first interruption
+    (KeyboardInterrupt, SystemExit) if any, else the first error of a step not run `quietly`.
+    (A Ctrl-C inside `Session.close` cuts the return home short there and is not re-raised.)"""
+    interrupted: BaseException | None = None
+    failed: Exception | None = None
+    for step in steps:
+        if step is None:
+            continue
+        try:
+            step()
+        except Exception as err:
+            if failed is None:
+                failed = err
+        except BaseException as exc:
+            log.info("teardown: %s during %r; the other steps still run", type(exc).__name__, step)
+            if interrupted is None:
+                interrupted = exc
+    if interrupted is not None:
+        if failed is not None:
+            log.warning("teardown: %s", failed, exc_info=failed)
+        raise interrupted
+    if failed is not None:
+        raise failed
+
+
 def open_leader_session(
     cfg: TeleoperateConfig | FindJointLimitsConfig,
     command: str,

@@ -18,6 +18,7 @@ from openk.session import (
     end_quietly,
     open_leader_session,
     read_until_stopped,
+    teardown,
     vector_names,
 )
 from openk.terminal import KeyReader, StatusLine
@@ -131,9 +132,7 @@ def find_joint_limits(
     except KeyboardInterrupt:
         ui.message("stopped (Ctrl-C)")
     finally:
-        keys.stop()
-        end_quietly(session)
-        session.close()
+        teardown(keys.stop, lambda: end_quietly(session), session.close)
     if result.samples == 0:
         ui.finish("no samples were measured (stopped during the warm-up)")
         return result

@@ -33,8 +33,10 @@ from openk.session import (
     end_quietly,
     loop_metadata,
     make_camera,
+    quietly,
     shielded,
     sigterm_as_interrupt,
+    teardown,
 )
 from openk.terminal import EpisodeStatus, KeyReader, StatusLine
 
@@ -317,19 +319,13 @@ def record(
             except OpenKError as err:  # a device or camera lost mid-recording, a full disk...
                 stopped_by = err
     finally:
-        keys.stop()
-        for cam in cameras.values():
-            with contextlib.suppress(Exception):
-                cam.stop()
-        with contextlib.suppress(Exception):
-            session.close()
-        if writer is not None:
-            try:
-                writer.close()
-            except KeyboardInterrupt:
-                writer.close()
-        if writer is not None:
-            result.total_episodes = writer.total_episodes
+        # Every step runs, a Ctrl-C in one included: the arm returns home, the writer closes.
+        teardown(
+            keys.stop,
+            *(quietly(cam.stop) for cam in cameras.values()),
+            quietly(session.close),
+            None if writer is None else lambda: _close_writer(writer, result),
+        )
     if policy_setup is not None:
         from openk.policy.run import stats_line
 
@@ -349,6 +345,15 @@ def record(
         result.pushed = True
     _print_next_steps(root.resolve(), ds.repo_id, ui)
     return result
+
+
+def _close_writer(writer: Any, result: RecordResult) -> None:
+    """Closes the writer (a Ctrl-C meanwhile closes it again: what it holds is kept)."""
+    try:
+        writer.close()
+    except KeyboardInterrupt:
+        writer.close()
+    result.total_episodes = writer.total_episodes
 
 
 def _kept_note(err: OpenKError, root: Path, result: RecordResult) -> OpenKError:

@@ -5,7 +5,6 @@ it and interpolates between rows at the control rate; Python only waits and show
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -22,7 +21,9 @@ from openk.session import (
     NativeSession,
     check_ports,
     connect_session,
+    quietly,
     sigterm_as_interrupt,
+    teardown,
 )
 from openk.terminal import KeyReader, StatusLine
 
@@ -175,11 +176,11 @@ def replay(
     except KeyboardInterrupt:
         ui.message("stopped (Ctrl-C)")
     finally:
-        # Actions the follower reached (Esc or Ctrl-C stop the replay early).
-        with contextlib.suppress(Exception):
+
+        def count_sent() -> None:  # actions the follower reached (Esc, Ctrl-C stop early)
             result.sent = len(actions) - session.pending_actions
-        keys.stop()
-        session.close()
+
+        teardown(quietly(count_sent), keys.stop, session.close)
     ui.finish(f"replayed {result.sent}/{len(actions)} actions of episode {ds.episode}")
     if tables:
         result.rows = pa.concat_tables([pa.table(t) for t in tables])

@@ -7,7 +7,6 @@ nothing; `episodic` records episodes with resets between them, through the same 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -90,7 +89,7 @@ def _base(cfg: RolloutConfig, *, debug: bool, ui: StatusLine, events: Any) -> Ro
         prepare_policy,
         stats_line,
     )
-    from openk.session import check_ports, read_until_stopped
+    from openk.session import check_ports, quietly, read_until_stopped, teardown
     from openk.terminal import KeyReader
 
     log_path = setup_logging(cfg.log_file, daily=cfg.daily_log_file_name, debug=debug)
@@ -160,13 +159,13 @@ def _base(cfg: RolloutConfig, *, debug: bool, ui: StatusLine, events: Any) -> Ro
         ui.message("stopped (Ctrl-C)")
     finally:
         result.duration_s = time.monotonic() - start
-        keys.stop()
-        with contextlib.suppress(Exception):
-            session.end_episode()
-        for cam in cameras:
-            with contextlib.suppress(Exception):
-                cam.stop()
-        session.close()
+        # Every step runs, a Ctrl-C in one included: the arm still returns home.
+        teardown(
+            keys.stop,
+            quietly(session.end_episode),
+            *(quietly(cam.stop) for cam in cameras),
+            session.close,
+        )
     result.stats = setup.stats()
     log.info("policy: %s", result.stats)
     ui.message(stats_line(result.stats))

@@ -13,6 +13,7 @@ from openk.session import (
     end_quietly,
     open_leader_session,
     read_until_stopped,
+    teardown,
     vector_names,
 )
 from openk.terminal import KeyReader, StatusLine
@@ -82,8 +83,7 @@ def teleoperate(
     except KeyboardInterrupt:
         ui.message("stopped (Ctrl-C)")
     finally:
-        keys.stop()
-        session.close()
+        teardown(keys.stop, session.close)  # a Ctrl-C in keys.stop still returns the arm home
     ui.message("teleoperation ended")
 
 

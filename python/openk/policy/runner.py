@@ -10,7 +10,6 @@ longer; it is counted).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from openk.policy import PolicyError, require_lerobot
+from openk.session import quietly, teardown
 
 log = logging.getLogger("openk.policy")
 
@@ -405,13 +405,11 @@ class PolicySession:
         self.inner.send_action(values)
 
     def close(self) -> None:
-        try:
-            self.runner.close()
-        finally:
-            with contextlib.suppress(Exception):
-                self.inner.close()
-            if self.trace is not None:
-                self.trace.save()
+        teardown(
+            self.runner.close,
+            quietly(self.inner.close),
+            None if self.trace is None else self.trace.save,
+        )
 
 
 class PolicyTrace:
