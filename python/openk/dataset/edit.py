@@ -8,7 +8,7 @@ carried along. The result is verified before it is used.
 
 In place, the swap is crash safe: the result is built beside the dataset, a marker file is
 written, then `old -> backup`, `new -> place`, backup removed, marker removed. Whatever moment
-a crash hits, `finish_interrupted_edit(root)` (run by every `openk edit` and `openk verify`)
+a crash hits, `finish_interrupted_edit(root)` (run by `openk edit`, `verify`, `view`, `record`)
 either rolls the swap forward (the marker exists: the new dataset is complete) or throws the
 unfinished build away (no marker). A split builds both datasets (the one at --output beside
 its final place, named in an intent file beside the dataset) before the one marker; the marker
@@ -16,7 +16,7 @@ also moves the output in, so a crash never leaves its episodes in both datasets.
 output's build a second record names the source, so `finish_interrupted_edit(output)` finishes
 (or drops) the split through its source too: a command run first on the output after a crash
 never sees the output without the source rolled forward. Readers (`open_dataset`) refuse a
-dataset whose split or swap was committed but not finished, naming the command that finishes it.
+dataset (source or output) whose edit was committed but not finished, naming `openk verify`.
 """
 
 from __future__ import annotations
