@@ -3,12 +3,16 @@
 
 use std::time::{Duration, Instant};
 
+use openk_core::arm::calibration::{
+    calibration_path, DamiaoCalibration, DeviceCalibration, StsCalibration,
+};
 use openk_core::arm::config::DeviceConfig;
 use openk_core::arm::device::{open_arms, Calibrator};
 use openk_core::arm::part::FaultKind;
 use openk_core::arm::spec::DeviceKind;
 use openk_core::arm::ArmError;
 use openk_core::control::{ControlError, LoopSpec, RealtimeMode, TeleopLoop};
+use openk_core::sim::damiao::{DamiaoSim, DamiaoSimConfig};
 use serde_json::{json, Value};
 
 mod common;
@@ -454,4 +458,68 @@ fn dropped_replies_are_retried_and_booked_to_their_motor(
     assert_eq!(retries(&lp).1, 0, "{:?}", lp.telemetry());
     assert!(lp.failure().is_none());
     lp.stop();
+}
+
+/// The STS-over-CAN servos are probed at connect with the DAMIAO adapter's generous connect
+/// timeouts: a reply later than a tick's timeouts (a loaded machine) still connects. The loop
+/// then has the tight tick timeouts back: a reply that late is asked again.
+#[test]
+fn a_late_sts_over_can_reply_at_connect_still_connects() {
+    let dir = tmp_dir("late-sts-can");
+    let bridge = DamiaoSim::start(DamiaoSimConfig::sts_bridge_only()).unwrap();
+    // Past a tick's whole wait (20 ms x 3 attempts), within one connect attempt (100 ms).
+    let late = Duration::from_millis(80);
+    bridge.faults().set_extra_latency(late);
+    let robot = cfg(
+        json!({"type": "openk-1-alpha_follower", "port": "sim", "sts_port": bridge.port(),
+               "id": "f", "calibration_dir": dir}),
+        DeviceKind::Robot,
+    );
+    // A port that is not `sim` needs a calibration file (m_off 0, as the simulator's motors).
+    let mut cal = DeviceCalibration::default();
+    for j in robot.spec.damiao {
+        let c = DamiaoCalibration {
+            id: j.id.into(),
+            motor_offset: 0.0,
+            range_min: -1.0,
+            range_max: 1.0,
+        };
+        cal.damiao.insert(j.name.to_owned(), c);
+    }
+    for j in robot.spec.sts {
+        let c = StsCalibration {
+            id: j.id.into(),
+            drive_mode: 0,
+            homing_offset: 0.0,
+            range_min: 0.0,
+            range_max: 4095.0,
+        };
+        cal.sts.insert(j.name.to_owned(), c);
+    }
+    cal.save(robot.spec, &calibration_path(robot.spec, "f", Some(&dir)))
+        .unwrap();
+    let opened = match open_arms(&robot, None) {
+        Ok(opened) => opened,
+        Err(e) => panic!("a reply {late:?} late failed the connect: {e}"),
+    };
+    bridge.faults().set_extra_latency(Duration::ZERO);
+    let lp = TeleopLoop::start(opened.arms, spec(100.0)).unwrap();
+    wait_until("the loop ticked", PATIENCE, || lp.telemetry().ticks > 0);
+    let retries = |lp: &TeleopLoop| -> u64 {
+        let report = lp.telemetry();
+        report
+            .bus_retries
+            .iter()
+            .filter(|(k, _)| k.contains("STS-over-CAN bus"))
+            .map(|(_, v)| *v)
+            .sum()
+    };
+    let before = retries(&lp);
+    bridge.faults().set_extra_latency(late);
+    wait_until("a late reply asked again by the loop", PATIENCE, || {
+        retries(&lp) > before
+    });
+    lp.stop();
+    bridge.stop();
+    let _ = std::fs::remove_dir_all(&dir);
 }

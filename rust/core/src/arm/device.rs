@@ -349,20 +349,21 @@ pub(crate) fn sts_norm(
     }
 }
 
-/// Opens the STS-over-CAN bus of a device (its STS joints behind the CAN adapter on `port`).
+/// Opens the STS-over-CAN bus of a device (its STS joints behind the CAN adapter on `port`),
+/// with the generous timeouts of the DAMIAO adapter it rides on while connecting
+/// ([`CONFIGURE_DAMIAO`]); the loop's part gets the tight ones back (see `open_device`).
 fn open_sts_can_bus(cfg: &DeviceConfig, port: &str, label: &str) -> Result<StsCanBus, ArmError> {
     StsCanBus::open(
         port,
-        crate::bus::damiao::DEFAULT_BAUD,
+        CONFIGURE_DAMIAO.baud,
         DEFAULT_CONTROLLER_ID,
-        Duration::from_millis(20),
-        2,
+        CONFIGURE_DAMIAO.timeout,
+        CONFIGURE_DAMIAO.retries,
     )
     .map_err(|e| bus_err(label, &names_of(cfg.spec.sts), &e))
 }
 
-/// Opens the DAMIAO bus of a device: connect, control mode, enable.
-/// DAMIAO bus timeouts while connecting and configuring (see [`open_damiao_bus`]).
+/// DAMIAO adapter timeouts while connecting and configuring (see [`open_damiao_bus`]).
 const CONFIGURE_DAMIAO: DamiaoBusOptions = DamiaoBusOptions {
     baud: crate::bus::damiao::DEFAULT_BAUD,
     timeout: Duration::from_millis(100),
@@ -371,6 +372,7 @@ const CONFIGURE_DAMIAO: DamiaoBusOptions = DamiaoBusOptions {
     read_registers_at_connect: true,
 };
 
+/// Opens the DAMIAO bus of a device and connects its motors (control mode and enable follow).
 fn open_damiao_bus(cfg: &DeviceConfig, port: &str, label: &str) -> Result<DamiaoBus, ArmError> {
     let names: Vec<String> = names_of(cfg.spec.damiao);
     let motors = cfg
@@ -502,10 +504,13 @@ fn open_device(cfg: &DeviceConfig, sims: &mut SimSet) -> Result<Vec<Box<dyn Part
                     })
                     .collect();
                 let mut part = StsCanPart::new(label.clone(), bus, joints);
-                // A servo that does not answer is found now, not on the first tick.
+                // A servo that does not answer is found now (with the connect timeouts), not
+                // on the first tick; the loop then gets the tight tick timeouts.
                 let mut probe = vec![0.0; names.len()];
                 part.read_state(&mut probe)
                     .map_err(|e| part_arm_err(&label, &names, e))?;
+                let tick = DamiaoBusOptions::default();
+                part.set_timeouts(tick.timeout, tick.retries);
                 parts.push(Box::new(part));
             }
             StsLink::Ttl => {

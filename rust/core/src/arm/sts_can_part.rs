@@ -35,6 +35,11 @@ impl StsCanPart {
         }
     }
 
+    /// Changes the bus's reply timeout and retries (see [`StsCanBus::set_timeouts`]).
+    pub fn set_timeouts(&mut self, timeout: std::time::Duration, retries: u32) {
+        self.bus.set_timeouts(timeout, retries);
+    }
+
     fn err(&self, e: &DamiaoBusError, servo: usize) -> PartError {
         let mut pe = part_error(&self.motor_names, e);
         if pe.motor.is_none() && matches!(e, DamiaoBusError::Timeout { .. }) {

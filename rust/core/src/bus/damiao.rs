@@ -1152,6 +1152,13 @@ impl StsCanBus {
         self.resent
     }
 
+    /// Changes the reply timeout and retries of later reads (generous while connecting, tight
+    /// once the control loop runs), as [`DamiaoBus::set_options`] does for the motors.
+    pub fn set_timeouts(&mut self, timeout: Duration, retries: u32) {
+        self.timeout = timeout;
+        self.retries = retries;
+    }
+
     /// Sets a servo's goal position (0–4095; clamped). The bridge does not acknowledge.
     pub fn write_position(&mut self, servo_id: u16, position: i64) -> Result<()> {
         let frame = encode_host_frame(
