@@ -159,3 +159,27 @@ def test_recover_command_when_nothing_was_interrupted(tmp_path: Path, run_openk:
     proc = run_openk("recover", str(tmp_path / "ds"))
     assert proc.returncode == 0, proc.stderr
     assert "no interrupted episode" in proc.stdout
+
+
+def test_resume_into_the_output_of_an_interrupted_split_finishes_it_first(
+    tmp_path: Path, run_openk: Any
+) -> None:
+    keys: dict[tuple[int, int], Any] = {(1, 6): Key.RIGHT, (2, 6): Key.RIGHT}
+    _record(tmp_path / "a", keys, "--dataset.num_episodes=2")
+    source, output = tmp_path / "a" / "ds", tmp_path / "b" / "ds"
+    output.parent.mkdir()
+    proc = run_openk(
+        "edit", "split", str(source), "--episodes", "1", "--output", str(output),
+        env={"OPENK_EDIT_CRASH_AT": "marked"},
+    )  # fmt: skip
+    assert proc.returncode == -9, proc.stdout + proc.stderr
+    assert not output.exists()  # committed, but the output was not moved in yet
+    # recording into the output rolls the split forward first: episode 1 leaves the source
+    result = _record(
+        tmp_path / "b", {(1, 6): Key.RIGHT}, "--dataset.num_episodes=1", "--resume=true"
+    )
+    assert (result.episodes_saved, result.total_episodes) == (1, 2)
+    infos = [json.loads((r / "meta" / "info.json").read_text()) for r in (source, output)]
+    assert [i["total_episodes"] for i in infos] == [1, 2]
+    assert not [p.name for p in (tmp_path / "a").iterdir() if "openk-edit" in p.name]
+    assert not [p.name for p in (tmp_path / "b").iterdir() if "openk-edit" in p.name]

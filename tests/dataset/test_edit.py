@@ -17,7 +17,7 @@ from ds_synth import features, record_episode
 
 from openk.dataset import DatasetWriter, meta, verify
 from openk.dataset import edit as ops
-from openk.dataset.reader import open_dataset
+from openk.dataset.reader import DatasetReader, open_dataset
 from openk.dataset.remux import _read_packets
 from openk.dataset.stats import aggregate, from_jsonable, numeric_stats
 from openk.errors import DatasetError
@@ -275,9 +275,10 @@ def test_kill_during_in_place_edit_leaves_old_or_new(
         assert [e["length"] for e in open_dataset(synth).list_episodes()] == [12, 10, 8]
 
 
+@pytest.mark.parametrize("first", ["source", "output"])
 @pytest.mark.parametrize("point", ops.SPLIT_CRASH_POINTS)
 def test_kill_during_split_leaves_old_or_new_never_both(
-    synth: Path, tmp_path: Path, point: str
+    synth: Path, tmp_path: Path, point: str, first: str
 ) -> None:
     before = tree(synth)
     out = tmp_path / "moved"
@@ -286,12 +287,25 @@ def test_kill_during_split_leaves_old_or_new_never_both(
         OPENK_EDIT_CRASH_AT=point,
     )  # fmt: skip
     assert proc.returncode == -9, proc.stdout + proc.stderr
-    # the next command on the dataset finishes or undoes the split, output included
-    proc = _cli("verify", str(synth))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    committed = ops.SPLIT_CRASH_POINTS.index(point) >= ops.SPLIT_CRASH_POINTS.index("marked")
+    if committed:
+        # a reader is refused either dataset while their episodes may be in both
+        for root in (synth, out):
+            with pytest.raises(DatasetError, match=f"run `openk verify {root}`"):
+                DatasetReader(root)
+    # the next command, on the dataset or on the output, finishes or undoes the split
+    proc = _cli("verify", str(synth if first == "source" else out))
+    said = proc.stdout + proc.stderr
+    if committed or first == "source":
+        assert proc.returncode == 0, said
+    if first == "output":
+        verb = "finished an interrupted edit" if committed else "dropped an unfinished edit"
+        assert f"{synth}: {verb}" in said
+        if not committed:
+            assert f"nothing was split off to {out}" in said
     assert not list(synth.parent.glob(".ds.openk-edit*"))
     assert not list(out.parent.glob(".moved.openk-edit*"))
-    if ops.SPLIT_CRASH_POINTS.index(point) < ops.SPLIT_CRASH_POINTS.index("marked"):
+    if not committed:
         # the old dataset, whole; no output (no episode is in two places)
         assert tree(synth) == before
         assert not out.exists()

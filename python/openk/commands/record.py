@@ -271,6 +271,11 @@ def record(
     root = dataset_root(ds.repo_id, resolve_root(ds.root, cfg.resume, started))
     check_ports(cfg.robot, "robot")
     check_ports(cfg.teleop, "teleop")
+    from openk.dataset.edit import finish_interrupted_edit
+
+    did = finish_interrupted_edit(root)  # an edit or split a crash interrupted, finished first
+    if did:
+        ui.message(did)
     if cfg.resume and not meta.info_path(root).exists():
         raise DatasetError(
             f"--resume=true but there is no dataset at {root}; check --dataset.root/"

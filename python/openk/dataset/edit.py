@@ -8,16 +8,19 @@ carried along. The result is verified before it is used.
 
 In place, the swap is crash safe: the result is built beside the dataset, a marker file is
 written, then `old -> backup`, `new -> place`, backup removed, marker removed. Whatever moment
-a crash hits, `finish_interrupted_edit(root)` (run by every `openk edit` and `openk verify`)
+a crash hits, `finish_interrupted_edit(root)` (run by `openk edit`, `verify`, `view`, `record`)
 either rolls the swap forward (the marker exists: the new dataset is complete) or throws the
 unfinished build away (no marker). A split builds both datasets (the one at --output beside
 its final place, named in an intent file beside the dataset) before the one marker; the marker
-also moves the output in, so a crash never leaves its episodes in both datasets.
+also moves the output in, so a crash never leaves its episodes in both datasets. Beside the
+output's build a second record names the source, so `finish_interrupted_edit(output)` finishes
+(or drops) the split through its source too: a command run first on the output after a crash
+never sees the output without the source rolled forward. Readers (`open_dataset`) refuse a
+dataset (source or output) whose edit was committed but not finished, naming `openk verify`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -671,7 +674,43 @@ def _siblings(root: Path) -> tuple[Path, Path, Path]:
 
 
 def finish_interrupted_edit(root: Path) -> str | None:
-    """Complete or undo an in-place edit a crash interrupted; says what it did (None: nothing)."""
+    """Complete or undo an in-place edit a crash interrupted; says what it did (None: nothing).
+
+    `root` may also be the output of a split: the split is finished through its source."""
+    done = [d for d in (_finish_split_into(root), _finish_swap(root)) if d]
+    return "\n".join(done) or None
+
+
+def pending_edit(root: Path) -> str | None:
+    """Why `root` must not be read yet: an edit or split of it (or one that moves episodes into
+    it) was committed but a crash stopped it before it finished; None when there is none."""
+    source = _split_source(root)
+    if _siblings(root)[2].exists() or (source is not None and _siblings(source)[2].exists()):
+        return (
+            f"{root}: an edit a crash interrupted is not finished yet (its episodes may still "
+            f"be in two places); run `openk verify {root}` to finish it"
+        )
+    return None
+
+
+def _finish_split_into(out: Path) -> str | None:
+    """A split whose output is `out`, interrupted: finished or dropped by its source."""
+    record = _output_record(out)
+    source = _split_source(out)
+    if source is None and not record.exists():
+        return None
+    did = _finish_swap(source) if source is not None else None
+    # the source's finish removes this record; one left over names nothing pending
+    record.unlink(missing_ok=True)
+    layout.fsync_dir(record.parent)
+    if did is None:
+        return None
+    if not _output_paths(out)[0].exists():
+        did += f"; nothing was split off to {out}"
+    return did
+
+
+def _finish_swap(root: Path) -> str | None:
     new, old, marker = _siblings(root)
     root = Path(os.path.realpath(root))
     if marker.exists():
@@ -689,17 +728,17 @@ def finish_interrupted_edit(root: Path) -> str | None:
             os.replace(old, root)  # nothing to roll forward to: keep the old dataset
         shutil.rmtree(old, ignore_errors=True)
         marker.unlink(missing_ok=True)
-        _split_intent(root).unlink(missing_ok=True)
-        layout.fsync_dir(root.parent)
+        _drop_split_records(root, output)
         also = f"; {output} holds the split-off episodes" if output else ""
         return f"{root}: finished an interrupted edit (the edited dataset is in place{also})"
     did = None
     intent = _split_intent(root)
     if intent.exists():
         # a split that never reached its marker: its second dataset was never moved in
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            shutil.rmtree(_output_paths(Path(json.loads(intent.read_text())["output"]))[1])
-        intent.unlink(missing_ok=True)
+        output = _record_output(intent)
+        if output is not None:
+            shutil.rmtree(_output_paths(output)[1], ignore_errors=True)
+        _drop_split_records(root, output)
         did = f"{root}: dropped an unfinished edit (the dataset is unchanged)"
     if new.exists():
         shutil.rmtree(new, ignore_errors=True)
@@ -725,15 +764,45 @@ def _split_intent(root: Path) -> Path:
     return root.parent / f".{root.name}.openk-edit-split.json"
 
 
+def _output_record(out: Path) -> Path:
+    """Beside a split's output (and its build) while the split runs: names the source, so a
+    command on the output finishes the split too."""
+    out = _output_paths(out)[0]
+    return out.with_name(f".{out.name}.openk-edit-split-source.json")
+
+
+def _split_source(out: Path) -> Path | None:
+    """The source of the interrupted split whose output is `out`, if its record says one."""
+    try:
+        return Path(json.loads(_output_record(out).read_text())["source"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _record_output(record: Path) -> Path | None:
+    """The split output an intent or marker file names (None: not a split, or unreadable)."""
+    try:
+        return Path(json.loads(record.read_text())["output"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _drop_split_records(root: Path, output: Path | None) -> None:
+    """The split is finished or dropped: its records beside `root` and the output go."""
+    _split_intent(root).unlink(missing_ok=True)
+    layout.fsync_dir(root.parent)
+    if output is not None:
+        record = _output_record(output)
+        record.unlink(missing_ok=True)
+        layout.fsync_dir(record.parent)
+
+
 def _move_output_in(marker: Path) -> Path | None:
     """A split's second dataset: its build, complete and verified, goes to its place."""
-    try:
-        record = json.loads(marker.read_text())
-    except (OSError, ValueError):
+    output = _record_output(marker)
+    if output is None:
         return None
-    if "output" not in record:
-        return None
-    out, tmp = _output_paths(Path(record["output"]))
+    out, tmp = _output_paths(output)
     if tmp.exists():
         if out.exists():
             out.rmdir()  # only ever an empty folder: the split refuses a non-empty one
@@ -788,9 +857,12 @@ def _swap_in(
     intent = _split_intent(root)
     if also is not None:
         out, out_tmp = _output_paths(also[1])
+        finish_interrupted_edit(out)  # an older split into `out`, interrupted, goes first
         _check_new_output(out)
         record["output"] = str(out)
         layout.replace_atomically(intent, layout.write_bytes_to(json.dumps(record).encode()))
+        source = json.dumps({"source": str(root)}).encode()
+        layout.replace_atomically(_output_record(out), layout.write_bytes_to(source))
         shutil.rmtree(out_tmp, ignore_errors=True)
     try:
         if also is not None:
@@ -800,7 +872,7 @@ def _swap_in(
     except BaseException:
         if also is not None:
             shutil.rmtree(out_tmp, ignore_errors=True)
-            intent.unlink(missing_ok=True)
+            _drop_split_records(root, out)
         raise
     _crash_point("built")
     layout.replace_atomically(marker, layout.write_bytes_to(json.dumps(record).encode()))
@@ -816,8 +888,7 @@ def _swap_in(
     _crash_point("new-moved")
     shutil.rmtree(old)
     marker.unlink()
-    intent.unlink(missing_ok=True)
-    layout.fsync_dir(root.parent)
+    _drop_split_records(root, Path(record["output"]) if "output" in record else None)
     report.root = root
     return report, out_report
 

@@ -61,8 +61,13 @@ class DatasetReader:
     """Read-only view of a v3.0 dataset at `root`."""
 
     def __init__(self, root: str | os.PathLike[str], *, repo_id: str | None = None) -> None:
+        from openk.dataset.edit import pending_edit
+
         self.root = Path(root)
         self.repo_id = repo_id
+        why = pending_edit(self.root)  # read-only: the next openk command finishes it
+        if why:
+            raise DatasetError(why)
         try:
             self.info: dict[str, Any] = meta.load_info(self.root)
         except (OSError, ValueError) as exc:
