@@ -41,6 +41,13 @@ class DatasetError(OpenKError):
     """A dataset could not be written, read or resumed."""
 
 
+class DatasetBusyError(DatasetError):
+    """Another live process writes the dataset (records, edits or recovers it); nothing was
+    changed. Wait for it to finish or stop it."""
+
+    holder = "another openk process"  # "process 123 (openk record ...)"
+
+
 class HubError(OpenKError):
     """A Hugging Face Hub operation failed; the local dataset is intact."""
 
@@ -53,6 +60,7 @@ __all__ = [
     "BusTimeoutError",
     "CalibrationError",
     "ConfigError",
+    "DatasetBusyError",
     "DatasetError",
     "HubError",
     "MotorError",

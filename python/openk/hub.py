@@ -355,10 +355,29 @@ def pull_dataset(
     With ``root`` the files land there; without, in the huggingface_hub cache.
     """
     validate_repo_id(repo_id)
+    from openk.dataset.layout import lock_dataset
+
+    target = Path(root).expanduser().resolve() if root is not None else None
+
+    # into a local root: its one writer meanwhile (the Hub cache is huggingface_hub's own)
+    with contextlib.ExitStack() as locks:
+        if target is not None:
+            locks.enter_context(lock_dataset(target))
+        path = _download(repo_id, revision, target, token, endpoint, allow_patterns)
+    return Path(path)
+
+
+def _download(
+    repo_id: str,
+    revision: str,
+    target: Path | None,
+    token: str | None,
+    endpoint: str | None,
+    allow_patterns: Sequence[str] | None,
+) -> str:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import RevisionNotFoundError
 
-    target = Path(root).expanduser().resolve() if root is not None else None
     try:
         path = snapshot_download(
             repo_id,
@@ -378,7 +397,7 @@ def pull_dataset(
         raise HubError(
             f"download of {repo_id}@{revision} failed: {_scrub(_describe_failure(exc), token)}"
         ) from exc
-    return Path(path)
+    return str(path)
 
 
 __all__ = [

@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from openk.errors import BusTimeoutError, DatasetError, OpenKError
+from openk.errors import BusTimeoutError, DatasetBusyError, DatasetError, OpenKError
 
 # --- find-port --------------------------------------------------------------------------------
 
@@ -306,11 +306,21 @@ def _existing_dataset(root: Path, echo: Callable[[str], None]) -> Any:
 
 
 def verify(root: Path, echo: Callable[[str], None] = click.echo) -> None:
+    """Finishes an edit a crash interrupted, then checks the dataset. One that another process
+    is writing (a recording, an edit) is not checked: its files are still being written."""
     ds = _existing_dataset(root, echo)
     report = ds.verify(root)
     if report.ok:
         echo(str(report))
         return
+    from openk.dataset.layout import dataset_writer
+
+    writer = dataset_writer(root)
+    if writer is not None:  # its journal and temporary files belong to a running write
+        raise DatasetBusyError(
+            f"{root} is being written by {writer} (a recording or an edit is in progress), so "
+            "it was not checked; verify it once that finished, or stop it"
+        )
     for problem in report.problems:
         echo(f"problem: {problem}")
     raise DatasetError(
@@ -343,6 +353,14 @@ def recover(
     discard: bool = False,
     echo: Callable[[str], None] = click.echo,
 ) -> None:
+    from openk.dataset.layout import lock_dataset
+
+    # held throughout: the journal of a recording still running is no interrupted episode
+    with lock_dataset(root):
+        _recover(root, repo_id, discard, echo)
+
+
+def _recover(root: Path, repo_id: str | None, discard: bool, echo: Callable[[str], None]) -> None:
     ds = _existing_dataset(root, echo)
     pending = ds.pending_journal(root)
     if not pending:

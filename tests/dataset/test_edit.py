@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,8 @@ from openk.dataset.reader import DatasetReader, open_dataset
 from openk.dataset.remux import _read_packets
 from openk.dataset.stats import aggregate, from_jsonable, numeric_stats
 from openk.errors import DatasetError
+
+from ..helpers import wait_until
 
 FPS = 30
 CAMS = {"front": (48, 64), "wrist": (48, 64)}
@@ -314,6 +317,46 @@ def test_kill_during_split_leaves_old_or_new_never_both(
         check_exact(out)
         assert [e["length"] for e in open_dataset(synth).list_episodes()] == [12, 10]
         assert [e["length"] for e in open_dataset(out).list_episodes()] == [9, 8]
+
+
+def _stopped(pid: int) -> bool:
+    """Whether process `pid` is stopped (SIGSTOP), from /proc/<pid>/stat."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] == "T"
+
+
+@pytest.mark.parametrize("point", ["built", "marked"])
+def test_verify_leaves_a_running_split_alone(synth: Path, tmp_path: Path, point: str) -> None:
+    # The split stops itself (SIGSTOP) with both datasets built (and, at "marked", committed):
+    # alive, not crashed. `openk verify` on either dataset must neither drop nor finish it.
+    out = tmp_path / "moved"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "openk.cli", "edit", "split", str(synth), "--episodes", "1,3",
+         "--output", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "python"), "OPENK_EDIT_PAUSE_AT": point},
+    )  # fmt: skip
+    try:
+        wait_until(lambda: _stopped(proc.pid), f"the split paused at {point!r}")
+        builds = sorted(tmp_path.glob(".*.openk-edit-*"))
+        for target in (out, synth):
+            verified = _cli("verify", str(target))
+            said = verified.stdout + verified.stderr
+            assert verified.returncode == 1, said
+            assert f"is being written by process {proc.pid} (openk edit split" in said, said
+            assert "finished" not in said and "dropped" not in said, said
+        assert sorted(tmp_path.glob(".*.openk-edit-*")) == builds  # untouched
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert not list(tmp_path.glob(".*.openk-*"))
+    check_exact(synth)
+    check_exact(out)
+    assert [e["length"] for e in open_dataset(synth).list_episodes()] == [12, 10]
+    assert [e["length"] for e in open_dataset(out).list_episodes()] == [9, 8]
 
 
 _ORACLE_ITERATE = r"""

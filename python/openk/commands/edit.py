@@ -1,18 +1,31 @@
 """`openk edit`: delete, trim, split, retask and merge datasets (`openk.dataset.edit`).
 
 Without `--output` the edit is made in place, atomically; `--dry-run` prints what would change
-and writes nothing. Every subcommand first finishes (or undoes) an edit a crash interrupted.
+and writes nothing. Every subcommand first finishes (or undoes) an edit a crash interrupted, and
+holds the lock of each dataset it writes (`layout.lock_dataset`) from start to end.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import click
 
 from openk.dataset import edit as ops
+from openk.dataset import layout
 from openk.errors import DatasetError
+
+
+@contextlib.contextmanager
+def _writing(*roots: Path | None) -> Iterator[None]:
+    """Holds the dataset lock of every dataset the edit writes (None: not written)."""
+    with contextlib.ExitStack() as locks:
+        for root in roots:
+            if root is not None:
+                locks.enter_context(layout.lock_dataset(root))
+        yield
 
 
 def _prepare(roots: Sequence[Path], echo: Callable[[str], None]) -> list[ops.Source]:
@@ -63,8 +76,10 @@ def delete(
     dry_run: bool = False,
     echo: Callable[[str], None] = click.echo,
 ) -> ops.BuildReport | None:
-    src = _source(root, output, echo)
-    return _run(ops.plan_delete(src, ops.parse_episodes(episodes)), root, output, dry_run, echo)
+    with _writing(None if dry_run else output or root):
+        src = _source(root, output, echo)
+        plan = ops.plan_delete(src, ops.parse_episodes(episodes))
+        return _run(plan, root, output, dry_run, echo)
 
 
 def trim(
@@ -79,21 +94,22 @@ def trim(
     dry_run: bool = False,
     echo: Callable[[str], None] = click.echo,
 ) -> ops.BuildReport | None:
-    src = _source(root, output, echo)
-    if idle:
-        if episode is not None or start is not None or end is not None:
-            raise DatasetError("--idle trims every episode; drop --episode/--start/--end")
-        threshold = (
-            idle_threshold if idle_threshold is not None else ops.default_idle_threshold(src)
-        )
-        plan = ops.plan_trim_idle(src, threshold)
-    else:
-        if idle_threshold is not None:
-            raise DatasetError("--idle-threshold only applies with --idle")
-        if episode is None:
-            raise DatasetError("trim needs --episode N (with --start/--end), or --idle")
-        plan = ops.plan_trim(src, episode, start, end)
-    return _run(plan, root, output, dry_run, echo)
+    with _writing(None if dry_run else output or root):
+        src = _source(root, output, echo)
+        if idle:
+            if episode is not None or start is not None or end is not None:
+                raise DatasetError("--idle trims every episode; drop --episode/--start/--end")
+            threshold = (
+                idle_threshold if idle_threshold is not None else ops.default_idle_threshold(src)
+            )
+            plan = ops.plan_trim_idle(src, threshold)
+        else:
+            if idle_threshold is not None:
+                raise DatasetError("--idle-threshold only applies with --idle")
+            if episode is None:
+                raise DatasetError("trim needs --episode N (with --start/--end), or --idle")
+            plan = ops.plan_trim(src, episode, start, end)
+        return _run(plan, root, output, dry_run, echo)
 
 
 def split(
@@ -104,15 +120,16 @@ def split(
     dry_run: bool = False,
     echo: Callable[[str], None] = click.echo,
 ) -> tuple[ops.BuildReport, ops.BuildReport] | None:
-    src = _source(root, output, echo)
-    stay, moved = ops.plan_split(src, ops.parse_episodes(episodes))
-    echo(moved.describe())
-    echo(stay.describe())
-    if dry_run:
-        echo("dry run: nothing was written")
-        return None
-    # both datasets are built and verified, then both moves happen under one marker
-    out_report, in_report = ops.apply_split(stay, moved, root, output)
+    with _writing(*((None,) if dry_run else (root, output))):
+        src = _source(root, output, echo)
+        stay, moved = ops.plan_split(src, ops.parse_episodes(episodes))
+        echo(moved.describe())
+        echo(stay.describe())
+        if dry_run:
+            echo("dry run: nothing was written")
+            return None
+        # both datasets are built and verified, then both moves happen under one marker
+        out_report, in_report = ops.apply_split(stay, moved, root, output)
     for line in out_report.lines() + in_report.lines():
         echo(line)
     return out_report, in_report
@@ -127,9 +144,10 @@ def retask(
     dry_run: bool = False,
     echo: Callable[[str], None] = click.echo,
 ) -> ops.BuildReport | None:
-    src = _source(root, output, echo)
-    plan = ops.plan_retask(src, ops.parse_episodes(episodes), task)
-    return _run(plan, root, output, dry_run, echo)
+    with _writing(None if dry_run else output or root):
+        src = _source(root, output, echo)
+        plan = ops.plan_retask(src, ops.parse_episodes(episodes), task)
+        return _run(plan, root, output, dry_run, echo)
 
 
 def merge(
@@ -139,6 +157,7 @@ def merge(
     dry_run: bool = False,
     echo: Callable[[str], None] = click.echo,
 ) -> ops.BuildReport | None:
-    sources = _prepare(roots, echo)
-    ops.check_output_not_source(output, sources)
-    return _run(ops.plan_merge(sources), None, output, dry_run, echo)
+    with _writing(None if dry_run else output):
+        sources = _prepare(roots, echo)
+        ops.check_output_not_source(output, sources)
+        return _run(ops.plan_merge(sources), None, output, dry_run, echo)

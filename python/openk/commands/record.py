@@ -271,85 +271,94 @@ def record(
     root = dataset_root(ds.repo_id, resolve_root(ds.root, cfg.resume, started))
     check_ports(cfg.robot, "robot")
     check_ports(cfg.teleop, "teleop")
-    from openk.dataset.edit import finish_interrupted_edit
+    from openk.dataset.layout import lock_dataset
 
-    did = finish_interrupted_edit(root)  # an edit or split a crash interrupted, finished first
-    if did:
-        ui.message(did)
-    if cfg.resume and not meta.info_path(root).exists():
-        raise DatasetError(
-            f"--resume=true but there is no dataset at {root}; check --dataset.root/"
-            "--dataset.repo_id, or drop --resume to create it"
+    # one writer per dataset: another recording, edit or recovery of it is refused meanwhile
+    with lock_dataset(root):
+        from openk.dataset.edit import finish_interrupted_edit
+
+        did = finish_interrupted_edit(root)  # an edit or split a crash interrupted, finished first
+        if did:
+            ui.message(did)
+        if cfg.resume and not meta.info_path(root).exists():
+            raise DatasetError(
+                f"--resume=true but there is no dataset at {root}; check --dataset.root/"
+                "--dataset.repo_id, or drop --resume to create it"
+            )
+
+        policy_setup: Any = None
+        if cfg.policy is not None and session_factory is None:
+            # Checked against the robot and loaded before anything is connected.
+            from openk.policy.run import policy_factories
+
+            policy_setup, session_factory, camera_factory = policy_factories(
+                cfg, ui, camera_factory
+            )
+        session_factory = session_factory or connect_session
+        camera_factory = camera_factory or make_camera
+        session = session_factory(cfg)
+        bind_events = getattr(session, "bind_events", None)
+        if callable(bind_events):  # a policy session ends the episode on a policy failure
+            bind_events(events)
+        cameras: dict[str, Camera] = {}
+        writer: Any = None
+        stopped_by: OpenKError | None = None
+        result = RecordResult(root=root, repo_id=ds.repo_id, episodes_saved=0, total_episodes=0)
+        keys = KeyReader(events.on_key)
+        # Frames go nowhere until the recorder exists: the cameras open first, so a camera that
+        # cannot start fails the command before a dataset folder is created.
+        sinks: dict[str, Callable[[Any, int], None]] = {}
+        try:
+            for name, cam_cfg in cfg.robot.cameras.items():
+                cameras[name] = camera_factory(name, cam_cfg)
+                cameras[name].start(_late_sink(sinks, name))
+            writer = _open_writer(cfg, root, session.schema, str(cfg.robot.type), ui)
+            ui.message(
+                f"{'resuming' if cfg.resume else 'recording'} {ds.repo_id} at {root} "
+                f"({writer.total_episodes} episodes so far)"
+            )
+            recorder = _Recorder(cfg, session, writer, cameras, ui, events)
+            for name in cameras:
+                sinks[name] = recorder.on_frame(name)
+            if keys.start():
+                ui.message("keys: → end episode early, ← re-record, Esc stop, Ctrl-C stop")
+            if log_path is not None:
+                ui.message(f"log: {log_path}")
+            with sigterm_as_interrupt():
+                try:
+                    _episodes(cfg, recorder, writer, session, ui, events, result)
+                except OpenKError as err:  # a device or camera lost mid-recording, a full disk...
+                    stopped_by = err
+        finally:
+            # Every step runs, a Ctrl-C in one included: the arm returns home, the writer closes.
+            teardown(
+                keys.stop,
+                *(quietly(cam.stop) for cam in cameras.values()),
+                quietly(session.close),
+                None if writer is None else lambda: _close_writer(writer, result),
+            )
+        if policy_setup is not None:
+            from openk.policy.run import stats_line
+
+            log.info("policy: %s", policy_setup.stats())
+            ui.message(stats_line(policy_setup.stats()))
+        log.info(
+            "saved %d episodes; dataset now has %d", result.episodes_saved, result.total_episodes
         )
-
-    policy_setup: Any = None
-    if cfg.policy is not None and session_factory is None:
-        # Checked against the robot and loaded before anything is connected.
-        from openk.policy.run import policy_factories
-
-        policy_setup, session_factory, camera_factory = policy_factories(cfg, ui, camera_factory)
-    session_factory = session_factory or connect_session
-    camera_factory = camera_factory or make_camera
-    session = session_factory(cfg)
-    bind_events = getattr(session, "bind_events", None)
-    if callable(bind_events):  # a policy session ends the episode on a policy failure
-        bind_events(events)
-    cameras: dict[str, Camera] = {}
-    writer: Any = None
-    stopped_by: OpenKError | None = None
-    result = RecordResult(root=root, repo_id=ds.repo_id, episodes_saved=0, total_episodes=0)
-    keys = KeyReader(events.on_key)
-    # Frames go nowhere until the recorder exists: the cameras open first, so a camera that
-    # cannot start fails the command before a dataset folder is created.
-    sinks: dict[str, Callable[[Any, int], None]] = {}
-    try:
-        for name, cam_cfg in cfg.robot.cameras.items():
-            cameras[name] = camera_factory(name, cam_cfg)
-            cameras[name].start(_late_sink(sinks, name))
-        writer = _open_writer(cfg, root, session.schema, str(cfg.robot.type), ui)
         ui.message(
-            f"{'resuming' if cfg.resume else 'recording'} {ds.repo_id} at {root} "
-            f"({writer.total_episodes} episodes so far)"
+            f"dataset: {root.resolve()} ({result.total_episodes} episodes, "
+            f"{result.episodes_saved} new)"
         )
-        recorder = _Recorder(cfg, session, writer, cameras, ui, events)
-        for name in cameras:
-            sinks[name] = recorder.on_frame(name)
-        if keys.start():
-            ui.message("keys: → end episode early, ← re-record, Esc stop, Ctrl-C stop")
-        if log_path is not None:
-            ui.message(f"log: {log_path}")
-        with sigterm_as_interrupt():
-            try:
-                _episodes(cfg, recorder, writer, session, ui, events, result)
-            except OpenKError as err:  # a device or camera lost mid-recording, a full disk...
-                stopped_by = err
-    finally:
-        # Every step runs, a Ctrl-C in one included: the arm returns home, the writer closes.
-        teardown(
-            keys.stop,
-            *(quietly(cam.stop) for cam in cameras.values()),
-            quietly(session.close),
-            None if writer is None else lambda: _close_writer(writer, result),
-        )
-    if policy_setup is not None:
-        from openk.policy.run import stats_line
-
-        log.info("policy: %s", policy_setup.stats())
-        ui.message(stats_line(policy_setup.stats()))
-    log.info("saved %d episodes; dataset now has %d", result.episodes_saved, result.total_episodes)
-    ui.message(
-        f"dataset: {root.resolve()} ({result.total_episodes} episodes, {result.episodes_saved} new)"
-    )
-    if stopped_by is not None:
-        raise _kept_note(stopped_by, root, result) from stopped_by
-    failure = getattr(session, "policy_error", None)
-    if failure is not None:
-        raise type(failure)(f"{failure}; the episodes recorded so far are kept in {root}")
-    if ds.push_to_hub and result.episodes_saved > 0:
-        _push(root, ds.repo_id, ds.private, ds.tags, ui)
-        result.pushed = True
-    _print_next_steps(root.resolve(), ds.repo_id, ui)
-    return result
+        if stopped_by is not None:
+            raise _kept_note(stopped_by, root, result) from stopped_by
+        failure = getattr(session, "policy_error", None)
+        if failure is not None:
+            raise type(failure)(f"{failure}; the episodes recorded so far are kept in {root}")
+        if ds.push_to_hub and result.episodes_saved > 0:
+            _push(root, ds.repo_id, ds.private, ds.tags, ui)
+            result.pushed = True
+        _print_next_steps(root.resolve(), ds.repo_id, ui)
+        return result
 
 
 def _close_writer(writer: Any, result: RecordResult) -> None:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from openk.errors import DatasetBusyError
+
 
 def view(
     root: Path,
@@ -19,7 +21,10 @@ def view(
     from openk.dataset.edit import finish_interrupted_edit
     from openk.viewer import serve
 
-    did = finish_interrupted_edit(root)
+    try:
+        did = finish_interrupted_edit(root)
+    except DatasetBusyError as busy:  # read-only: shown as it is while the edit runs
+        did = f"note: {busy.holder} is editing {root}; showing the dataset as it is now"
     if did:
         echo(did)
     serve(root, host=host, port=port, open_browser=open_browser, echo=echo)

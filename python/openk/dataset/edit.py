@@ -17,10 +17,15 @@ output's build a second record names the source, so `finish_interrupted_edit(out
 (or drops) the split through its source too: a command run first on the output after a crash
 never sees the output without the source rolled forward. Readers (`open_dataset`) refuse a
 dataset (source or output) whose edit was committed but not finished, naming `openk verify`.
+
+An edit holds the dataset lock (`layout.lock_dataset`) of what it writes (a split: the source
+and the output) for its whole run, so a recording or another edit cannot write the dataset
+meanwhile, and `finish_interrupted_edit` leaves alone an edit whose process is still alive.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -43,7 +48,8 @@ _MB = 1024 * 1024
 # What `build` writes itself; anything else at the dataset's top level is copied along.
 _LAYOUT_ENTRIES = {"meta", "data", "videos", "images", layout.OPENK_DIR}
 
-# A test hook: OPENK_EDIT_CRASH_AT=<point> kills the process (SIGKILL) at that point.
+# Test hooks: OPENK_EDIT_CRASH_AT=<point> kills the process (SIGKILL) at that point;
+# OPENK_EDIT_PAUSE_AT=<point> stops it there (SIGSTOP) until a test continues it (SIGCONT).
 CRASH_POINTS = ("build-data", "build-videos", "built", "marked", "old-moved", "new-moved")
 SPLIT_CRASH_POINTS = (
     "build-data",
@@ -57,7 +63,7 @@ SPLIT_CRASH_POINTS = (
 
 
 def _crash_point(name: str) -> None:
-    layout.crash_point("OPENK_EDIT_CRASH_AT", name)
+    layout.crash_point("OPENK_EDIT_CRASH_AT", name, "OPENK_EDIT_PAUSE_AT")
 
 
 # ------------------------------------------------------------------------------------ sources
@@ -676,9 +682,23 @@ def _siblings(root: Path) -> tuple[Path, Path, Path]:
 def finish_interrupted_edit(root: Path) -> str | None:
     """Complete or undo an in-place edit a crash interrupted; says what it did (None: nothing).
 
-    `root` may also be the output of a split: the split is finished through its source."""
-    done = [d for d in (_finish_split_into(root), _finish_swap(root)) if d]
+    `root` may also be the output of a split: the split is finished through its source. An edit
+    still running in another process is no crash: its dataset lock (and the source's, for a
+    split's output) is held, and this raises DatasetBusyError, touching nothing."""
+    if not _edit_leftovers(root):
+        return None
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(layout.lock_dataset(root))
+        source = _split_source(root)
+        if source is not None:
+            locks.enter_context(layout.lock_dataset(source))
+        done = [d for d in (_finish_split_into(root), _finish_swap(root)) if d]
     return "\n".join(done) or None
+
+
+def _edit_leftovers(root: Path) -> bool:
+    """Whether an edit (or a split into `root`) left files beside `root`."""
+    return any(p.exists() for p in (*_siblings(root), _split_intent(root), _output_record(root)))
 
 
 def pending_edit(root: Path) -> str | None:
@@ -829,8 +849,10 @@ def build_verified(plan: Plan, out: Path) -> BuildReport:
 
 
 def apply_in_place(plan: Plan, root: Path) -> BuildReport:
-    """Build the result beside `root`, verify it, then swap it in (crash safe, see module doc)."""
-    return _swap_in(plan, root, None)[0]
+    """Build the result beside `root`, verify it, then swap it in (crash safe, see module doc).
+    Holds `root`'s dataset lock throughout (DatasetBusyError if another process writes it)."""
+    with layout.lock_dataset(root):
+        return _swap_in(plan, root, None)[0]
 
 
 def apply_split(
@@ -840,8 +862,11 @@ def apply_split(
     are built and verified first, then one marker commits both moves, so a crash leaves either
     the old dataset (and no output) or both new ones, never an episode in two places.
 
+    Holds the dataset locks of both `root` and `output` throughout.
+
     Returns (output's report, root's report)."""
-    report, out_report = _swap_in(stay, root, (moved, output))
+    with layout.lock_dataset(root), layout.lock_dataset(output):
+        report, out_report = _swap_in(stay, root, (moved, output))
     assert out_report is not None
     return out_report, report
 
@@ -899,7 +924,13 @@ def _check_new_output(out: Path) -> None:
 
 
 def write_new(plan: Plan, out: Path) -> BuildReport:
-    """Write the result as a new dataset at `out` (refused if `out` holds anything)."""
+    """Write the result as a new dataset at `out` (refused if `out` holds anything), holding
+    `out`'s dataset lock."""
+    with layout.lock_dataset(out):
+        return _write_new(plan, out)
+
+
+def _write_new(plan: Plan, out: Path) -> BuildReport:
     out, tmp = _output_paths(out)
     _check_new_output(out)
     if out.exists():

@@ -1,26 +1,39 @@
-"""Where datasets live and how their files are replaced atomically (temp + fsync + rename).
+"""Where datasets live, how their files are replaced atomically (temp + fsync + rename), and
+the one-writer lock of a dataset (`lock_dataset`).
 
 The LeRobot metadata itself (paths, info, tasks, episodes, stats) is `openk.dataset.meta`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; a dataset is then not guarded against a second writer
+    fcntl = None  # type: ignore[assignment]
+
+from openk.errors import DatasetBusyError, DatasetError
 from openk.repo_id import validate_repo_id
 
 
-def crash_point(env_var: str, name: str) -> None:
+def crash_point(env_var: str, name: str, pause_var: str | None = None) -> None:
     """A test hook: when the environment variable `env_var` equals `name`, the process kills
-    itself (SIGKILL, no cleanup) right here, so a test can crash it at a named step."""
-    if os.environ.get(env_var) == name:
-        import signal
+    itself (SIGKILL, no cleanup) right here, so a test can crash it at a named step. When
+    `pause_var` equals `name`, it stops itself (SIGSTOP) instead, until a test continues it."""
+    import signal
 
+    if os.environ.get(env_var) == name:
         os.kill(os.getpid(), signal.SIGKILL)
+    if pause_var is not None and os.environ.get(pause_var) == name:
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 # Our private state (journal, commit log). push must skip it, like lerobot skips images/.
@@ -111,3 +124,135 @@ def describe_os_error(exc: OSError, what: str) -> str:
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         hint = "the location is not writable; choose another --dataset.root or fix permissions"
     return f"{what}: {exc.strerror or exc} ({hint})"
+
+
+# ------------------------------------------------------------------------ one writer per dataset
+# Beside the dataset root, keyed by its real path (an in-place edit renames the root, so a file
+# inside it would move): `<parent>/.<name>.openk-lock`, flock-ed by the one process writing the
+# dataset and holding its pid and command line for the message a second writer gets. The OS
+# drops the flock when the process dies, so a kill -9 leaves no lock that blocks anyone.
+LOCK_SUFFIX = ".openk-lock"
+_held: dict[Path, list[Any]] = {}  # lock file -> [fd or None, count]: this process's locks
+_held_guard = threading.Lock()
+
+
+def lock_path(root: Path) -> Path:
+    real = Path(os.path.realpath(root))
+    return real.parent / f".{real.name}{LOCK_SUFFIX}"
+
+
+class DatasetLock:
+    """This process writes the dataset; `release` (or leaving the `with`) ends that."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._released = False
+
+    def release(self) -> None:
+        with _held_guard:
+            if self._released:
+                return
+            self._released = True
+            entry = _held[self.path]
+            entry[1] -= 1
+            if entry[1] > 0:
+                return
+            del _held[self.path]
+            if entry[0] is not None:
+                # unlinked while still locked: a process that opened it meanwhile sees its
+                # lock on a file no longer at the path and opens the path again
+                with contextlib.suppress(OSError):
+                    self.path.unlink()
+                os.close(entry[0])
+
+    def __enter__(self) -> DatasetLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 4096, 0).decode(errors="replace")
+    except OSError:
+        text = ""
+    pid, _, command = text.partition("\n")
+    if not pid.strip():
+        return "another openk process"
+    return f"process {pid.strip()}" + (f" ({command.strip()})" if command.strip() else "")
+
+
+def _this_command() -> str:
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    # `python -m openk.cli` runs .../openk/cli.py: the user knows it as `openk`
+    name = "openk" if program.parts[-2:] == ("openk", "cli.py") else program.name
+    return " ".join([name, *sys.argv[1:]])[:300]
+
+
+def lock_dataset(root: Path) -> DatasetLock:
+    """Take the one-writer lock of the dataset at `root` (it need not exist yet), for the whole
+    time this process writes it; a process may take it again (nested), each taking released.
+
+    Raises DatasetBusyError, naming the other process, when a live process holds it."""
+    path = lock_path(root)
+    with _held_guard:
+        if path in _held:
+            _held[path][1] += 1
+            return DatasetLock(path)
+        if fcntl is None:
+            _held[path] = [None, 1]
+            return DatasetLock(path)
+        while True:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise DatasetError(
+                    describe_os_error(exc, f"cannot create the dataset lock file {path}")
+                ) from exc
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = _holder(fd)
+                os.close(fd)
+                busy = DatasetBusyError(
+                    f"{Path(os.path.realpath(root))} is being written by {holder}; wait for it "
+                    "to finish or stop it, then try again (nothing was changed)"
+                )
+                busy.holder = holder
+                raise busy from None
+            try:
+                here = os.stat(path)
+                mine = os.fstat(fd)
+                if (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino):
+                    break
+            except OSError:
+                pass
+            os.close(fd)  # its holder removed the file before we locked it: take the new one
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n{_this_command()}\n".encode(), 0)
+        _held[path] = [fd, 1]
+        return DatasetLock(path)
+
+
+def dataset_writer(root: Path) -> str | None:
+    """The other live process that writes the dataset at `root` ("process 123 (openk record
+    ...)"), or None. It only looks (a shared lock taken and dropped at once)."""
+    path = lock_path(root)
+    with _held_guard:
+        if fcntl is None or path in _held:
+            return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None  # no lock file: nobody writes it
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return _holder(fd)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

@@ -6,6 +6,7 @@ reading an episode costs one small parquet read, not a pass over the dataset.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from functools import cached_property
 from pathlib import Path
@@ -43,13 +44,18 @@ def open_dataset(
         from huggingface_hub import snapshot_download
 
         patterns = None if download_videos else ["meta/*", "meta/**", "data/**"]
-        downloaded = snapshot_download(
-            repo_id,
-            repo_type="dataset",
-            revision=revision,
-            local_dir=str(local) if root is not None else None,
-            allow_patterns=patterns,
-        )
+        with contextlib.ExitStack() as locks:
+            if root is not None:  # downloaded into a local root: its one writer meanwhile
+                locks.enter_context(layout.lock_dataset(local))
+            downloaded = snapshot_download(
+                repo_id,
+                repo_type="dataset",
+                revision=revision,
+                local_dir=str(local) if root is not None else None,
+                allow_patterns=patterns,
+            )
+    except DatasetError:
+        raise
     except Exception as exc:  # huggingface_hub raises many types; all mean "not available"
         raise DatasetError(
             f"dataset {repo_id!r} is neither at {local} nor downloadable from the Hub: {exc}"

@@ -24,7 +24,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -81,6 +81,16 @@ def _close_open_writers() -> None:
     for writer in list(_OPEN_WRITERS):
         with contextlib.suppress(Exception):
             writer.close()
+
+
+@contextlib.contextmanager
+def _released_on_error(lock: layout.DatasetLock) -> Iterator[layout.DatasetLock]:
+    """The dataset lock `create`/`resume` took, released if they fail (the writer keeps it)."""
+    try:
+        yield lock
+    except BaseException:
+        lock.release()
+        raise
 
 
 JournalChoice = Literal["error", "recover", "discard"]
@@ -342,8 +352,11 @@ class DatasetWriter:
         video: VideoConfig,
         rename_map: Mapping[str, str] | None,
         single_task: str | None,
+        dataset_lock: layout.DatasetLock | None = None,
     ) -> None:
         self.root = root
+        # one writer per dataset: held from `create`/`resume` until `close`
+        self._dataset_lock = dataset_lock
         self.repo_id = repo_id
         self._info = info
         self.video_config = video
@@ -415,43 +428,48 @@ class DatasetWriter:
         if min(data_files_size_in_mb, video_files_size_in_mb) <= 0 or chunks_size <= 0:
             raise DatasetError("file sizes and chunks_size must be positive (lerobot refuses 0)")
         root_path = Path(root).expanduser() if root is not None else layout.default_root(repo_id)
-        feats = dict(features)
-        if use_videos is not None:
-            for key, spec in list(feats.items()):
-                if spec.get("dtype") in ("video", "image"):
-                    feats[key] = {**spec, "dtype": "video" if use_videos else "image"}
-        full = with_defaults(feats)
-        if meta.info_path(root_path).exists():
-            raise DatasetError(
-                f"a dataset already exists at {root_path}; resume it (--resume=true) or choose "
-                "another --dataset.root / repo id"
-            )
-        try:
-            root_path.mkdir(parents=True, exist_ok=True)
-            if any(p for p in root_path.iterdir() if p.name != layout.OPENK_DIR):
+        with _released_on_error(layout.lock_dataset(root_path)) as dataset_lock:
+            feats = dict(features)
+            if use_videos is not None:
+                for key, spec in list(feats.items()):
+                    if spec.get("dtype") in ("video", "image"):
+                        feats[key] = {**spec, "dtype": "video" if use_videos else "image"}
+            full = with_defaults(feats)
+            if meta.info_path(root_path).exists():
                 raise DatasetError(
-                    f"{root_path} exists and is not empty; choose an empty or new --dataset.root"
+                    f"a dataset already exists at {root_path}; resume it (--resume=true) or choose "
+                    "another --dataset.root / repo id"
                 )
-            info = meta.new_info(
-                fps,
-                full,
-                robot_type=robot_type,
-                chunks_size=chunks_size,
-                data_files_size_in_mb=data_files_size_in_mb,
-                video_files_size_in_mb=video_files_size_in_mb,
-                has_videos=bool(video_keys(full)),
+            try:
+                root_path.mkdir(parents=True, exist_ok=True)
+                if any(p for p in root_path.iterdir() if p.name != layout.OPENK_DIR):
+                    raise DatasetError(
+                        f"{root_path} exists and is not empty; choose an empty or new "
+                        "--dataset.root"
+                    )
+                info = meta.new_info(
+                    fps,
+                    full,
+                    robot_type=robot_type,
+                    chunks_size=chunks_size,
+                    data_files_size_in_mb=data_files_size_in_mb,
+                    video_files_size_in_mb=video_files_size_in_mb,
+                    has_videos=bool(video_keys(full)),
+                )
+                layout.replace_atomically(meta.info_path(root_path), meta.info_writer(info))
+            except OSError as exc:
+                raise DatasetError(
+                    layout.describe_os_error(exc, f"cannot create {root_path}")
+                ) from exc
+            return cls(
+                root_path,
+                repo_id,
+                info,
+                video=video or VideoConfig(),
+                rename_map=rename_map,
+                single_task=single_task,
+                dataset_lock=dataset_lock,
             )
-            layout.replace_atomically(meta.info_path(root_path), meta.info_writer(info))
-        except OSError as exc:
-            raise DatasetError(layout.describe_os_error(exc, f"cannot create {root_path}")) from exc
-        return cls(
-            root_path,
-            repo_id,
-            info,
-            video=video or VideoConfig(),
-            rename_map=rename_map,
-            single_task=single_task,
-        )
 
     @classmethod
     def resume(
@@ -479,62 +497,72 @@ class DatasetWriter:
         """
         validate_repo_id(repo_id)
         root_path = Path(root).expanduser() if root is not None else layout.default_root(repo_id)
-        if not meta.info_path(root_path).exists():
-            raise DatasetError(
-                f"no dataset at {root_path} (no {meta.INFO_PATH}); create it first (--resume=false)"
-            )
-        try:
-            roll_forward(root_path)
-        except OSError as exc:
-            raise DatasetError(
-                layout.describe_os_error(
-                    exc, f"cannot finish the interrupted commit in {root_path}"
+        with _released_on_error(layout.lock_dataset(root_path)) as dataset_lock:
+            if not meta.info_path(root_path).exists():
+                raise DatasetError(
+                    f"no dataset at {root_path} (no {meta.INFO_PATH}); create it first "
+                    "(--resume=false)"
                 )
-            ) from exc
-        info = meta.load_info(root_path)
-        problems = []
-        if fps is not None and int(info["fps"]) != fps:
-            problems.append(f"fps {fps} differs from the dataset's {info['fps']}")
-        if robot_type is not None and info.get("robot_type") != robot_type:
-            problems.append(
-                f"robot type {robot_type!r} differs from the dataset's {info.get('robot_type')!r}"
+            try:
+                roll_forward(root_path)
+            except OSError as exc:
+                raise DatasetError(
+                    layout.describe_os_error(
+                        exc, f"cannot finish the interrupted commit in {root_path}"
+                    )
+                ) from exc
+            info = meta.load_info(root_path)
+            problems = []
+            if fps is not None and int(info["fps"]) != fps:
+                problems.append(f"fps {fps} differs from the dataset's {info['fps']}")
+            if robot_type is not None and info.get("robot_type") != robot_type:
+                problems.append(
+                    f"robot type {robot_type!r} differs from the dataset's "
+                    f"{info.get('robot_type')!r}"
+                )
+            if features is not None:
+                feats = dict(features)
+                if use_videos is not None:
+                    for key, spec in list(feats.items()):
+                        if spec.get("dtype") in ("video", "image"):
+                            feats[key] = {**spec, "dtype": "video" if use_videos else "image"}
+                problems += schema_differences(with_defaults(feats), info["features"])
+            if problems:
+                raise DatasetError(
+                    f"cannot resume {root_path}: "
+                    + "; ".join(problems)
+                    + ". Record into a new dataset (another repo id or --dataset.root) instead."
+                )
+            if video is None:
+                video = _video_config_from_info(info)
+            pending = list_journal(root_path) if announced is None else list(announced)
+            if pending and journal == "error":
+                described = "; ".join(p.describe() for p in pending)
+                raise DatasetError(
+                    f"{root_path} has an unsaved episode from an interrupted recording "
+                    f"({described}). "
+                    "Resume with journal='recover' to save it or journal='discard' to delete it "
+                    "(CLI: `openk recover`)."
+                )
+            writer = cls(
+                root_path,
+                repo_id,
+                info,
+                video=video,
+                rename_map=rename_map,
+                single_task=single_task,
+                dataset_lock=dataset_lock,
             )
-        if features is not None:
-            feats = dict(features)
-            if use_videos is not None:
-                for key, spec in list(feats.items()):
-                    if spec.get("dtype") in ("video", "image"):
-                        feats[key] = {**spec, "dtype": "video" if use_videos else "image"}
-            problems += schema_differences(with_defaults(feats), info["features"])
-        if problems:
-            raise DatasetError(
-                f"cannot resume {root_path}: "
-                + "; ".join(problems)
-                + ". Record into a new dataset (another repo id or --dataset.root) instead."
-            )
-        if video is None:
-            video = _video_config_from_info(info)
-        pending = list_journal(root_path) if announced is None else list(announced)
-        if pending and journal == "error":
-            described = "; ".join(p.describe() for p in pending)
-            raise DatasetError(
-                f"{root_path} has an unsaved episode from an interrupted recording ({described}). "
-                "Resume with journal='recover' to save it or journal='discard' to delete it "
-                "(CLI: `openk recover`)."
-            )
-        writer = cls(
-            root_path, repo_id, info, video=video, rename_map=rename_map, single_task=single_task
-        )
-        for entry in pending:
-            if journal == "recover":
-                summary = writer._recover(entry)
-                if summary is not None:
-                    writer.recovered.append(summary)
-            else:
-                shutil.rmtree(entry.path, ignore_errors=True)
-        if journal == "recover" and pending:
-            writer.flush()
-        return writer
+            for entry in pending:
+                if journal == "recover":
+                    summary = writer._recover(entry)
+                    if summary is not None:
+                        writer.recovered.append(summary)
+                else:
+                    shutil.rmtree(entry.path, ignore_errors=True)
+            if journal == "recover" and pending:
+                writer.flush()
+            return writer
 
     # ------------------------------------------------------------------ properties
     @property
@@ -770,6 +798,8 @@ class DatasetWriter:
             for folder in (self.root / JOURNAL_DIR, self.root / layout.OPENK_DIR):
                 with contextlib.suppress(OSError):
                     folder.rmdir()
+            if self._dataset_lock is not None:
+                self._dataset_lock.release()
 
     def __enter__(self) -> DatasetWriter:
         return self
