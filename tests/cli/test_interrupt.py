@@ -24,28 +24,7 @@ HERE = Path(__file__).resolve().parent
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
 def test_signal_mid_episode_keeps_finished_episodes(tmp_path: Path, sig: signal.Signals) -> None:
-    log = tmp_path / "rec.log"
-    # Episode 1 ends after 15 rows; episode 2 would last two minutes, so the signal surely
-    # comes while it records, however slow the machine.
-    proc = subprocess.Popen(
-        _scripted(tmp_path, "--dataset.num_episodes=5", "--dataset.episode_time_s=120"),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env({FIRST_EPISODE_ROWS: "15"}),
-        cwd=tmp_path,
-    )
-    try:
-        wait_until(
-            lambda: log.exists() and log.read_text().count("started (dataset episode") >= 2,
-            "episode 2 started",
-            details=lambda: log.read_text() if log.exists() else "(no log)",
-        )
-        wait_until(lambda: newest_episode_rows(tmp_path / "ds"), "episode 2 has rows in the writer")
-    except AssertionError:
-        proc.kill()
-        raise
+    proc = recording_episode_2(tmp_path, capture=True)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
@@ -77,6 +56,36 @@ def _openk(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def _check_verify(root: Path) -> None:
     verified = _openk("verify", str(root), cwd=root.parent)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def recording_episode_2(tmp_path: Path, *, capture: bool) -> subprocess.Popen[str]:
+    """The scripted `openk record` into tmp_path/ds, returned once its episode 2 has rows in
+    the writer. Episode 1 ends after 15 rows; episode 2 would last two minutes, so it surely
+    still records when the test acts, however slow the machine. `capture`: its stdout and
+    stderr are pipes (read them with `communicate`), else discarded."""
+    log = tmp_path / "rec.log"
+    out = subprocess.PIPE if capture else subprocess.DEVNULL
+    proc = subprocess.Popen(
+        _scripted(tmp_path, "--dataset.num_episodes=5", "--dataset.episode_time_s=120"),
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=out,
+        text=True,
+        env=_env({FIRST_EPISODE_ROWS: "15"}),
+        cwd=tmp_path,
+    )
+    try:
+        wait_until(
+            lambda: log.exists() and log.read_text().count("started (dataset episode") >= 2,
+            "episode 2 started",
+            details=lambda: log.read_text() if log.exists() else "(no log)",
+        )
+        wait_until(lambda: newest_episode_rows(tmp_path / "ds"), "episode 2 has rows in the writer")
+    except BaseException:
+        proc.kill()
+        proc.wait(timeout=60)
+        raise
+    return proc
 
 
 def newest_episode_rows(root: Path) -> int:
@@ -133,22 +142,9 @@ def _resume_and_check(tmp_path: Path, kept_before: int) -> subprocess.CompletedP
 
 @pytest.mark.parametrize("video", ["missing", "torn", "as-left"])
 def test_kill_9_resume_keeps_what_it_announces(tmp_path: Path, video: str) -> None:
-    log = tmp_path / "rec.log"
-    proc = subprocess.Popen(
-        _scripted(tmp_path, "--dataset.num_episodes=5", "--dataset.episode_time_s=120"),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=_env({FIRST_EPISODE_ROWS: "15"}),
-        cwd=tmp_path,
-    )
+    proc = recording_episode_2(tmp_path, capture=False)
     root = tmp_path / "ds"
     try:
-        wait_until(
-            lambda: log.exists() and log.read_text().count("started (dataset episode") >= 2,
-            "episode 2 started",
-            details=lambda: log.read_text() if log.exists() else "(no log)",
-        )
         wait_until(
             lambda: any(ep.saved is None and ep.length > 10 for ep in pending_journal(root)),
             "the journal holds rows and camera frames of episode 2",

@@ -7,36 +7,16 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 from pathlib import Path
 
-from ..helpers import wait_until
-from .conftest import REPO_ROOT, _env, one_line_error
-from .scripted_record import FIRST_EPISODE_ROWS
-from .test_interrupt import _check_verify, _openk, _scripted, newest_episode_rows
+from .conftest import REPO_ROOT, one_line_error
+from .test_interrupt import _check_verify, _openk, newest_episode_rows, recording_episode_2
 
 
 def test_second_writer_is_refused_while_recording(tmp_path: Path) -> None:
-    log = tmp_path / "rec.log"
     root = tmp_path / "ds"
-    # Episode 1 ends after 15 rows; episode 2 would last two minutes: it records while the
-    # other commands try to write the dataset.
-    first = subprocess.Popen(
-        _scripted(tmp_path, "--dataset.num_episodes=5", "--dataset.episode_time_s=120"),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env({FIRST_EPISODE_ROWS: "15"}),
-        cwd=tmp_path,
-    )
+    first = recording_episode_2(tmp_path, capture=True)
     try:
-        wait_until(
-            lambda: log.exists() and log.read_text().count("started (dataset episode") >= 2,
-            "episode 2 started",
-            details=lambda: log.read_text() if log.exists() else "(no log)",
-        )
-        wait_until(lambda: newest_episode_rows(root), "episode 2 has rows in the writer")
         record = [
             "record",
             f"--config_path={REPO_ROOT / 'config' / 'record_sim.yaml'}",
@@ -76,25 +56,10 @@ def test_second_writer_is_refused_while_recording(tmp_path: Path) -> None:
 
 
 def test_writer_killed_with_sigkill_blocks_nobody(tmp_path: Path) -> None:
-    log = tmp_path / "rec.log"
     root = tmp_path / "ds"
-    first = subprocess.Popen(
-        _scripted(tmp_path, "--dataset.num_episodes=5", "--dataset.episode_time_s=120"),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=_env({FIRST_EPISODE_ROWS: "15"}),
-        cwd=tmp_path,
-    )
-    try:
-        wait_until(
-            lambda: log.exists() and log.read_text().count("started (dataset episode") >= 2,
-            "episode 2 started",
-            details=lambda: log.read_text() if log.exists() else "(no log)",
-        )
-    finally:
-        first.kill()
-        first.wait(timeout=60)
+    first = recording_episode_2(tmp_path, capture=False)
+    first.kill()
+    first.wait(timeout=60)
     lock = tmp_path / ".ds.openk-lock"
     assert lock.read_text().startswith(f"{first.pid}\n")  # left behind by the killed process
     recovered = _openk("recover", str(root), cwd=tmp_path)
