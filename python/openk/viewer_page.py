@@ -257,6 +257,7 @@ async function showEpisode(n) {
   const plots = document.getElementById("plots");
   plots.replaceChildren();
   state.t = 0;
+  document.getElementById("clock").textContent = "0.000 s";  // a new episode starts at 0
   for (const [key, s] of Object.entries(ep.series)) {
     const div = el("div", { class: "plot", id: `plot-${key}` });
     plots.appendChild(div);

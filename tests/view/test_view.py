@@ -437,6 +437,7 @@ def test_image_cameras_follow_the_cursor_in_headless_chromium(
             lambda: "Episode 1" in driver.find_element(By.ID, "episode-title").text, "episode 1"
         )
         wait_until(lambda: shown() == 0, "episode 1's first frame is shown")
+        assert driver.find_element(By.ID, "clock").text == "0.000 s"
         assert np.array_equal(pixels(), reader.camera_frames(1, key)[0])
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / "openk_view_images.png"))
