@@ -647,8 +647,8 @@ def edit_merge_cmd(
 def view_cmd(dataset: str, port: int, host: str, no_browser: bool, debug: bool) -> None:
     """Review a dataset in the browser: episodes, quality flags, synced videos and plots.
 
-    DATASET is a folder, or a repo id (local under $HF_LEROBOT_HOME, else downloaded from the
-    Hub). Marked episodes give the exact `openk edit delete` command, runnable from the page
+    DATASET is a folder, or a repo id (local under $HF_LEROBOT_HOME, else downloaded there from
+    the Hub). Marked episodes give the exact `openk edit delete` command, runnable from the page
     after a confirmation.
 
     \b
@@ -661,9 +661,12 @@ def view_cmd(dataset: str, port: int, host: str, no_browser: bool, debug: bool) 
     def go() -> None:
         path = Path(dataset)
         if not path.exists():
+            from openk.dataset.layout import default_root
             from openk.dataset.reader import open_dataset
 
-            path = open_dataset(dataset).root  # local under $HF_LEROBOT_HOME, else the Hub
+            # $HF_LEROBOT_HOME/<repo_id>, else downloaded there from the Hub (as lerobot does):
+            # plain files the page can serve and edit, not links into the Hub's cache
+            path = open_dataset(dataset, root=default_root(dataset)).root
         view(path, host=host, port=port, open_browser=not no_browser)
 
     run_guarded(go, debug)

@@ -3,7 +3,9 @@
 The page lists the episodes with their quality flags, shows one episode's cameras in sync with
 its state/action plots (plotly.js from the installed plotly package, served locally) and the
 loop telemetry, and turns marked episodes into the exact `openk edit delete` command, which it
-runs only on an explicit confirmation (POST, same-origin only).
+runs only on an explicit confirmation (POST, same-origin only). Video cameras play as <video>;
+image cameras (PNG bytes in the parquet, datasets recorded without video) show the frame at the
+cursor, one PNG per request from `/api/episode/{n}/image/{key}/{frame}`.
 
 Only the dataset's own files are served: paths are resolved and must stay inside the dataset.
 """
@@ -14,12 +16,15 @@ import shlex
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
 from openk.dataset import meta
 from openk.dataset.edit import Source, parse_episodes
+from openk.dataset.features import camera_keys
 from openk.dataset.quality import Thresholds, _matrix, episode_flags
+from openk.dataset.reader import DatasetReader
 from openk.errors import DatasetError, OpenKError
 
 try:
@@ -57,7 +62,20 @@ class ViewState:
 
     def reload(self) -> None:
         self.source = Source(self.root)
+        self.reader = DatasetReader(self.root)
         self.flags = episode_flags(self.source, self.thresholds)
+        self.pngs: dict[tuple[int, str], list[bytes]] = {}
+
+    def episode_pngs(self, episode: int, key: str) -> list[bytes]:
+        """An image camera's PNGs for an episode, read once (one column read) and kept while
+        that episode is the one viewed, so stepping through frames costs no parquet read."""
+        with self.lock:
+            cached = self.pngs.get((episode, key))
+            if cached is None:
+                cached = self.reader.image_pngs(episode, key)
+                self.pngs = {k: v for k, v in self.pngs.items() if k[0] == episode}
+                self.pngs[(episode, key)] = cached
+            return cached
 
     def delete_command(self, episodes: list[int]) -> list[str]:
         return [
@@ -111,7 +129,7 @@ def make_app(
                 "fps": src.fps,
                 "robot_type": src.info.get("robot_type"),
                 "total_frames": sum(e["length"] for e in episodes),
-                "cameras": src.video_keys(),
+                "cameras": camera_keys(src.features),
                 "thresholds": state.thresholds.describe(),
                 "episodes": episodes,
             }
@@ -126,9 +144,10 @@ def make_app(
         if not 0 <= e < src.total_episodes:
             return _json_error(f"episode {e} does not exist", 404)
         ep = src.episodes[e]
-        rows = src.rows(e)
+        plotted: list[str] = [k for k in ("observation.state", "action") if k in src.features]
+        rows = src.rows(e, plotted)
         series: dict[str, Any] = {}
-        for key in ("observation.state", "action"):
+        for key in plotted:
             if key in src.features and key in rows.column_names:
                 values = _matrix(rows, key)
                 names = src.features[key].get("names") or [
@@ -148,6 +167,10 @@ def make_app(
                 "from": float(ep[f"videos/{key}/from_timestamp"]),
                 "to": float(ep[f"videos/{key}/to_timestamp"]),
             }
+        images = {
+            key: {"url": f"/api/episode/{e}/image/{quote(key, safe='')}/"}
+            for key in src.image_keys()
+        }
         extra = src.extras.get(e) or {}
         return JSONResponse(
             {
@@ -158,11 +181,45 @@ def make_app(
                 "time": (np.arange(int(ep["length"])) / src.fps).round(6).tolist(),
                 "series": series,
                 "videos": videos,
+                "images": images,
                 "telemetry": (extra.get("metadata") or {}).get("openk_loop"),
                 "repeated_frames": extra.get("repeated_frames"),
                 "flags": state.flags[e],
             }
         )
+
+    def image(request: Request) -> Response:  # sync: starlette runs it in a worker thread
+        src = state.source
+        key = request.path_params["key"]
+        try:
+            e = int(request.path_params["n"])
+            i = int(request.path_params["i"])
+        except ValueError:
+            return _json_error("episode and frame must be numbers", 400)
+        if not 0 <= e < src.total_episodes:
+            return _json_error(f"episode {e} does not exist", 404)
+        if key not in src.image_keys():
+            return _json_error(
+                f"{key!r} is not an image camera of this dataset "
+                f"(image cameras: {', '.join(src.image_keys()) or 'none'})",
+                404,
+            )
+        length = int(src.episodes[e]["length"])
+        if not 0 <= i < length:
+            return _json_error(
+                f"frame {i} is not in episode {e} (it has frames 0..{length - 1})", 404
+            )
+        try:
+            pngs = state.episode_pngs(e, key)
+        except DatasetError as err:
+            return _json_error(str(err), 500)
+        if len(pngs) != length:
+            return _json_error(
+                f"episode {e} stores {len(pngs)} frames of {key}, not its length {length}; "
+                "run openk verify on the dataset",
+                500,
+            )
+        return Response(pngs[i], media_type="image/png", headers={"cache-control": "no-store"})
 
     async def files(request: Request) -> Response:
         rel = request.path_params["path"]
@@ -210,6 +267,7 @@ def make_app(
         Route("/static/plotly.min.js", plotly),
         Route("/api/dataset", dataset),
         Route("/api/episode/{n}", episode),
+        Route("/api/episode/{n}/image/{key}/{i}", image),
         Route("/api/command", command),
         Route("/api/delete", delete, methods=["POST"]),
         Route("/files/{path:path}", files),

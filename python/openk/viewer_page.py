@@ -14,7 +14,8 @@ PAGE = r"""<!doctype html>
  .flag { background: #ffe1d6; border-radius: 4px; padding: 0 4px; margin-right: 4px;
          font-size: 12px; white-space: nowrap; }
  #layout { display: flex; gap: 2em; align-items: flex-start; }
- #videos video { width: 320px; margin-right: 6px; background: #000; }
+ #videos video, #videos img { width: 320px; margin-right: 6px; background: #000;
+                              image-rendering: pixelated; }
  pre { background: #f4f4f4; padding: 6px; white-space: pre-wrap; }
  .plot { width: 640px; height: 260px; }
  #confirm-panel { display: none; border: 2px solid #c33; padding: 6px; margin-top: 6px; }
@@ -48,7 +49,8 @@ PAGE = r"""<!doctype html>
 </div>
 <script>
 "use strict";
-const state = { dataset: null, episode: null, marked: new Set(), t: 0 };
+// `clock`: playback of an episode without videos (image cameras only) runs on the page's clock.
+const state = { dataset: null, episode: null, marked: new Set(), t: 0, clock: null };
 
 function el(tag, attrs, text) {
   const e = document.createElement(tag);
@@ -135,6 +137,29 @@ document.getElementById("confirm-delete").addEventListener("click", async () => 
 });
 
 function videos() { return [...document.querySelectorAll("#videos video")]; }
+function images() { return [...document.querySelectorAll("#videos img")]; }
+
+// An image camera shows one stored PNG at a time. At most one request per camera is in
+// flight: a cursor that moves faster than frames load skips to the latest wanted frame.
+function showFrame(img, frame) {
+  img.dataset.want = String(frame);
+  if (img.dataset.loading === "1" || img.dataset.frame === String(frame)) return;
+  img.dataset.loading = "1";
+  img.dataset.requested = String(frame);
+  img.src = img.dataset.url + frame;
+}
+
+function frameLoaded(img, ok) {
+  img.dataset.loading = "0";
+  if (ok) img.dataset.frame = img.dataset.requested;
+  else img.dataset.error = `frame ${img.dataset.requested} did not load`;
+  if (ok && img.dataset.want !== img.dataset.frame) showFrame(img, Number(img.dataset.want));
+}
+
+function frameAt(t) {
+  const ep = state.episode;
+  return Math.max(0, Math.min(ep.length - 1, Math.round(t * ep.fps)));
+}
 
 function seek(t) {
   const ep = state.episode;
@@ -146,13 +171,24 @@ function seek(t) {
 
 function setCursor(t) {
   state.t = t;
+  if (state.episode) for (const img of images()) showFrame(img, frameAt(t));
   document.getElementById("clock").textContent = t.toFixed(3) + " s";
   for (const div of document.querySelectorAll(".plot")) {
     Plotly.relayout(div, { "shapes[0].x0": t, "shapes[0].x1": t });
   }
 }
 
+function followClock() {
+  const ep = state.episode;
+  const c = state.clock;
+  const last = (ep.length - 1) / ep.fps;
+  const t = Math.min(last, c.from + (performance.now() - c.start) / 1000);
+  if (t >= last) state.clock = null;
+  setCursor(t);
+}
+
 function follow() {
+  if (state.clock && state.episode) { followClock(); return; }
   const vs = videos();
   const ep = state.episode;
   if (!vs.length || !ep) return;
@@ -176,7 +212,14 @@ requestAnimationFrame(tick);
 
 document.getElementById("play").addEventListener("click", () => {
   const vs = videos();
-  if (!vs.length) return;
+  const ep = state.episode;
+  if (!vs.length) {
+    if (!ep || !images().length) return;
+    if (state.clock) { state.clock = null; return; }
+    const from = state.t >= (ep.length - 1) / ep.fps ? 0 : state.t;
+    state.clock = { start: performance.now(), from };
+    return;
+  }
   if (vs[0].paused) { for (const v of vs) v.play(); } else { for (const v of vs) v.pause(); }
 });
 
@@ -200,9 +243,21 @@ async function showEpisode(n) {
     box.appendChild(video);
     vdiv.appendChild(box);
   }
+  state.clock = null;
+  for (const [key, im] of Object.entries(ep.images)) {
+    const box = el("div", { style: "display:inline-block" });
+    box.appendChild(el("div", {}, key));
+    const img = el("img", { alt: `${key} frame`, "data-key": key, "data-url": im.url });
+    img.addEventListener("load", () => frameLoaded(img, true));
+    img.addEventListener("error", () => frameLoaded(img, false));
+    box.appendChild(img);
+    vdiv.appendChild(box);
+    showFrame(img, 0);
+  }
   const plots = document.getElementById("plots");
   plots.replaceChildren();
   state.t = 0;
+  document.getElementById("clock").textContent = "0.000 s";  // a new episode starts at 0
   for (const [key, s] of Object.entries(ep.series)) {
     const div = el("div", { class: "plot", id: `plot-${key}` });
     plots.appendChild(div);
@@ -250,6 +305,12 @@ window.openkView = {
     const div = document.querySelector(".plot");
     return div && div.layout.shapes[0].x0;
   },
+  // the frame an image camera shows (loaded), or null
+  imageFrame: (key) => {
+    const img = images().find((i) => i.dataset.key === key);
+    return img && img.dataset.frame !== undefined ? Number(img.dataset.frame) : null;
+  },
+  playing: () => state.clock !== null,
   videoTime: () => {
     const v = videos()[0];
     return v ? v.currentTime - Number(v.dataset.from) : null;

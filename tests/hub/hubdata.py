@@ -6,6 +6,12 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+
+from openk.cameras import synthetic_frame
+from openk.dataset import DatasetWriter
+
 DATASET_FILES = sorted(
     [
         "meta/info.json",
@@ -73,3 +79,43 @@ def snapshot(root: Path) -> dict[str, bytes]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
+
+
+# openk datasets written by openk's own DatasetWriter (one AV1 camera)
+FPS = 15
+LENGTHS = (12, 9)
+HEIGHT, WIDTH = 48, 64
+NAMES = ["a", "b", "c"]
+
+
+def write_openk_dataset(root: Path) -> None:
+    features = {
+        "observation.state": {"dtype": "float32", "shape": [3], "names": NAMES},
+        "action": {"dtype": "float32", "shape": [3], "names": NAMES},
+        "capture_time_ns": {"dtype": "int64", "shape": [1], "names": None},
+        "observation.images.front": {
+            "dtype": "video",
+            "shape": [HEIGHT, WIDTH, 3],
+            "names": ["height", "width", "channels"],
+        },
+    }
+    period = 1_000_000_000 // FPS
+    with DatasetWriter.create(
+        "tester/openk_made", FPS, features, root=root, robot_type="openk-1-alpha_follower"
+    ) as writer:
+        for episode, frames in enumerate(LENGTHS):
+            writer.start_episode(f"task {episode}")
+            t0 = 1_000_000_000 + episode * 10_000_000_000
+            for k in range(frames):
+                writer.add_camera_frame(
+                    "front", synthetic_frame(k, HEIGHT, WIDTH), t0 + k * period - period // 3
+                )
+            values = np.array(
+                [[episode, k, episode * 100 + k] for k in range(frames)], dtype=np.float32
+            ).reshape(-1)
+            vector = pa.FixedSizeListArray.from_arrays(pa.array(values), 3)
+            times = pa.array([t0 + k * period for k in range(frames)], pa.int64())
+            writer.add_rows(
+                pa.table({"capture_time_ns": times, "observation.state": vector, "action": vector})
+            )
+            writer.save_episode()

@@ -8,54 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
 import pytest
 from fakehub import FakeHub
-from hubdata import snapshot
+from hubdata import HEIGHT, LENGTHS, WIDTH, snapshot, write_openk_dataset
 
-from openk.cameras import synthetic_frame
-from openk.dataset import DatasetWriter, verify
+from openk.dataset import verify
 from openk.hub import files_to_upload, pull_dataset, push_dataset
-
-FPS = 15
-LENGTHS = (12, 9)
-HEIGHT, WIDTH = 48, 64
-NAMES = ["a", "b", "c"]
-
-
-def write_openk_dataset(root: Path) -> None:
-    features = {
-        "observation.state": {"dtype": "float32", "shape": [3], "names": NAMES},
-        "action": {"dtype": "float32", "shape": [3], "names": NAMES},
-        "capture_time_ns": {"dtype": "int64", "shape": [1], "names": None},
-        "observation.images.front": {
-            "dtype": "video",
-            "shape": [HEIGHT, WIDTH, 3],
-            "names": ["height", "width", "channels"],
-        },
-    }
-    period = 1_000_000_000 // FPS
-    with DatasetWriter.create(
-        "tester/openk_made", FPS, features, root=root, robot_type="openk-1-alpha_follower"
-    ) as writer:
-        for episode, frames in enumerate(LENGTHS):
-            writer.start_episode(f"task {episode}")
-            t0 = 1_000_000_000 + episode * 10_000_000_000
-            for k in range(frames):
-                writer.add_camera_frame(
-                    "front", synthetic_frame(k, HEIGHT, WIDTH), t0 + k * period - period // 3
-                )
-            values = np.array(
-                [[episode, k, episode * 100 + k] for k in range(frames)], dtype=np.float32
-            ).reshape(-1)
-            vector = pa.FixedSizeListArray.from_arrays(pa.array(values), 3)
-            times = pa.array([t0 + k * period for k in range(frames)], pa.int64())
-            writer.add_rows(
-                pa.table({"capture_time_ns": times, "observation.state": vector, "action": vector})
-            )
-            writer.save_episode()
-
 
 LOAD = """
 import json

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "dataset"))
@@ -23,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "dataset"))
 from ds_synth import features, record_episode
 
 from openk.dataset import DatasetWriter, verify
+from openk.dataset.images import decode_png
 from openk.dataset.reader import open_dataset
 
 from ..helpers import wait_until
@@ -55,6 +57,24 @@ def master(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+IMAGE_LENGTHS = [12, 9]
+
+
+@pytest.fixture(scope="module")
+def image_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A dataset recorded with video off: the cameras are PNG bytes in the parquet."""
+    root = tmp_path_factory.mktemp("view-images") / "master"
+    writer = DatasetWriter.create("openk/test", FPS, features(CAMS, video=False), root=root)
+    with writer:
+        for n in IMAGE_LENGTHS:
+            record_episode(writer, n, FPS, CAMS, task="pick")
+            writer.save_episode()
+    info = json.loads((root / "meta" / "info.json").read_text())
+    assert {info["features"][f"observation.images.{c}"]["dtype"] for c in CAMS} == {"image"}
+    assert not (root / "videos").exists()
+    return root
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -79,6 +99,12 @@ def serve(root: Path) -> Iterator[str]:
     finally:
         srv.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def image_server(image_master: Path) -> Iterator[str]:
+    with serve(image_master) as base:
+        yield base
 
 
 @pytest.fixture
@@ -139,6 +165,42 @@ def test_serves_only_the_dataset_files(server: tuple[str, Path]) -> None:
     assert [e["length"] for e in info["episodes"]] == LENGTHS
     assert [f["flag"] for f in info["episodes"][1]["flags"]] == ["loop rate"]
     assert "loop rate" in info["thresholds"]
+
+
+def test_image_camera_frames_are_served_from_the_parquet(
+    image_server: str, image_master: Path
+) -> None:
+    base = image_server
+    info = json.loads(_get(base + "/api/dataset")[1])
+    assert info["cameras"] == [f"observation.images.{c}" for c in CAMS]
+    ep = json.loads(_get(base + "/api/episode/1")[1])
+    assert ep["videos"] == {}
+    assert set(ep["images"]) == set(info["cameras"])
+    assert len(ep["series"]["action"]["values"]) == 7
+    reader = open_dataset(image_master)
+    for key, image in ep["images"].items():
+        stored = reader.camera_frames(1, key)
+        assert len(stored) == IMAGE_LENGTHS[1]
+        for i in (0, 5, IMAGE_LENGTHS[1] - 1):
+            req = urllib.request.Request(base + image["url"] + str(i))
+            with urllib.request.urlopen(req, timeout=30) as r:
+                assert r.headers["content-type"] == "image/png"
+                got = decode_png(r.read())
+            assert np.array_equal(got, stored[i]), (key, i)
+        assert not np.array_equal(stored[0], stored[5])  # the index picks a distinct frame
+    url = ep["images"]["observation.images.front"]["url"]
+    for path, status, says in (
+        ("/api/episode/1/image/observation.images.side/0", 404, "not an image camera"),
+        ("/api/episode/1/image/action/0", 404, "not an image camera"),
+        (url + str(IMAGE_LENGTHS[1]), 404, "frames 0..8"),
+        (url + "10", 404, "not in episode 1"),  # a frame of episode 0, not of episode 1
+        (url + "-1", 404, "frame -1"),
+        (url + "x", 400, "must be numbers"),
+        ("/api/episode/2/image/observation.images.front/0", 404, "episode 2 does not exist"),
+    ):
+        got_status, body = _get(base + path)
+        assert got_status == status, path
+        assert says in json.loads(body)["error"], (path, body)
 
 
 def test_delete_needs_same_origin_and_confirmation(server: tuple[str, Path]) -> None:
@@ -316,3 +378,68 @@ def test_lerobot_dataset_is_reviewable(tmp_path: Path) -> None:
         assert (video["from"], video["to"]) == (2.0, 4.0)
         assert _get(base + video["url"])[0] == 200
         assert _get(base + "/api/episode/2")[0] == 404
+
+
+# The pixels an image camera's <img> shows, read back through a canvas (PNG is lossless).
+IMG_PIXELS = """
+const img = [...document.querySelectorAll('#videos img')].find(i => i.dataset.key === arguments[0]);
+const c = document.createElement('canvas');
+c.width = img.naturalWidth; c.height = img.naturalHeight;
+const ctx = c.getContext('2d');
+ctx.drawImage(img, 0, 0);
+const d = ctx.getImageData(0, 0, c.width, c.height).data;
+const rgb = [];
+for (let k = 0; k < d.length; k += 4) rgb.push(d[k], d[k + 1], d[k + 2]);
+return [c.height, c.width, rgb];
+"""
+
+
+def test_image_cameras_follow_the_cursor_in_headless_chromium(
+    image_server: str, image_master: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    base = image_server
+    reader = open_dataset(image_master)
+    key = "observation.images.wrist"
+    stored = reader.camera_frames(0, key)
+    driver = _chrome()
+
+    def shown(k: str = key) -> Any:
+        return driver.execute_script("return openkView.imageFrame(arguments[0])", k)
+
+    def pixels() -> np.ndarray:
+        h, w, rgb = driver.execute_script(IMG_PIXELS, key)
+        return np.array(rgb, dtype=np.uint8).reshape(h, w, 3)
+
+    try:
+        driver.get(base + "/")
+        _wait("the page", lambda: driver.execute_script("return document.body.dataset.ready"))
+        assert driver.execute_script("return document.querySelectorAll('#videos img').length") == 2
+        wait_until(lambda: shown() == 0, "the first frame is shown")
+        assert np.array_equal(pixels(), stored[0])
+        # the cursor moves: every image camera swaps to the frame at that time
+        driver.execute_script("openkView.seek(0.2)")
+        wait_until(lambda: shown() == 6, "frame 6 (0.2 s at 30 fps) is shown")
+        wait_until(lambda: shown("observation.images.front") == 6, "the other camera follows")
+        assert np.array_equal(pixels(), stored[6])
+        assert abs(driver.execute_script("return openkView.cursorOnPlot()") - 0.2) < 1e-6
+        # play without videos: the page clock moves the cursor to the last frame, then stops
+        driver.find_element(By.ID, "play").click()
+        wait_until(lambda: not driver.execute_script("return openkView.playing()"), "playback ends")
+        last = IMAGE_LENGTHS[0] - 1
+        wait_until(lambda: shown() == last, "the last frame is shown")
+        assert np.array_equal(pixels(), stored[last])
+        assert abs(driver.execute_script("return openkView.cursor()") - last / FPS) < 1e-6
+        # another episode shows its own frames
+        driver.find_element(By.CSS_SELECTOR, "#ep-row-1 a").click()
+        wait_until(
+            lambda: "Episode 1" in driver.find_element(By.ID, "episode-title").text, "episode 1"
+        )
+        wait_until(lambda: shown() == 0, "episode 1's first frame is shown")
+        assert driver.find_element(By.ID, "clock").text == "0.000 s"
+        assert np.array_equal(pixels(), reader.camera_frames(1, key)[0])
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "openk_view_images.png"))
+    finally:
+        driver.quit()

@@ -135,9 +135,14 @@ class Source:
     def video_first_frame(self, key: str, ep: dict[str, Any]) -> int:
         return round(float(ep[f"videos/{key}/from_timestamp"]) * self.fps)
 
-    def rows(self, index: int) -> pa.Table:
+    def rows(self, index: int, columns: Sequence[str] | None = None) -> pa.Table:
+        """The episode's rows in frame order; `columns` reads only those (skipping, e.g., the
+        PNG bytes of image cameras)."""
         ep = self.episodes[index]
-        table = pq.read_table(self.data_path(ep), filters=[("episode_index", "=", index)])
+        wanted = None if columns is None else list(dict.fromkeys(["frame_index", *columns]))
+        table = pq.read_table(
+            self.data_path(ep), columns=wanted, filters=[("episode_index", "=", index)]
+        )
         return table.sort_by("frame_index")
 
     def check_episodes(self, episodes: Sequence[int], what: str) -> None:
@@ -337,7 +342,7 @@ def plan_trim_idle(src: Source, threshold: float, feature: str = "action") -> Pl
     picks: list[Pick] = []
     lines = [f"trim idle frames: {feature} within {threshold:.6g} of the first/last frame"]
     for i in range(src.total_episodes):
-        col = src.rows(i).column(feature).combine_chunks()
+        col = src.rows(i, [feature]).column(feature).combine_chunks()
         if pa.types.is_fixed_size_list(col.type) or pa.types.is_list(col.type):
             values = np.asarray(col.flatten().to_numpy(zero_copy_only=False)).reshape(len(col), -1)
         else:

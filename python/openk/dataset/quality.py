@@ -82,7 +82,7 @@ def episode_flags(src: Source, thresholds: Thresholds | None = None) -> list[lis
         if median and (n < th.length_low * median or n > th.length_high * median):
             flags.append({"flag": "length", "detail": f"{n} frames, median {median:g}"})
         if action_range is not None and n > 2:
-            action = _matrix(src.rows(e), "action")
+            action = _matrix(src.rows(e, ["action"]), "action")
             threshold = float(np.max(action_range)) * th.idle_range_fraction
             start, stop = idle_bounds(action, threshold)
             idle_head, idle_tail = start / src.fps, (n - stop) / src.fps

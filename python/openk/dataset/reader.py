@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from openk.dataset import layout, meta
+from openk.dataset.features import image_keys
 from openk.dataset.stats import Stats
 from openk.errors import DatasetError
 from openk.repo_id import validate_repo_id
@@ -193,8 +194,7 @@ class DatasetReader:
         if feat["dtype"] == "image":
             from openk.dataset.images import decode_png
 
-            col = self.episode_table(episode_index, columns=[key]).column(key).to_pylist()
-            return np.stack([decode_png(v["bytes"]) for v in col])
+            return np.stack([decode_png(png) for png in self.image_pngs(episode_index, key)])
         from openk.dataset.video import decode_frames
 
         path = meta.video_path_of(
@@ -207,3 +207,15 @@ class DatasetReader:
         return decode_frames(
             path, float(row[f"videos/{key}/from_timestamp"]), int(row["length"]), self.fps
         )
+
+    def image_pngs(self, episode_index: int, key: str) -> list[bytes]:
+        """An image camera's (dtype `image`) stored PNG bytes for an episode, in frame order,
+        undecoded: one read of that camera's column for the episode."""
+        feat = self.features.get(key)
+        if feat is None or feat["dtype"] != "image":
+            raise DatasetError(
+                f"{key!r} is not an image camera of this dataset: {image_keys(self.features)}"
+            )
+        table = self.episode_table(episode_index, columns=["frame_index", key])
+        col = table.sort_by("frame_index").column(key).combine_chunks()
+        return [bytes(png) for png in col.field("bytes").to_pylist()]
