@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from openk.errors import BusTimeoutError, DatasetBusyError, DatasetError, OpenKError
+from openk.errors import BusTimeoutError, DatasetError, OpenKError
 
 # --- find-port --------------------------------------------------------------------------------
 
@@ -313,14 +313,11 @@ def verify(root: Path, echo: Callable[[str], None] = click.echo) -> None:
     if report.ok:
         echo(str(report))
         return
-    from openk.dataset.layout import dataset_writer
+    from openk.dataset.layout import busy_error, dataset_writer
 
     writer = dataset_writer(root)
     if writer is not None:  # its journal and temporary files belong to a running write
-        raise DatasetBusyError(
-            f"{root} is being written by {writer} (a recording or an edit is in progress), so "
-            "it was not checked; verify it once that finished, or stop it"
-        )
+        raise busy_error(root, writer, "it was not checked")
     for problem in report.problems:
         echo(f"problem: {problem}")
     raise DatasetError(

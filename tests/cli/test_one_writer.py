@@ -1,7 +1,8 @@
 """One writer per dataset: while `openk record` writes a dataset, a second `openk record`
-(new or --resume), an in-place edit and a recovery of it are refused naming the recording's
-pid, `openk verify` says a recording is in progress instead of reporting it broken, and the
-first recording finishes intact."""
+(new or --resume), an edit and a recovery of it are refused naming the recording's pid (so is
+`openk view`: the episode being recorded is not an interrupted one), `openk verify` says a
+recording is in progress instead of reporting it broken, and the first recording finishes
+intact."""
 
 from __future__ import annotations
 
@@ -29,6 +30,11 @@ def test_second_writer_is_refused_while_recording(tmp_path: Path) -> None:
             "record": _openk(*record, cwd=tmp_path),
             "edit": _openk("edit", "delete", str(root), "--episodes", "0", cwd=tmp_path),
             "recover": _openk("recover", str(root), cwd=tmp_path),
+            # readers of the whole dataset say why, instead of "an interrupted recording"
+            "edit --output": _openk(
+                "edit", "delete", str(root), "--episodes", "0", "--output", "out", cwd=tmp_path
+            ),
+            "view": _openk("view", str(root), "--no-browser", "--port", "0", cwd=tmp_path),
         }
         for what, proc in attempts.items():
             error = one_line_error(proc)

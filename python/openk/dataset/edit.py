@@ -73,9 +73,17 @@ class Source:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.info: dict[str, Any] = meta.read_info(self.root)
-        from openk.dataset.journal import list_journal
+        from openk.dataset.journal import JOURNAL_DIR, list_journal
 
-        if (self.root / layout.OPENK_DIR / "commit.json").exists() or list_journal(self.root):
+        commit_log = self.root / layout.OPENK_DIR / "commit.json"
+        writer = (
+            layout.dataset_writer(self.root)
+            if commit_log.exists() or (self.root / JOURNAL_DIR).exists()
+            else None
+        )
+        if writer is not None:  # its journal is a recording in progress, not an interrupted one
+            raise layout.busy_error(self.root, writer)
+        if commit_log.exists() or list_journal(self.root):
             raise DatasetError(
                 f"{self.root} holds an interrupted recording; run `openk recover {self.root}` "
                 "(or `--discard`) before editing it"

@@ -190,6 +190,16 @@ def _this_command() -> str:
     return " ".join([name, *sys.argv[1:]])[:300]
 
 
+def busy_error(root: Path, holder: str, outcome: str = "nothing was changed") -> DatasetBusyError:
+    """The one message for a dataset that `holder` (see `dataset_writer`) is writing."""
+    busy = DatasetBusyError(
+        f"{root} is being written by {holder} (a recording or an edit is in progress); wait "
+        f"for it to finish or stop it, then try again ({outcome})"
+    )
+    busy.holder = holder
+    return busy
+
+
 def lock_dataset(root: Path) -> DatasetLock:
     """Take the one-writer lock of the dataset at `root` (it need not exist yet), for the whole
     time this process writes it; a process may take it again (nested), each taking released.
@@ -216,12 +226,7 @@ def lock_dataset(root: Path) -> DatasetLock:
             except OSError:
                 holder = _holder(fd)
                 os.close(fd)
-                busy = DatasetBusyError(
-                    f"{Path(os.path.realpath(root))} is being written by {holder}; wait for it "
-                    "to finish or stop it, then try again (nothing was changed)"
-                )
-                busy.holder = holder
-                raise busy from None
+                raise busy_error(Path(os.path.realpath(root)), holder) from None
             try:
                 here = os.stat(path)
                 mine = os.fstat(fd)
