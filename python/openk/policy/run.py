@@ -210,14 +210,14 @@ def policy_session_factory(
         session = PolicySession(native, runner, setup.tap, trace)
         if teleop is not None:
             session.toggle = _source_toggle(core_session)
+            session.on_episode_start = _scripted_handovers(session.toggle)
         return session
 
     return make
 
 
 def _source_toggle(core_session: Any) -> Callable[[], None]:
-    """Flips the goals between the policy and the leader. `OPENK_TEST_HANDOVER_AT` (test hook:
-    comma-separated seconds after the loop started) flips them at those times."""
+    """Flips the goals between the policy and the leader (SPACE)."""
     import threading
 
     lock = threading.Lock()
@@ -230,11 +230,31 @@ def _source_toggle(core_session: Any) -> Callable[[], None]:
             core_session.set_goal_source(source)
         log.info("goals now follow the %s", "leader" if state["leader"] else "policy")
 
-    for t in filter(None, os.environ.get("OPENK_TEST_HANDOVER_AT", "").split(",")):
-        timer = threading.Timer(float(t), toggle)
-        timer.daemon = True
-        timer.start()
     return toggle
+
+
+def _scripted_handovers(toggle: Callable[[], None]) -> Callable[[], None] | None:
+    """`OPENK_TEST_HANDOVER_AT` (test hook: comma-separated seconds into the first episode)
+    presses SPACE at those times. They count from the episode's start, not the loop's: opening
+    the cameras and the dataset writer between the two takes seconds on a busy machine, and a
+    handover scripted against the loop's clock would then happen before any row is recorded."""
+    import threading
+
+    times = [float(t) for t in os.environ.get("OPENK_TEST_HANDOVER_AT", "").split(",") if t]
+    if not times:
+        return None
+    armed = threading.Event()
+
+    def arm() -> None:
+        if armed.is_set():
+            return
+        armed.set()
+        for t in times:
+            timer = threading.Timer(t, toggle)
+            timer.daemon = True
+            timer.start()
+
+    return arm
 
 
 def policy_camera_factory(

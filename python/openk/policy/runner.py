@@ -341,6 +341,8 @@ class PolicySession:
         self._stopping = False
         # DAgger: hands the arm between the policy and the leader (None: no leader).
         self.toggle: Any = None
+        # Called as each episode's recording starts (the tests' scripted handovers).
+        self.on_episode_start: Callable[[], None] | None = None
 
     def bind_events(self, events: Any) -> None:
         """A policy failure then ends the episode as Esc does (its rows are kept) instead of
@@ -370,6 +372,8 @@ class PolicySession:
     def start_episode(self) -> None:
         self.tap.clear_state()
         self.inner.start_episode()
+        if self.on_episode_start is not None:
+            self.on_episode_start()
         if self.trace is not None:
             self.trace.new_episode()
         self.runner.start_episode()
