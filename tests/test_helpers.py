@@ -37,7 +37,10 @@ def test_gil_probe_sees_a_call_that_holds_the_gil() -> None:
 
 
 def test_gil_probe_runs_during_a_call_that_releases_the_gil() -> None:
+    # 0.2 s calls: a judged stretch of 0.1 s is longer than the OS keeps a runnable thread off
+    # its core on a loaded machine (two CPU burners took it for all of a 25 ms stretch in 7 of
+    # 10 calls), while a call that holds the GIL stalls the probe for all of it, however long.
     with GilProbe() as probe:
         for _ in range(10):
-            probe.call(0.05, _USLEEP_RELEASING_THE_GIL, 50_000)
+            probe.call(0.2, _USLEEP_RELEASING_THE_GIL, 200_000)
     assert probe.calls_it_ran_during >= 5, probe.calls_it_ran_during

@@ -81,11 +81,20 @@ def recording_episode_2(tmp_path: Path, *, capture: bool) -> subprocess.Popen[st
             details=lambda: log.read_text() if log.exists() else "(no log)",
         )
         wait_until(lambda: newest_episode_rows(tmp_path / "ds"), "episode 2 has rows in the writer")
+        # Episode 1 is committed in the background while episode 2 records; on a loaded
+        # machine that takes a while. The tests act on a recording whose episode 1 is in.
+        wait_until(lambda: committed_episodes(tmp_path / "ds") == 1, "episode 1 is committed")
     except BaseException:
         proc.kill()
         proc.wait(timeout=60)
         raise
     return proc
+
+
+def committed_episodes(root: Path) -> int:
+    """Episodes the dataset's metadata counts (0 before the first commit)."""
+    info = root / "meta" / "info.json"
+    return int(json.loads(info.read_text())["total_episodes"]) if info.exists() else 0
 
 
 def newest_episode_rows(root: Path) -> int:
@@ -152,7 +161,7 @@ def test_kill_9_resume_keeps_what_it_announces(tmp_path: Path, video: str) -> No
     finally:
         proc.kill()
         proc.wait(timeout=60)
-    assert json.loads((root / "meta" / "info.json").read_text())["total_episodes"] == 1
+    assert committed_episodes(root) == 1
     before = open_dataset(root).list_episodes()
     video_file = _journal_video(root)
     if video == "missing":  # killed before the encoder wrote its first fragment
@@ -213,7 +222,7 @@ def test_port_lost_mid_episode_says_so_and_keeps_finished_episodes(tmp_path: Pat
     assert f"`openk recover {root}` offers it back" in error, error
     assert "Traceback" not in proc.stderr
     assert next(e["length"] for e in open_dataset(root).list_episodes()) > 0
-    assert json.loads((root / "meta" / "info.json").read_text())["total_episodes"] == 1
+    assert committed_episodes(root) == 1
 
     # the episode set aside comes back with exactly the rows announced
     recovered = _openk("recover", str(root), cwd=tmp_path)

@@ -424,7 +424,7 @@ def _episodes(
             "episode %d/%d started (dataset episode %d)",
             episode,
             ds.num_episodes,
-            writer.total_episodes,
+            writer.next_episode_index,
         )
         recorder.rows = 0
         try:

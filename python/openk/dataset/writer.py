@@ -575,6 +575,12 @@ class DatasetWriter:
         return int(self._info["total_episodes"])
 
     @property
+    def next_episode_index(self) -> int:
+        """The index the next saved episode gets: committed episodes plus those still queued
+        for commit (`total_episodes` counts only the committed ones)."""
+        return self._next_index
+
+    @property
     def total_frames(self) -> int:
         return int(self._info["total_frames"])
 
