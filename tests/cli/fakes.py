@@ -131,6 +131,10 @@ class RecordingWriter:
     discarded: int = 0
     closed: bool = False
 
+    @property
+    def next_episode_index(self) -> int:
+        return self.total_episodes  # this fake commits each episode as it is saved
+
     def start_episode(self, task: str | None = None) -> None:
         assert self.current is None
         self.current = []
