@@ -83,6 +83,19 @@ def _close_open_writers() -> None:
             writer.close()
 
 
+def _full_features(
+    features: Mapping[str, Mapping[str, Any]], use_videos: bool | None
+) -> dict[str, Any]:
+    """The dataset's features: `features` with cameras stored as videos or images as
+    `use_videos` says (None: as given), plus lerobot's default columns."""
+    feats: dict[str, Any] = dict(features)
+    if use_videos is not None:
+        for key, spec in list(feats.items()):
+            if spec.get("dtype") in ("video", "image"):
+                feats[key] = {**spec, "dtype": "video" if use_videos else "image"}
+    return with_defaults(feats)
+
+
 @contextlib.contextmanager
 def _released_on_error(lock: layout.DatasetLock) -> Iterator[layout.DatasetLock]:
     """The dataset lock `create`/`resume` took, released if they fail (the writer keeps it)."""
@@ -429,12 +442,7 @@ class DatasetWriter:
             raise DatasetError("file sizes and chunks_size must be positive (lerobot refuses 0)")
         root_path = Path(root).expanduser() if root is not None else layout.default_root(repo_id)
         with _released_on_error(layout.lock_dataset(root_path)) as dataset_lock:
-            feats = dict(features)
-            if use_videos is not None:
-                for key, spec in list(feats.items()):
-                    if spec.get("dtype") in ("video", "image"):
-                        feats[key] = {**spec, "dtype": "video" if use_videos else "image"}
-            full = with_defaults(feats)
+            full = _full_features(features, use_videos)
             if meta.info_path(root_path).exists():
                 raise DatasetError(
                     f"a dataset already exists at {root_path}; resume it (--resume=true) or choose "
@@ -521,12 +529,9 @@ class DatasetWriter:
                     f"{info.get('robot_type')!r}"
                 )
             if features is not None:
-                feats = dict(features)
-                if use_videos is not None:
-                    for key, spec in list(feats.items()):
-                        if spec.get("dtype") in ("video", "image"):
-                            feats[key] = {**spec, "dtype": "video" if use_videos else "image"}
-                problems += schema_differences(with_defaults(feats), info["features"])
+                problems += schema_differences(
+                    _full_features(features, use_videos), info["features"]
+                )
             if problems:
                 raise DatasetError(
                     f"cannot resume {root_path}: "
